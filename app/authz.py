@@ -1,0 +1,72 @@
+"""Scope as SQL: every service narrows its statements through these, so an object outside the
+caller's scope is simply not found."""
+
+import uuid
+from typing import Any
+
+from sqlalchemy import ColumnElement, false, or_, select, true
+
+from app.models import Household, Role, Village
+from app.security import Principal
+
+STAFF_READ_ROLES = (Role.VILLAGE_ADMIN, Role.SCORING_LEADER, Role.SCORER, Role.SHOP_ATTENDANT)
+
+
+def villages_in_towns(town_ids: set[uuid.UUID]) -> Any:
+    return select(Village.id).where(Village.town_id.in_(town_ids))  # type: ignore[attr-defined]
+
+
+def village_scope(
+    principal: Principal,
+    village_column: Any,
+    *,
+    roles: tuple[Role, ...],
+    towns: bool = True,
+    residents: bool = False,
+) -> ColumnElement[bool]:
+    """Rows whose village the principal may act on with one of `roles`.
+
+    `towns`: a town supervisor sees every village of their town. `residents`: a villager sees
+    their own village.
+    """
+    if principal.is_district_admin:
+        return true()
+    clauses: list[ColumnElement[bool]] = []
+    village_ids = principal.village_ids(*roles)
+    if residents and principal.household_village_id:
+        village_ids.add(principal.household_village_id)
+    if village_ids:
+        clauses.append(village_column.in_(village_ids))
+    town_ids = principal.supervised_town_ids() if towns else set()
+    if town_ids:
+        clauses.append(village_column.in_(villages_in_towns(town_ids)))
+    return or_(*clauses) if clauses else false()
+
+
+def household_scope(principal: Principal, *, admin_only: bool = False) -> ColumnElement[bool]:
+    """Households the principal may read (or, with admin_only, edit).
+
+    Scorers limited to some village groups (包片) see only those groups; everyone sees their own
+    household.
+    """
+    if principal.is_district_admin:
+        return true()
+    if admin_only:
+        return village_scope(
+            principal, Household.village_id, roles=(Role.VILLAGE_ADMIN,), towns=False
+        )
+    clauses: list[ColumnElement[bool]] = [
+        village_scope(principal, Household.village_id, roles=(Role.VILLAGE_ADMIN,))
+    ]
+    for grant in principal.grants:
+        if grant.role not in (Role.SCORER, Role.SCORING_LEADER) or grant.village_id is None:
+            continue
+        if grant.village_group_ids:
+            clauses.append(
+                Household.village_group_id.in_(grant.village_group_ids)  # type: ignore[union-attr]
+            )
+        else:
+            clauses.append(Household.village_id == grant.village_id)
+    if principal.household_id:
+        clauses.append(Household.id == principal.household_id)
+    return or_(*clauses)

@@ -1,0 +1,234 @@
+"""A fake of WeChat's server APIs on loopback, for tests and the demo.
+
+It is a real HTTP server, so the product's httpx client is exercised as in production.
+js_code `<openid>` or `<openid>#<anything>` logs in as that openid; each code works once
+(a reused one answers 40163, as WeChat does). A phone code `phone:<number>` yields that number.
+Failures are queued per API, in code (`fail_next`) or over HTTP (`POST /__fake/fail`).
+"""
+
+import hashlib
+import json
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Literal
+from urllib.parse import parse_qs, urlsplit
+
+Api = Literal["code2session", "token", "phone"]
+APIS: tuple[Api, ...] = ("code2session", "token", "phone")
+ERRMSG = {
+    -1: "system error",
+    40029: "invalid code",
+    40163: "code been used",
+    45011: "api minute-quota reach limit mustslower retry next minute",
+    40226: "invalid user: high risk",
+    40013: "invalid appid",
+    40125: "invalid appsecret",
+}
+
+
+@dataclass
+class Failure:
+    errcode: int | None = None
+    http_status: int | None = None
+    delay_seconds: float = 0.0
+
+
+@dataclass
+class FakeWechatState:
+    appid: str
+    secret: str
+    used_codes: set[str] = field(default_factory=set)
+    failures: dict[str, deque[Failure]] = field(default_factory=lambda: {a: deque() for a in APIS})
+    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class FakeWechatServer:
+    def __init__(self, appid: str, secret: str, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.state = FakeWechatState(appid=appid, secret=secret)
+        handler = type("Handler", (_Handler,), {"state": self.state})
+        self._server = ThreadingHTTPServer((host, port), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> "FakeWechatServer":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def fail_next(
+        self,
+        api: Api,
+        *,
+        errcode: int | None = None,
+        http_status: int | None = None,
+        delay_seconds: float = 0.0,
+        times: int = 1,
+    ) -> None:
+        with self.state.lock:
+            for _ in range(times):
+                self.state.failures[api].append(Failure(errcode, http_status, delay_seconds))
+
+    def calls_to(self, api: Api) -> list[dict[str, Any]]:
+        with self.state.lock:
+            return [params for name, params in self.state.calls if name == api]
+
+    def reset(self) -> None:
+        with self.state.lock:
+            self.state.used_codes.clear()
+            self.state.calls.clear()
+            for queue in self.state.failures.values():
+                queue.clear()
+
+
+def session_key_for(openid: str) -> str:
+    return hashlib.sha256(b"fake-session-key:" + openid.encode()).hexdigest()[:24]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    state: FakeWechatState
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        return
+
+    def _send(self, status: int, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _error(self, errcode: int) -> None:
+        self._send(200, {"errcode": errcode, "errmsg": ERRMSG.get(errcode, "error")})
+
+    def _json_body(self) -> dict[str, Any]:
+        length = int(self.headers.get("Content-Length") or 0)
+        if not length:
+            return {}
+        try:
+            body = json.loads(self.rfile.read(length))
+        except ValueError:
+            return {}
+        return body if isinstance(body, dict) else {}
+
+    def _injected_failure(self, api: Api) -> bool:
+        with self.state.lock:
+            failure = self.state.failures[api].popleft() if self.state.failures[api] else None
+        if failure is None:
+            return False
+        if failure.delay_seconds:
+            time.sleep(failure.delay_seconds)
+        if failure.http_status:
+            self._send(failure.http_status, {"error": "injected"})
+            return True
+        if failure.errcode is not None:
+            self._error(failure.errcode)
+            return True
+        return False
+
+    def do_GET(self) -> None:
+        url = urlsplit(self.path)
+        query = {k: v[0] for k, v in parse_qs(url.query).items()}
+        if url.path == "/sns/jscode2session":
+            self._code2session(query)
+        elif url.path == "/cgi-bin/token":
+            self._token(query)
+        else:
+            self._send(404, {"errcode": 404, "errmsg": "not found"})
+
+    def do_POST(self) -> None:
+        url = urlsplit(self.path)
+        query = {k: v[0] for k, v in parse_qs(url.query).items()}
+        body = self._json_body()
+        if url.path == "/cgi-bin/stable_token":
+            self._token(body)
+        elif url.path == "/wxa/business/getuserphonenumber":
+            self._phone(query, body)
+        elif url.path == "/__fake/fail":
+            self._control(body)
+        else:
+            self._send(404, {"errcode": 404, "errmsg": "not found"})
+
+    def _record(self, api: Api, params: dict[str, Any]) -> None:
+        with self.state.lock:
+            self.state.calls.append((api, params))
+
+    def _code2session(self, query: dict[str, str]) -> None:
+        self._record("code2session", query)
+        if self._injected_failure("code2session"):
+            return
+        if query.get("appid") != self.state.appid:
+            return self._error(40013)
+        if query.get("secret") != self.state.secret:
+            return self._error(40125)
+        code = query.get("js_code", "")
+        if not code or query.get("grant_type") != "authorization_code":
+            return self._error(40029)
+        with self.state.lock:
+            reused = code in self.state.used_codes
+            self.state.used_codes.add(code)
+        if reused:
+            return self._error(40163)
+        openid = code.split("#", 1)[0]
+        self._send(200, {"openid": openid, "session_key": session_key_for(openid)})
+
+    def _token(self, params: dict[str, Any]) -> None:
+        self._record("token", params)
+        if self._injected_failure("token"):
+            return
+        if params.get("appid") != self.state.appid or params.get("secret") != self.state.secret:
+            return self._error(40125)
+        token = hashlib.sha256(f"{self.state.appid}:{self.state.secret}".encode()).hexdigest()
+        self._send(200, {"access_token": token, "expires_in": 7200})
+
+    def _phone(self, query: dict[str, str], body: dict[str, Any]) -> None:
+        self._record("phone", {**query, **body})
+        if self._injected_failure("phone"):
+            return
+        expected = hashlib.sha256(f"{self.state.appid}:{self.state.secret}".encode()).hexdigest()
+        if query.get("access_token") != expected:
+            return self._error(40001)
+        code = str(body.get("code", ""))
+        if not code.startswith("phone:") or len(code) <= len("phone:"):
+            return self._error(40029)
+        number = code.removeprefix("phone:")
+        self._send(
+            200,
+            {
+                "errcode": 0,
+                "errmsg": "ok",
+                "phone_info": {
+                    "phoneNumber": number,
+                    "purePhoneNumber": number,
+                    "countryCode": "86",
+                    "watermark": {"timestamp": int(time.time()), "appid": self.state.appid},
+                },
+            },
+        )
+
+    def _control(self, body: dict[str, Any]) -> None:
+        api = body.get("api")
+        if api not in APIS:
+            return self._send(400, {"error": f"api must be one of {APIS}"})
+        failure = Failure(
+            errcode=body.get("errcode"),
+            http_status=body.get("http_status"),
+            delay_seconds=float(body.get("delay_seconds") or 0),
+        )
+        with self.state.lock:
+            for _ in range(int(body.get("times") or 1)):
+                self.state.failures[api].append(failure)
+        self._send(200, {"queued": api})

@@ -1,0 +1,142 @@
+"""WeChat server APIs over HTTP: code2Session, stable access token, phone number."""
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from app.config import Settings
+from app.errors import AppError, BadRequest, Forbidden, ServiceUnavailable, TooManyRequests
+
+SYSTEM_BUSY = -1
+INVALID_CODE = 40029
+CODE_USED = 40163
+RATE_LIMITED = 45011
+HIGH_RISK_USER = 40226
+
+
+@dataclass(frozen=True)
+class WechatSession:
+    openid: str
+    session_key: str
+    unionid: str | None
+
+
+class WechatUnexpected(AppError):
+    status = 502
+    code = "wechat.unexpected"
+    title = "微信服务返回异常"
+
+
+def _error_for(errcode: int, errmsg: str) -> AppError:
+    if errcode in (INVALID_CODE, CODE_USED):
+        return BadRequest(
+            "The WeChat login code is invalid or already used; call wx.login again.",
+            code="wechat.invalid_code",
+            title="微信登录凭证无效或已使用，请重新登录",
+        )
+    if errcode == RATE_LIMITED:
+        return TooManyRequests(
+            "WeChat is limiting login calls; try again in a minute.",
+            code="wechat.rate_limited",
+            title="登录太频繁，请稍后再试",
+            headers={"Retry-After": "60"},
+        )
+    if errcode == HIGH_RISK_USER:
+        return Forbidden(
+            "WeChat has blocked this account from logging in.",
+            code="wechat.user_blocked",
+            title="该微信账号被限制登录",
+        )
+    if errcode == SYSTEM_BUSY:
+        return ServiceUnavailable(
+            "WeChat is busy.", code="wechat.unavailable", title="微信服务繁忙，请稍后再试"
+        )
+    return WechatUnexpected(f"WeChat answered errcode {errcode}: {errmsg}")
+
+
+class WechatClient:
+    def __init__(self, http: httpx.AsyncClient, settings: Settings) -> None:
+        self._http = http
+        self._settings = settings
+        self._base = settings.wechat_api_base.rstrip("/")
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        """One call, retried once when WeChat says it is busy (errcode -1)."""
+        for attempt in range(2):
+            try:
+                response = await self._http.request(method, self._base + path, **kwargs)
+            except httpx.TransportError as exc:
+                raise ServiceUnavailable(
+                    "WeChat could not be reached.",
+                    code="wechat.unavailable",
+                    title="微信服务暂时不可用，请稍后再试",
+                ) from exc
+            if response.status_code >= 500:
+                raise ServiceUnavailable(
+                    f"WeChat answered HTTP {response.status_code}.",
+                    code="wechat.unavailable",
+                    title="微信服务暂时不可用，请稍后再试",
+                )
+            try:
+                body = response.json()
+            except ValueError as exc:
+                raise WechatUnexpected("WeChat answered something that is not JSON.") from exc
+            if not isinstance(body, dict):
+                raise WechatUnexpected("WeChat answered something that is not an object.")
+            errcode = int(body.get("errcode") or 0)
+            if errcode == SYSTEM_BUSY and attempt == 0:
+                continue
+            if errcode != 0:
+                raise _error_for(errcode, str(body.get("errmsg", "")))
+            return body
+        raise AssertionError("unreachable")
+
+    async def code_to_session(self, code: str) -> WechatSession:
+        body = await self._call(
+            "GET",
+            "/sns/jscode2session",
+            params={
+                "appid": self._settings.wechat_appid,
+                "secret": self._settings.wechat_secret,
+                "js_code": code,
+                "grant_type": "authorization_code",
+            },
+        )
+        openid, session_key = body.get("openid"), body.get("session_key")
+        if not isinstance(openid, str) or not isinstance(session_key, str) or not openid:
+            raise WechatUnexpected("code2Session answered without openid or session_key.")
+        unionid = body.get("unionid")
+        return WechatSession(openid, session_key, unionid if isinstance(unionid, str) else None)
+
+    async def access_token(self) -> str:
+        # The stable token endpoint hands every process the same token, so no shared cache
+        # is needed and one process never invalidates another's token.
+        body = await self._call(
+            "POST",
+            "/cgi-bin/stable_token",
+            json={
+                "grant_type": "client_credential",
+                "appid": self._settings.wechat_appid,
+                "secret": self._settings.wechat_secret,
+                "force_refresh": False,
+            },
+        )
+        token = body.get("access_token")
+        if not isinstance(token, str) or not token:
+            raise WechatUnexpected("The access-token API answered without a token.")
+        return token
+
+    async def phone_number(self, phone_code: str) -> str:
+        token = await self.access_token()
+        body = await self._call(
+            "POST",
+            "/wxa/business/getuserphonenumber",
+            params={"access_token": token},
+            json={"code": phone_code},
+        )
+        info = body.get("phone_info")
+        phone = info.get("purePhoneNumber") if isinstance(info, dict) else None
+        if not isinstance(phone, str) or not phone:
+            raise WechatUnexpected("The phone-number API answered without a number.")
+        return phone

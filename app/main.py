@@ -1,0 +1,69 @@
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from app.config import Settings, get_settings
+from app.db import create_engine, create_sessionmaker
+from app.errors import install_error_handlers, problem_response
+from app.routers import auth, households, organisation, people
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(settings: Settings | None = None, *, database_url: str | None = None) -> FastAPI:
+    """Build the app; the lifespan opens the engine and the WeChat HTTP client.
+
+    Tests call this without running the lifespan and set `app.state` themselves.
+    """
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        url = database_url or settings.database_url
+        engine = create_engine(url)
+        app.state.engine = engine
+        app.state.sessionmaker = create_sessionmaker(engine)
+        async with httpx.AsyncClient(timeout=settings.wechat_timeout_seconds) as http:
+            app.state.http = http
+            try:
+                yield
+            finally:
+                await engine.dispose()
+
+    app = FastAPI(
+        title="Village Points API",
+        version="1.0.0",
+        summary="乡村治理积分制 backend for the WeChat mini-program and staff web.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+
+    @app.get("/healthz", tags=["health"], operation_id="healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get(
+        "/readyz",
+        tags=["health"],
+        operation_id="readyz",
+        responses={503: {"description": "Database unreachable"}},
+        response_model=None,
+    )
+    async def readyz() -> dict[str, str] | JSONResponse:
+        try:
+            async with app.state.sessionmaker() as session:
+                await session.execute(text("SELECT 1"))
+        except Exception:
+            return problem_response(503, "database.unavailable", "数据库暂时不可用")
+        return {"status": "ready"}
+
+    api = APIRouter(prefix=API_PREFIX)
+    for module in (auth, organisation, households, people):
+        api.include_router(module.router)
+    app.include_router(api)
+    return app

@@ -1,0 +1,28 @@
+"""Importing this package registers every table on the shared metadata."""
+
+from app.models.audit import AuditEntry
+from app.models.auth import LoginAttempt, LoginMethod, LoginSession, RefreshToken, WechatIdentity
+from app.models.households import Household, HouseholdMember, Participation
+from app.models.organisation import Town, Village, VillageGroup, VillageGroupKind
+from app.models.people import VILLAGE_ROLES, InviteCode, Person, Role, RoleGrant
+
+__all__ = [
+    "VILLAGE_ROLES",
+    "AuditEntry",
+    "Household",
+    "HouseholdMember",
+    "InviteCode",
+    "LoginAttempt",
+    "LoginMethod",
+    "LoginSession",
+    "Participation",
+    "Person",
+    "RefreshToken",
+    "Role",
+    "RoleGrant",
+    "Town",
+    "Village",
+    "VillageGroup",
+    "VillageGroupKind",
+    "WechatIdentity",
+]

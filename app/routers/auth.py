@@ -1,0 +1,55 @@
+from fastapi import APIRouter, Request, status
+
+from app.db import SessionDep
+from app.integrations.wechat import WechatClient
+from app.schemas.auth import (
+    PasswordLogin,
+    RefreshRequest,
+    TokenPair,
+    WechatBind,
+    WechatLogin,
+    WechatLoginResult,
+)
+from app.security import CurrentPrincipal
+from app.services import auth as service
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+
+
+def _wechat(request: Request) -> WechatClient:
+    return WechatClient(request.app.state.http, request.app.state.settings)
+
+
+@router.post("/wechat/login", operation_id="wechat_login")
+async def wechat_login(
+    request: Request, session: SessionDep, body: WechatLogin
+) -> WechatLoginResult:
+    """Exchange a `wx.login` code for tokens, or for a bind ticket if the user is new."""
+    return await service.wechat_login(
+        session, request.app.state.settings, _wechat(request), body.code
+    )
+
+
+@router.post("/wechat/bind", operation_id="wechat_bind")
+async def wechat_bind(request: Request, session: SessionDep, body: WechatBind) -> TokenPair:
+    """Link a new WeChat user to a household member with an invite code or their phone."""
+    return await service.bind_wechat(session, request.app.state.settings, _wechat(request), body)
+
+
+@router.post("/password/login", operation_id="password_login")
+async def password_login(request: Request, session: SessionDep, body: PasswordLogin) -> TokenPair:
+    address = request.client.host if request.client else "unknown"
+    return await service.password_login(
+        session, request.app.state.settings, body.username, body.password, address
+    )
+
+
+@router.post("/refresh", operation_id="refresh_tokens")
+async def refresh(request: Request, session: SessionDep, body: RefreshRequest) -> TokenPair:
+    """Rotate the refresh token; presenting a used one ends the whole login."""
+    return await service.refresh(session, request.app.state.settings, body.refresh_token)
+
+
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, operation_id="logout")
+async def logout(session: SessionDep, principal: CurrentPrincipal) -> None:
+    await service.logout(session, principal)

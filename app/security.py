@@ -1,0 +1,213 @@
+"""Tokens, password hashing and the current-principal dependency."""
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import select
+
+from app.config import Settings
+from app.db import SessionDep
+from app.errors import Forbidden, Unauthorized
+from app.models import HouseholdMember, LoginSession, Role, RoleGrant, Village
+
+JWT_ALGORITHM = "HS256"
+ACCESS = "access"
+BIND = "bind"
+
+_hasher = PasswordHasher()
+# Verified against when the username is unknown, so both failures take the same time.
+_DUMMY_HASH = _hasher.hash("not-a-real-password")
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str | None, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def new_secret_token(nbytes: int = 32) -> str:
+    return secrets.token_urlsafe(nbytes)
+
+
+def token_digest(token: str) -> str:
+    """Refresh tokens and invite codes are stored only as digests."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def encode_token(
+    settings: Settings, *, subject: str, kind: str, ttl: timedelta, **claims: Any
+) -> tuple[str, datetime]:
+    now = datetime.now(UTC)
+    expires = now + ttl
+    payload = {
+        "iss": settings.jwt_issuer,
+        "aud": f"{settings.jwt_audience}:{kind}",
+        "sub": subject,
+        "iat": now,
+        "nbf": now,
+        "exp": expires,
+        "jti": uuid.uuid4().hex,
+        **claims,
+    }
+    return jwt.encode(payload, settings.jwt_secret, algorithm=JWT_ALGORITHM), expires
+
+
+def decode_token(settings: Settings, token: str, *, kind: str) -> dict[str, Any]:
+    """Only our algorithm, issuer and audience are accepted; the header's `alg` is ignored."""
+    try:
+        return jwt.decode(
+            token,
+            settings.jwt_secret,
+            algorithms=[JWT_ALGORITHM],
+            audience=f"{settings.jwt_audience}:{kind}",
+            issuer=settings.jwt_issuer,
+            options={"require": ["exp", "iat", "sub", "iss", "aud"]},
+            leeway=5,
+        )
+    except jwt.ExpiredSignatureError as exc:
+        raise Unauthorized("The token has expired.", code="auth.token_expired") from exc
+    except jwt.PyJWTError as exc:
+        raise Unauthorized("The token is not valid.", code="auth.token_invalid") from exc
+
+
+@dataclass(frozen=True)
+class Grant:
+    role: Role
+    town_id: uuid.UUID | None
+    village_id: uuid.UUID | None
+    village_group_ids: tuple[uuid.UUID, ...] = ()
+
+
+@dataclass(frozen=True)
+class Principal:
+    person_id: uuid.UUID
+    session_id: uuid.UUID
+    grants: tuple[Grant, ...] = ()
+    household_id: uuid.UUID | None = None
+    household_village_id: uuid.UUID | None = None
+    # Town of each village the principal holds a village-level grant in or lives in.
+    village_towns: dict[uuid.UUID, uuid.UUID] = field(default_factory=dict)
+
+    @property
+    def is_district_admin(self) -> bool:
+        return any(g.role is Role.DISTRICT_ADMIN for g in self.grants)
+
+    def has_role(self, *roles: Role) -> bool:
+        return self.is_district_admin or any(g.role in roles for g in self.grants)
+
+    def village_ids(self, *roles: Role) -> set[uuid.UUID]:
+        return {g.village_id for g in self.grants if g.role in roles and g.village_id}
+
+    def town_ids(self, *roles: Role) -> set[uuid.UUID]:
+        return {g.town_id for g in self.grants if g.role in roles and g.town_id}
+
+    def supervised_town_ids(self) -> set[uuid.UUID]:
+        return self.town_ids(Role.TOWN_SUPERVISOR)
+
+    def is_village_admin_of(self, village_id: uuid.UUID | None) -> bool:
+        return village_id is not None and village_id in self.village_ids(Role.VILLAGE_ADMIN)
+
+
+_bearer = HTTPBearer(auto_error=False, description="Access token from a login endpoint")
+
+
+async def load_principal(
+    session: SessionDep, person_id: uuid.UUID, session_id: uuid.UUID
+) -> Principal:
+    login = await session.get(LoginSession, session_id)
+    if login is None or login.person_id != person_id or login.revoked_at is not None:
+        raise Unauthorized("This login has ended; log in again.", code="auth.session_revoked")
+    # Grants are read on every request so a change of roles applies to the very next one.
+    grant_rows = (
+        await session.execute(
+            select(
+                RoleGrant.role, RoleGrant.town_id, RoleGrant.village_id, RoleGrant.village_group_ids
+            ).where(RoleGrant.person_id == person_id, RoleGrant.revoked_at.is_(None))  # type: ignore[union-attr]
+        )
+    ).all()
+    membership = (
+        await session.execute(
+            select(HouseholdMember.household_id, HouseholdMember.village_id).where(
+                HouseholdMember.person_id == person_id
+            )
+        )
+    ).first()
+    grants = tuple(
+        Grant(Role(r.role), r.town_id, r.village_id, tuple(r.village_group_ids or ()))
+        for r in grant_rows
+    )
+    village_ids = {g.village_id for g in grants if g.village_id}
+    if membership:
+        village_ids.add(membership.village_id)
+    village_towns: dict[uuid.UUID, uuid.UUID] = {}
+    if village_ids:
+        rows = await session.execute(
+            select(Village.id, Village.town_id).where(Village.id.in_(village_ids))  # type: ignore[attr-defined]
+        )
+        village_towns = {r.id: r.town_id for r in rows}
+    return Principal(
+        person_id=person_id,
+        session_id=session_id,
+        grants=grants,
+        household_id=membership.household_id if membership else None,
+        household_village_id=membership.village_id if membership else None,
+        village_towns=village_towns,
+    )
+
+
+async def current_principal(
+    request: Request,
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthorized("An access token is required.", code="auth.token_missing")
+    settings: Settings = request.app.state.settings
+    claims = decode_token(settings, credentials.credentials, kind=ACCESS)
+    try:
+        person_id = uuid.UUID(claims["sub"])
+        session_id = uuid.UUID(claims["sid"])
+    except (KeyError, ValueError, TypeError) as exc:
+        raise Unauthorized("The token is not valid.", code="auth.token_invalid") from exc
+    return await load_principal(session, person_id, session_id)
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+def require_roles(*roles: Role) -> Any:
+    """A dependency that lets through callers holding one of `roles` somewhere (403 otherwise).
+
+    Whether the object touched lies in that scope is decided by the service's query (404).
+    """
+
+    async def dependency(principal: CurrentPrincipal) -> Principal:
+        if not principal.has_role(*roles):
+            raise Forbidden(f"Requires one of: {', '.join(r.value for r in roles)}.")
+        return principal
+
+    dependency.__name__ = "require_" + "_or_".join(r.value for r in roles)
+    return Depends(dependency)
+
+
+DistrictAdmin = Annotated[Principal, require_roles(Role.DISTRICT_ADMIN)]
+OrgReader = Annotated[Principal, require_roles(Role.DISTRICT_ADMIN, Role.TOWN_SUPERVISOR)]
+VillageAdmin = Annotated[Principal, require_roles(Role.VILLAGE_ADMIN)]
+HouseholdReader = Annotated[
+    Principal,
+    require_roles(Role.TOWN_SUPERVISOR, Role.VILLAGE_ADMIN, Role.SCORING_LEADER, Role.SCORER),
+]

@@ -1,0 +1,340 @@
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy import ColumnElement, false, or_, select, true
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.authz import villages_in_towns
+from app.errors import Conflict, Forbidden, NotFound, Unprocessable
+from app.models import Household, Person, Role, RoleGrant, Town, Village, VillageGroup
+from app.pagination import PageParams, paginate
+from app.schemas.people import (
+    Credentials,
+    MeRead,
+    PersonCreate,
+    PersonRead,
+    PersonUpdate,
+    RoleGrantCreate,
+    RoleGrantRead,
+)
+from app.security import Principal, hash_password
+from app.services import audit
+from app.services.households import household_read, phone_for
+
+# What a village admin may hand out in their own village; everything else is the district's.
+VILLAGE_GRANTABLE = frozenset({Role.SCORING_LEADER, Role.SCORER, Role.SHOP_ATTENDANT})
+
+
+def person_read(principal: Principal, person: Person) -> PersonRead:
+    return PersonRead(
+        id=person.id,
+        name=person.name,
+        phone=phone_for(principal, person),
+        village_id=person.village_id,
+        username=person.username,
+        created_at=person.created_at,
+    )
+
+
+def _person_scope(principal: Principal, *, write: bool) -> ColumnElement[bool]:
+    if principal.is_district_admin:
+        return true()
+    clauses: list[ColumnElement[bool]] = []
+    admin_villages = principal.village_ids(Role.VILLAGE_ADMIN)
+    if admin_villages:
+        clauses.append(Person.village_id.in_(admin_villages))  # type: ignore[union-attr]
+    towns = principal.supervised_town_ids()
+    if towns and not write:
+        clauses.append(Person.village_id.in_(villages_in_towns(towns)))  # type: ignore[union-attr]
+    return or_(*clauses) if clauses else false()
+
+
+async def get_person(
+    session: AsyncSession, principal: Principal, person_id: uuid.UUID, *, write: bool = False
+) -> Person:
+    person = (
+        await session.execute(
+            select(Person).where(Person.id == person_id, _person_scope(principal, write=write))
+        )
+    ).scalar_one_or_none()
+    if person is None:
+        raise NotFound("No such person.", code="person.not_found")
+    return person
+
+
+async def list_persons(
+    session: AsyncSession, principal: Principal, params: PageParams, village_id: uuid.UUID | None
+) -> tuple[list[Person], str | None]:
+    statement = select(Person).where(_person_scope(principal, write=False))
+    if village_id is not None:
+        statement = statement.where(Person.village_id == village_id)
+    rows, cursor = await paginate(
+        session, statement, order=[Person.name, Person.id], params=params, parse=[str, uuid.UUID]
+    )
+    return [r[0] for r in rows], cursor
+
+
+async def _username_taken(
+    session: AsyncSession, username: str, exclude: uuid.UUID | None = None
+) -> bool:
+    statement = select(Person.id).where(Person.username == username)
+    if exclude is not None:
+        statement = statement.where(Person.id != exclude)
+    return (await session.execute(statement)).first() is not None
+
+
+async def create_person(session: AsyncSession, principal: Principal, data: PersonCreate) -> Person:
+    if not principal.is_district_admin:
+        admin_villages = principal.village_ids(Role.VILLAGE_ADMIN)
+        if data.village_id is None and len(admin_villages) == 1:
+            data = data.model_copy(update={"village_id": next(iter(admin_villages))})
+        if data.village_id not in admin_villages:
+            raise NotFound("No such village.", code="village.not_found")
+    elif data.village_id is not None and await session.get(Village, data.village_id) is None:
+        raise NotFound("No such village.", code="village.not_found")
+    if (data.username is None) != (data.password is None):
+        raise Unprocessable(
+            "Give both username and password, or neither.", code="person.credentials_incomplete"
+        )
+    if data.username and await _username_taken(session, data.username):
+        raise Conflict("The username is taken.", code="person.username_taken")
+    person = Person(
+        name=data.name,
+        phone=data.phone,
+        village_id=data.village_id,
+        username=data.username,
+        password_hash=hash_password(data.password) if data.password else None,
+    )
+    session.add(person)
+    await session.flush()
+    audit.record(
+        session,
+        principal,
+        "person.create",
+        "person",
+        person.id,
+        after=audit.snapshot(person),
+        village_id=person.village_id,
+    )
+    return person
+
+
+async def update_person(
+    session: AsyncSession, principal: Principal, person_id: uuid.UUID, data: PersonUpdate
+) -> Person:
+    person = await get_person(session, principal, person_id, write=True)
+    before = audit.snapshot(person)
+    if data.name is not None:
+        person.name = data.name
+    if "phone" in data.model_fields_set:
+        person.phone = data.phone
+    person.updated_at = datetime.now(UTC)
+    await session.flush()
+    audit.record(
+        session,
+        principal,
+        "person.update",
+        "person",
+        person.id,
+        before=before,
+        after=audit.snapshot(person),
+        village_id=person.village_id,
+    )
+    return person
+
+
+async def set_credentials(
+    session: AsyncSession, principal: Principal, person_id: uuid.UUID, data: Credentials
+) -> None:
+    person = await get_person(session, principal, person_id, write=True)
+    if await _username_taken(session, data.username, exclude=person.id):
+        raise Conflict("The username is taken.", code="person.username_taken")
+    person.username = data.username
+    person.password_hash = hash_password(data.password)
+    person.updated_at = datetime.now(UTC)
+    await session.flush()
+    audit.record(
+        session,
+        principal,
+        "person.set_credentials",
+        "person",
+        person.id,
+        after={"username": data.username},
+        village_id=person.village_id,
+    )
+
+
+def _grant_scope(principal: Principal) -> ColumnElement[bool]:
+    """Grants the principal may see: the district's all; a village admin's, those of the village."""
+    if principal.is_district_admin:
+        return true()
+    clauses: list[ColumnElement[bool]] = [RoleGrant.person_id == principal.person_id]
+    admin_villages = principal.village_ids(Role.VILLAGE_ADMIN)
+    if admin_villages:
+        clauses.append(RoleGrant.village_id.in_(admin_villages))  # type: ignore[union-attr]
+    towns = principal.supervised_town_ids()
+    if towns:
+        clauses.append(RoleGrant.town_id.in_(towns))  # type: ignore[union-attr]
+    return or_(*clauses)
+
+
+def _may_manage(principal: Principal, role: Role, village_id: uuid.UUID | None) -> bool:
+    if principal.is_district_admin:
+        return True
+    return role in VILLAGE_GRANTABLE and principal.is_village_admin_of(village_id)
+
+
+async def create_grant(
+    session: AsyncSession, principal: Principal, data: RoleGrantCreate
+) -> RoleGrant:
+    town_id: uuid.UUID | None = None
+    village_id: uuid.UUID | None = None
+    if data.role is Role.DISTRICT_ADMIN:
+        if data.town_id or data.village_id:
+            raise Unprocessable(
+                "A district admin grant has no town or village.", code="role_grant.bad_scope"
+            )
+    elif data.role is Role.TOWN_SUPERVISOR:
+        if data.town_id is None or data.village_id is not None:
+            raise Unprocessable(
+                "A town supervisor grant names a town only.", code="role_grant.bad_scope"
+            )
+        town_id = data.town_id
+    else:
+        if data.village_id is None:
+            raise Unprocessable("A village role names its village.", code="role_grant.bad_scope")
+        village_id = data.village_id
+    if data.village_group_ids and data.role not in (Role.SCORER, Role.SCORING_LEADER):
+        raise Unprocessable(
+            "Only scorers are limited to village groups.", code="role_grant.bad_scope"
+        )
+    if not _may_manage(principal, data.role, village_id):
+        raise Forbidden("You may not grant this role here.", code="role_grant.not_allowed")
+
+    if village_id is not None:
+        village = await session.get(Village, village_id)
+        if village is None:
+            raise NotFound("No such village.", code="village.not_found")
+        town_id = village.town_id
+        if data.village_group_ids:
+            found = set(
+                (
+                    await session.execute(
+                        select(VillageGroup.id).where(
+                            VillageGroup.id.in_(data.village_group_ids),  # type: ignore[attr-defined]
+                            VillageGroup.village_id == village_id,
+                        )
+                    )
+                ).scalars()
+            )
+            if found != set(data.village_group_ids):
+                raise Unprocessable(
+                    "Every village group must belong to the grant's village.",
+                    code="role_grant.group_not_in_village",
+                )
+    elif town_id is not None and await session.get(Town, town_id) is None:
+        raise NotFound("No such town.", code="town.not_found")
+    person = await get_person(session, principal, data.person_id, write=True)
+    grant = RoleGrant(
+        person_id=person.id,
+        role=data.role,
+        town_id=town_id,
+        village_id=village_id,
+        village_group_ids=sorted(set(data.village_group_ids), key=str),
+        granted_by=principal.person_id,
+    )
+    session.add(grant)
+    await session.flush()
+    audit.record(
+        session,
+        principal,
+        "role_grant.create",
+        "role_grant",
+        grant.id,
+        after=audit.snapshot(grant),
+        town_id=town_id,
+        village_id=village_id,
+    )
+    return grant
+
+
+async def list_grants(
+    session: AsyncSession,
+    principal: Principal,
+    params: PageParams,
+    *,
+    person_id: uuid.UUID | None,
+    village_id: uuid.UUID | None,
+    include_revoked: bool,
+) -> tuple[list[RoleGrant], str | None]:
+    statement = select(RoleGrant).where(_grant_scope(principal))
+    if person_id is not None:
+        statement = statement.where(RoleGrant.person_id == person_id)
+    if village_id is not None:
+        statement = statement.where(RoleGrant.village_id == village_id)
+    if not include_revoked:
+        statement = statement.where(RoleGrant.revoked_at.is_(None))  # type: ignore[union-attr]
+    rows, cursor = await paginate(
+        session,
+        statement,
+        order=[RoleGrant.created_at, RoleGrant.id],
+        params=params,
+        parse=[datetime.fromisoformat, uuid.UUID],
+    )
+    return [r[0] for r in rows], cursor
+
+
+async def revoke_grant(
+    session: AsyncSession, principal: Principal, grant_id: uuid.UUID
+) -> RoleGrant:
+    grant = (
+        await session.execute(
+            select(RoleGrant)
+            .where(RoleGrant.id == grant_id, _grant_scope(principal))
+            .with_for_update()
+        )
+    ).scalar_one_or_none()
+    if grant is None:
+        raise NotFound("No such role grant.", code="role_grant.not_found")
+    if not _may_manage(principal, grant.role, grant.village_id):
+        raise Forbidden("You may not revoke this role.", code="role_grant.not_allowed")
+    if grant.revoked_at is not None:
+        raise Conflict("The grant is already revoked.", code="role_grant.already_revoked")
+    before = audit.snapshot(grant)
+    grant.revoked_at = datetime.now(UTC)
+    grant.revoked_by = principal.person_id
+    await session.flush()
+    audit.record(
+        session,
+        principal,
+        "role_grant.revoke",
+        "role_grant",
+        grant.id,
+        before=before,
+        after=audit.snapshot(grant),
+        town_id=grant.town_id,
+        village_id=grant.village_id,
+    )
+    return grant
+
+
+async def me(session: AsyncSession, principal: Principal) -> MeRead:
+    person = await session.get(Person, principal.person_id)
+    if person is None:
+        raise NotFound("No such person.", code="person.not_found")
+    household = None
+    if principal.household_id is not None:
+        row = await session.get(Household, principal.household_id)
+        household = await household_read(session, principal, row) if row else None
+    grants = (
+        await session.execute(
+            select(RoleGrant)
+            .where(RoleGrant.person_id == person.id, RoleGrant.revoked_at.is_(None))  # type: ignore[union-attr]
+            .order_by(RoleGrant.created_at, RoleGrant.id)
+        )
+    ).scalars()
+    return MeRead(
+        person=person_read(principal, person),
+        household=household,
+        grants=[RoleGrantRead.model_validate(g) for g in grants],
+    )

@@ -1,0 +1,131 @@
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.pool import NullPool
+
+from app.config import Settings
+from app.db import async_url, create_engine
+from app.integrations.fake_wechat import FakeWechatServer
+from app.main import create_app
+from app.migrate import upgrade_on
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_APPID = "wx-test-appid"
+TEST_SECRET = "test-wechat-secret"
+
+
+@pytest.fixture(scope="session")
+def server_url() -> str:
+    """A PostgreSQL server: TEST_DATABASE_URL, or an embedded one in .data/test-pgdata."""
+    configured = os.environ.get("TEST_DATABASE_URL")
+    if configured:
+        return configured
+    from app.database_server import start_embedded
+
+    global _embedded_server
+    _embedded_server, url = start_embedded(ROOT / ".data" / "test-pgdata", "postgres")
+    return url
+
+
+_embedded_server = None
+
+
+@pytest.fixture(scope="session")
+async def database_url(server_url: str) -> AsyncIterator[str]:
+    """A database of its own for this run, built by the migrations and dropped afterwards."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    name = f"vp_test_{uuid.uuid4().hex[:10]}"
+    admin = create_async_engine(
+        async_url(server_url), poolclass=NullPool, isolation_level="AUTOCOMMIT"
+    )
+    async with admin.connect() as conn:
+        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(async_url(server_url)).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await admin.dispose()
+
+
+@pytest.fixture(scope="session")
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(database_url, pool_size=20)
+    async with engine.begin() as conn:
+        await conn.run_sync(upgrade_on)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def fake_wechat_server() -> AsyncIterator[FakeWechatServer]:
+    server = FakeWechatServer(TEST_APPID, TEST_SECRET).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def wechat(fake_wechat_server: FakeWechatServer) -> FakeWechatServer:
+    fake_wechat_server.reset()
+    return fake_wechat_server
+
+
+@pytest.fixture(scope="session")
+def settings(fake_wechat_server: FakeWechatServer, database_url: str) -> Settings:
+    return Settings(
+        environment="test",
+        database_url=database_url,
+        wechat_api_base=fake_wechat_server.base_url,
+        wechat_appid=TEST_APPID,
+        wechat_secret=TEST_SECRET,
+        wechat_timeout_seconds=1.0,
+    )
+
+
+@pytest.fixture
+async def connection(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """One connection in an outer transaction that is rolled back after the test."""
+    async with engine.connect() as conn:
+        transaction = await conn.begin()
+        yield conn
+        if transaction.is_active:
+            await transaction.rollback()
+
+
+@pytest.fixture
+async def db(connection: AsyncConnection) -> AsyncIterator[AsyncSession]:
+    session = AsyncSession(
+        bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+    )
+    yield session
+    await session.close()
+
+
+@pytest.fixture
+async def app_and_client(
+    connection: AsyncConnection, settings: Settings
+) -> AsyncIterator[tuple[object, httpx.AsyncClient]]:
+    app = create_app(settings)
+    # Requests commit as in production, but into savepoints of the test's transaction.
+    app.state.sessionmaker = async_sessionmaker(
+        bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+    )
+    async with httpx.AsyncClient(timeout=settings.wechat_timeout_seconds) as http:
+        app.state.http = http
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield app, client
+
+
+@pytest.fixture
+async def client(app_and_client: tuple[object, httpx.AsyncClient]) -> httpx.AsyncClient:
+    return app_and_client[1]
