@@ -5,6 +5,7 @@ import uuid
 from typing import Any
 
 from sqlalchemy import ColumnElement, false, or_, select, true
+from sqlmodel import col
 
 from app.models import Household, Role, Village
 from app.security import Principal
@@ -13,7 +14,7 @@ STAFF_READ_ROLES = (Role.VILLAGE_ADMIN, Role.SCORING_LEADER, Role.SCORER, Role.S
 
 
 def villages_in_towns(town_ids: set[uuid.UUID]) -> Any:
-    return select(Village.id).where(Village.town_id.in_(town_ids))  # type: ignore[attr-defined]
+    return select(col(Village.id)).where(col(Village.town_id).in_(town_ids))
 
 
 def village_scope(
@@ -53,20 +54,18 @@ def household_scope(principal: Principal, *, admin_only: bool = False) -> Column
         return true()
     if admin_only:
         return village_scope(
-            principal, Household.village_id, roles=(Role.VILLAGE_ADMIN,), towns=False
+            principal, col(Household.village_id), roles=(Role.VILLAGE_ADMIN,), towns=False
         )
     clauses: list[ColumnElement[bool]] = [
-        village_scope(principal, Household.village_id, roles=(Role.VILLAGE_ADMIN,))
+        village_scope(principal, col(Household.village_id), roles=(Role.VILLAGE_ADMIN,))
     ]
     for grant in principal.grants:
         if grant.role not in (Role.SCORER, Role.SCORING_LEADER) or grant.village_id is None:
             continue
         if grant.village_group_ids:
-            clauses.append(
-                Household.village_group_id.in_(grant.village_group_ids)  # type: ignore[union-attr]
-            )
+            clauses.append(col(Household.village_group_id).in_(grant.village_group_ids))
         else:
-            clauses.append(Household.village_id == grant.village_id)
+            clauses.append(col(Household.village_id) == grant.village_id)
     if principal.household_id:
-        clauses.append(Household.id == principal.household_id)
+        clauses.append(col(Household.id) == principal.household_id)
     return or_(*clauses)

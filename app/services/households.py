@@ -5,6 +5,7 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from app.authz import household_scope
 from app.config import Settings
@@ -43,9 +44,9 @@ async def household_read(
     rows = (
         await session.execute(
             select(HouseholdMember, Person)
-            .join(Person, Person.id == HouseholdMember.person_id)
-            .where(HouseholdMember.household_id == household.id)
-            .order_by(HouseholdMember.is_head.desc(), Person.name, Person.id)  # type: ignore[attr-defined]
+            .join(Person, col(Person.id) == col(HouseholdMember.person_id))
+            .where(col(HouseholdMember.household_id) == household.id)
+            .order_by(col(HouseholdMember.is_head).desc(), col(Person.name), col(Person.id))
         )
     ).all()
     members = [
@@ -69,8 +70,8 @@ async def _check_group(
         return
     found = (
         await session.execute(
-            select(VillageGroup.id).where(
-                VillageGroup.id == group_id, VillageGroup.village_id == village_id
+            select(col(VillageGroup.id)).where(
+                col(VillageGroup.id) == group_id, col(VillageGroup.village_id) == village_id
             )
         )
     ).first()
@@ -83,11 +84,11 @@ async def _check_group(
 async def _number_taken(
     session: AsyncSession, village_id: uuid.UUID, number: str, exclude: uuid.UUID | None = None
 ) -> bool:
-    statement = select(Household.id).where(
-        Household.village_id == village_id, Household.number == number
+    statement = select(col(Household.id)).where(
+        col(Household.village_id) == village_id, col(Household.number) == number
     )
     if exclude is not None:
-        statement = statement.where(Household.id != exclude)
+        statement = statement.where(col(Household.id) != exclude)
     return (await session.execute(statement)).first() is not None
 
 
@@ -127,25 +128,27 @@ async def list_households(
 ) -> tuple[list[HouseholdSummary], str | None]:
     village = await get_village(session, principal, village_id)
     head = (
-        select(Person.name)
-        .join(HouseholdMember, HouseholdMember.person_id == Person.id)
-        .where(HouseholdMember.household_id == Household.id, HouseholdMember.is_head)
+        select(col(Person.name))
+        .join(HouseholdMember, col(HouseholdMember.person_id) == col(Person.id))
+        .where(col(HouseholdMember.household_id) == col(Household.id), col(HouseholdMember.is_head))
         .scalar_subquery()
     )
     count = (
-        select(func.count()).where(HouseholdMember.household_id == Household.id).scalar_subquery()
+        select(func.count())
+        .where(col(HouseholdMember.household_id) == col(Household.id))
+        .scalar_subquery()
     )
     statement = select(Household, head.label("head_name"), count.label("member_count")).where(
-        Household.village_id == village.id, household_scope(principal)
+        col(Household.village_id) == village.id, household_scope(principal)
     )
     if group_id is not None:
-        statement = statement.where(Household.village_group_id == group_id)
+        statement = statement.where(col(Household.village_group_id) == group_id)
     if participation is not None:
-        statement = statement.where(Household.participation == participation)
+        statement = statement.where(col(Household.participation) == participation)
     rows, cursor = await paginate(
         session,
         statement,
-        order=[Household.number, Household.id],
+        order=[col(Household.number), col(Household.id)],
         params=params,
         parse=[str, uuid.UUID],
     )
@@ -170,7 +173,7 @@ async def get_household(
     household = (
         await session.execute(
             select(Household).where(
-                Household.id == household_id, household_scope(principal, admin_only=admin)
+                col(Household.id) == household_id, household_scope(principal, admin_only=admin)
             )
         )
     ).scalar_one_or_none()
@@ -224,7 +227,7 @@ async def update_household(
 async def _clear_head(session: AsyncSession, household_id: uuid.UUID) -> None:
     await session.execute(
         update(HouseholdMember)
-        .where(HouseholdMember.household_id == household_id, HouseholdMember.is_head)
+        .where(col(HouseholdMember.household_id) == household_id, col(HouseholdMember.is_head))
         .values(is_head=False)
     )
 
@@ -242,7 +245,7 @@ async def add_member(
         person = (
             await session.execute(
                 select(Person).where(
-                    Person.id == data.person_id, Person.village_id == household.village_id
+                    col(Person.id) == data.person_id, col(Person.village_id) == household.village_id
                 )
             )
         ).scalar_one_or_none()
@@ -250,7 +253,7 @@ async def add_member(
             raise NotFound("No such person in this village.", code="person.not_found")
         if (
             await session.execute(
-                select(HouseholdMember.id).where(HouseholdMember.person_id == person.id)
+                select(col(HouseholdMember.id)).where(col(HouseholdMember.person_id) == person.id)
             )
         ).first():
             raise Conflict(
@@ -290,9 +293,11 @@ async def _member_for_admin(
     row = (
         await session.execute(
             select(HouseholdMember, Person)
-            .join(Person, Person.id == HouseholdMember.person_id)
-            .join(Household, Household.id == HouseholdMember.household_id)
-            .where(HouseholdMember.id == member_id, household_scope(principal, admin_only=True))
+            .join(Person, col(Person.id) == col(HouseholdMember.person_id))
+            .join(Household, col(Household.id) == col(HouseholdMember.household_id))
+            .where(
+                col(HouseholdMember.id) == member_id, household_scope(principal, admin_only=True)
+            )
         )
     ).first()
     if row is None:
@@ -352,7 +357,7 @@ async def issue_invite(
     # A new code replaces any earlier unused one, so a lost slip of paper stops working.
     await session.execute(
         update(InviteCode)
-        .where(InviteCode.person_id == person.id, InviteCode.used_at.is_(None))  # type: ignore[union-attr]
+        .where(col(InviteCode.person_id) == person.id, col(InviteCode.used_at).is_(None))
         .values(expires_at=func.now())
     )
     code = "".join(secrets.choice(INVITE_ALPHABET) for _ in range(8))

@@ -3,6 +3,7 @@ from typing import Any
 
 from sqlalchemy import select, true
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from app.authz import STAFF_READ_ROLES, village_scope
 from app.errors import Conflict, NotFound
@@ -23,7 +24,7 @@ from app.services import audit
 def _town_scope(principal: Principal) -> Any:
     if principal.is_district_admin:
         return true()
-    return Town.id.in_(principal.supervised_town_ids())  # type: ignore[attr-defined]
+    return col(Town.id).in_(principal.supervised_town_ids())
 
 
 async def _name_taken(session: AsyncSession, statement: Any) -> bool:
@@ -36,7 +37,7 @@ async def list_towns(
     rows, cursor = await paginate(
         session,
         select(Town).where(_town_scope(principal)),
-        order=[Town.name, Town.id],
+        order=[col(Town.name), col(Town.id)],
         params=params,
         parse=[str, uuid.UUID],
     )
@@ -45,7 +46,7 @@ async def list_towns(
 
 async def get_town(session: AsyncSession, principal: Principal, town_id: uuid.UUID) -> Town:
     town = (
-        await session.execute(select(Town).where(Town.id == town_id, _town_scope(principal)))
+        await session.execute(select(Town).where(col(Town.id) == town_id, _town_scope(principal)))
     ).scalar_one_or_none()
     if town is None:
         raise NotFound("No such town.", code="town.not_found")
@@ -53,7 +54,7 @@ async def get_town(session: AsyncSession, principal: Principal, town_id: uuid.UU
 
 
 async def create_town(session: AsyncSession, principal: Principal, data: TownCreate) -> Town:
-    if await _name_taken(session, select(Town.id).where(Town.name == data.name)):
+    if await _name_taken(session, select(col(Town.id)).where(col(Town.name) == data.name)):
         raise Conflict("A town with this name exists.", code="town.name_taken")
     town = Town(name=data.name, district=data.district)
     session.add(town)
@@ -77,7 +78,8 @@ async def update_town(
     before = audit.snapshot(town)
     changes = data.model_dump(exclude_unset=True, exclude_none=True)
     if "name" in changes and await _name_taken(
-        session, select(Town.id).where(Town.name == changes["name"], Town.id != town.id)
+        session,
+        select(col(Town.id)).where(col(Town.name) == changes["name"], col(Town.id) != town.id),
     ):
         raise Conflict("A town with this name exists.", code="town.name_taken")
     for key, value in changes.items():
@@ -97,7 +99,7 @@ async def update_town(
 
 
 def _village_read_scope(principal: Principal) -> Any:
-    return village_scope(principal, Village.id, roles=STAFF_READ_ROLES, residents=True)
+    return village_scope(principal, col(Village.id), roles=STAFF_READ_ROLES, residents=True)
 
 
 async def list_villages(
@@ -105,9 +107,13 @@ async def list_villages(
 ) -> tuple[list[Village], str | None]:
     statement = select(Village).where(_village_read_scope(principal))
     if town_id is not None:
-        statement = statement.where(Village.town_id == town_id)
+        statement = statement.where(col(Village.town_id) == town_id)
     rows, cursor = await paginate(
-        session, statement, order=[Village.name, Village.id], params=params, parse=[str, uuid.UUID]
+        session,
+        statement,
+        order=[col(Village.name), col(Village.id)],
+        params=params,
+        parse=[str, uuid.UUID],
     )
     return [r[0] for r in rows], cursor
 
@@ -117,7 +123,7 @@ async def get_village(
 ) -> Village:
     village = (
         await session.execute(
-            select(Village).where(Village.id == village_id, _village_read_scope(principal))
+            select(Village).where(col(Village.id) == village_id, _village_read_scope(principal))
         )
     ).scalar_one_or_none()
     if village is None:
@@ -129,9 +135,9 @@ async def get_village_for_admin(
     session: AsyncSession, principal: Principal, village_id: uuid.UUID
 ) -> Village:
     """The village if the principal administers it (district admin or its village admin)."""
-    scope = village_scope(principal, Village.id, roles=(Role.VILLAGE_ADMIN,), towns=False)
+    scope = village_scope(principal, col(Village.id), roles=(Role.VILLAGE_ADMIN,), towns=False)
     village = (
-        await session.execute(select(Village).where(Village.id == village_id, scope))
+        await session.execute(select(Village).where(col(Village.id) == village_id, scope))
     ).scalar_one_or_none()
     if village is None:
         raise NotFound("No such village.", code="village.not_found")
@@ -143,7 +149,10 @@ async def create_village(
 ) -> Village:
     town = await get_town(session, principal, town_id)
     if await _name_taken(
-        session, select(Village.id).where(Village.town_id == town.id, Village.name == data.name)
+        session,
+        select(col(Village.id)).where(
+            col(Village.town_id) == town.id, col(Village.name) == data.name
+        ),
     ):
         raise Conflict("The town already has a village with this name.", code="village.name_taken")
     village = Village(town_id=town.id, name=data.name)
@@ -170,7 +179,9 @@ async def update_village(
     if data.name is not None and data.name != village.name:
         if await _name_taken(
             session,
-            select(Village.id).where(Village.town_id == village.town_id, Village.name == data.name),
+            select(col(Village.id)).where(
+                col(Village.town_id) == village.town_id, col(Village.name) == data.name
+            ),
         ):
             raise Conflict(
                 "The town already has a village with this name.", code="village.name_taken"
@@ -197,8 +208,8 @@ async def list_groups(
     village = await get_village(session, principal, village_id)
     result = await session.execute(
         select(VillageGroup)
-        .where(VillageGroup.village_id == village.id)
-        .order_by(VillageGroup.name, VillageGroup.id)
+        .where(col(VillageGroup.village_id) == village.id)
+        .order_by(col(VillageGroup.name), col(VillageGroup.id))
     )
     return list(result.scalars())
 
@@ -209,8 +220,8 @@ async def create_group(
     village = await get_village_for_admin(session, principal, village_id)
     if await _name_taken(
         session,
-        select(VillageGroup.id).where(
-            VillageGroup.village_id == village.id, VillageGroup.name == data.name
+        select(col(VillageGroup.id)).where(
+            col(VillageGroup.village_id) == village.id, col(VillageGroup.name) == data.name
         ),
     ):
         raise Conflict(
@@ -236,10 +247,10 @@ async def update_group(
     session: AsyncSession, principal: Principal, group_id: uuid.UUID, data: VillageGroupUpdate
 ) -> VillageGroup:
     scope = village_scope(
-        principal, VillageGroup.village_id, roles=(Role.VILLAGE_ADMIN,), towns=False
+        principal, col(VillageGroup.village_id), roles=(Role.VILLAGE_ADMIN,), towns=False
     )
     group = (
-        await session.execute(select(VillageGroup).where(VillageGroup.id == group_id, scope))
+        await session.execute(select(VillageGroup).where(col(VillageGroup.id) == group_id, scope))
     ).scalar_one_or_none()
     if group is None:
         raise NotFound("No such village group.", code="village_group.not_found")
@@ -247,8 +258,9 @@ async def update_group(
     if data.name is not None and data.name != group.name:
         if await _name_taken(
             session,
-            select(VillageGroup.id).where(
-                VillageGroup.village_id == group.village_id, VillageGroup.name == data.name
+            select(col(VillageGroup.id)).where(
+                col(VillageGroup.village_id) == group.village_id,
+                col(VillageGroup.name) == data.name,
             ),
         ):
             raise Conflict(

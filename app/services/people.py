@@ -3,6 +3,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import ColumnElement, false, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from app.authz import villages_in_towns
 from app.errors import Conflict, Forbidden, NotFound, Unprocessable
@@ -20,6 +21,7 @@ from app.schemas.people import (
 from app.security import Principal, hash_password
 from app.services import audit
 from app.services.households import household_read, phone_for
+from app.services.organisation import get_village_for_admin
 
 # What a village admin may hand out in their own village; everything else is the district's.
 VILLAGE_GRANTABLE = frozenset({Role.SCORING_LEADER, Role.SCORER, Role.SHOP_ATTENDANT})
@@ -42,10 +44,10 @@ def _person_scope(principal: Principal, *, write: bool) -> ColumnElement[bool]:
     clauses: list[ColumnElement[bool]] = []
     admin_villages = principal.village_ids(Role.VILLAGE_ADMIN)
     if admin_villages:
-        clauses.append(Person.village_id.in_(admin_villages))  # type: ignore[union-attr]
+        clauses.append(col(Person.village_id).in_(admin_villages))
     towns = principal.supervised_town_ids()
     if towns and not write:
-        clauses.append(Person.village_id.in_(villages_in_towns(towns)))  # type: ignore[union-attr]
+        clauses.append(col(Person.village_id).in_(villages_in_towns(towns)))
     return or_(*clauses) if clauses else false()
 
 
@@ -54,7 +56,7 @@ async def get_person(
 ) -> Person:
     person = (
         await session.execute(
-            select(Person).where(Person.id == person_id, _person_scope(principal, write=write))
+            select(Person).where(col(Person.id) == person_id, _person_scope(principal, write=write))
         )
     ).scalar_one_or_none()
     if person is None:
@@ -67,9 +69,13 @@ async def list_persons(
 ) -> tuple[list[Person], str | None]:
     statement = select(Person).where(_person_scope(principal, write=False))
     if village_id is not None:
-        statement = statement.where(Person.village_id == village_id)
+        statement = statement.where(col(Person.village_id) == village_id)
     rows, cursor = await paginate(
-        session, statement, order=[Person.name, Person.id], params=params, parse=[str, uuid.UUID]
+        session,
+        statement,
+        order=[col(Person.name), col(Person.id)],
+        params=params,
+        parse=[str, uuid.UUID],
     )
     return [r[0] for r in rows], cursor
 
@@ -77,9 +83,9 @@ async def list_persons(
 async def _username_taken(
     session: AsyncSession, username: str, exclude: uuid.UUID | None = None
 ) -> bool:
-    statement = select(Person.id).where(Person.username == username)
+    statement = select(col(Person.id)).where(col(Person.username) == username)
     if exclude is not None:
-        statement = statement.where(Person.id != exclude)
+        statement = statement.where(col(Person.id) != exclude)
     return (await session.execute(statement)).first() is not None
 
 
@@ -168,13 +174,13 @@ def _grant_scope(principal: Principal) -> ColumnElement[bool]:
     """Grants the principal may see: the district's all; a village admin's, those of the village."""
     if principal.is_district_admin:
         return true()
-    clauses: list[ColumnElement[bool]] = [RoleGrant.person_id == principal.person_id]
+    clauses: list[ColumnElement[bool]] = [col(RoleGrant.person_id) == principal.person_id]
     admin_villages = principal.village_ids(Role.VILLAGE_ADMIN)
     if admin_villages:
-        clauses.append(RoleGrant.village_id.in_(admin_villages))  # type: ignore[union-attr]
+        clauses.append(col(RoleGrant.village_id).in_(admin_villages))
     towns = principal.supervised_town_ids()
     if towns:
-        clauses.append(RoleGrant.town_id.in_(towns))  # type: ignore[union-attr]
+        clauses.append(col(RoleGrant.town_id).in_(towns))
     return or_(*clauses)
 
 
@@ -208,21 +214,19 @@ async def create_grant(
         raise Unprocessable(
             "Only scorers are limited to village groups.", code="role_grant.bad_scope"
         )
-    if not _may_manage(principal, data.role, village_id):
-        raise Forbidden("You may not grant this role here.", code="role_grant.not_allowed")
-
     if village_id is not None:
-        village = await session.get(Village, village_id)
-        if village is None:
-            raise NotFound("No such village.", code="village.not_found")
+        # A village outside the caller's administration is not found, whatever the role asked.
+        village = await get_village_for_admin(session, principal, village_id)
+        if not _may_manage(principal, data.role, village_id):
+            raise Forbidden("You may not grant this role here.", code="role_grant.not_allowed")
         town_id = village.town_id
         if data.village_group_ids:
             found = set(
                 (
                     await session.execute(
-                        select(VillageGroup.id).where(
-                            VillageGroup.id.in_(data.village_group_ids),  # type: ignore[attr-defined]
-                            VillageGroup.village_id == village_id,
+                        select(col(VillageGroup.id)).where(
+                            col(VillageGroup.id).in_(data.village_group_ids),
+                            col(VillageGroup.village_id) == village_id,
                         )
                     )
                 ).scalars()
@@ -232,9 +236,23 @@ async def create_grant(
                     "Every village group must belong to the grant's village.",
                     code="role_grant.group_not_in_village",
                 )
-    elif town_id is not None and await session.get(Town, town_id) is None:
-        raise NotFound("No such town.", code="town.not_found")
+    else:
+        if not _may_manage(principal, data.role, None):
+            raise Forbidden("You may not grant this role.", code="role_grant.not_allowed")
+        if town_id is not None and await session.get(Town, town_id) is None:
+            raise NotFound("No such town.", code="town.not_found")
     person = await get_person(session, principal, data.person_id, write=True)
+    duplicate = await session.execute(
+        select(col(RoleGrant.id)).where(
+            col(RoleGrant.person_id) == person.id,
+            col(RoleGrant.role) == data.role,
+            col(RoleGrant.town_id).is_not_distinct_from(town_id),
+            col(RoleGrant.village_id).is_not_distinct_from(village_id),
+            col(RoleGrant.revoked_at).is_(None),
+        )
+    )
+    if duplicate.first() is not None:
+        raise Conflict("The person already holds this role here.", code="role_grant.duplicate")
     grant = RoleGrant(
         person_id=person.id,
         role=data.role,
@@ -269,15 +287,15 @@ async def list_grants(
 ) -> tuple[list[RoleGrant], str | None]:
     statement = select(RoleGrant).where(_grant_scope(principal))
     if person_id is not None:
-        statement = statement.where(RoleGrant.person_id == person_id)
+        statement = statement.where(col(RoleGrant.person_id) == person_id)
     if village_id is not None:
-        statement = statement.where(RoleGrant.village_id == village_id)
+        statement = statement.where(col(RoleGrant.village_id) == village_id)
     if not include_revoked:
-        statement = statement.where(RoleGrant.revoked_at.is_(None))  # type: ignore[union-attr]
+        statement = statement.where(col(RoleGrant.revoked_at).is_(None))
     rows, cursor = await paginate(
         session,
         statement,
-        order=[RoleGrant.created_at, RoleGrant.id],
+        order=[col(RoleGrant.created_at), col(RoleGrant.id)],
         params=params,
         parse=[datetime.fromisoformat, uuid.UUID],
     )
@@ -290,7 +308,7 @@ async def revoke_grant(
     grant = (
         await session.execute(
             select(RoleGrant)
-            .where(RoleGrant.id == grant_id, _grant_scope(principal))
+            .where(col(RoleGrant.id) == grant_id, _grant_scope(principal))
             .with_for_update()
         )
     ).scalar_one_or_none()
@@ -329,8 +347,8 @@ async def me(session: AsyncSession, principal: Principal) -> MeRead:
     grants = (
         await session.execute(
             select(RoleGrant)
-            .where(RoleGrant.person_id == person.id, RoleGrant.revoked_at.is_(None))  # type: ignore[union-attr]
-            .order_by(RoleGrant.created_at, RoleGrant.id)
+            .where(col(RoleGrant.person_id) == person.id, col(RoleGrant.revoked_at).is_(None))
+            .order_by(col(RoleGrant.created_at), col(RoleGrant.id))
         )
     ).scalars()
     return MeRead(

@@ -1,0 +1,266 @@
+"""Every route, who may call it, and what the others get.
+
+A route added without a row here fails `test_every_route_has_a_row`.
+"""
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.config import Settings
+from app.main import create_app
+from app.models import AuditEntry, Role
+from tests import factories as f
+
+ANY = "any"  # any signed-in person, villagers included
+VILLAGER = "villager"
+ROLES = [VILLAGER, *(r.value for r in Role)]
+
+
+@dataclass
+class Row:
+    allowed: set[str]
+    body: Callable[["World"], dict[str, Any]] | None = None
+    # Out-of-scope callers must get 404 (False for collection routes with nothing to address).
+    scoped: bool = True
+    # Who shows the route is open, when the first allowed role can't reach the world's object
+    # (a villager reads only their own household).
+    served_by: str | None = None
+
+
+def _roles(*roles: Role | str) -> set[str]:
+    return {r.value if isinstance(r, Role) else r for r in roles}
+
+
+DA, TS, VA = Role.DISTRICT_ADMIN, Role.TOWN_SUPERVISOR, Role.VILLAGE_ADMIN
+SL, SC, SA = Role.SCORING_LEADER, Role.SCORER, Role.SHOP_ATTENDANT
+
+PUBLIC = {
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("POST", "/api/v1/auth/wechat/login"),
+    ("POST", "/api/v1/auth/wechat/bind"),
+    ("POST", "/api/v1/auth/password/login"),
+    ("POST", "/api/v1/auth/refresh"),
+}
+
+MATRIX: dict[tuple[str, str], Row] = {
+    ("GET", "/api/v1/me"): Row({ANY}, scoped=False),
+    ("POST", "/api/v1/auth/logout"): Row({ANY}, scoped=False),
+    ("GET", "/api/v1/towns"): Row(_roles(DA, TS), scoped=False),
+    ("POST", "/api/v1/towns"): Row(
+        _roles(DA), lambda w: {"name": f"新镇{uuid.uuid4().hex[:6]}"}, scoped=False
+    ),
+    ("GET", "/api/v1/towns/{town_id}"): Row(_roles(DA, TS)),
+    ("PATCH", "/api/v1/towns/{town_id}"): Row(_roles(DA), lambda w: {"district": "新区"}),
+    ("POST", "/api/v1/towns/{town_id}/villages"): Row(_roles(DA), lambda w: {"name": "新村"}),
+    ("GET", "/api/v1/villages"): Row({ANY}, scoped=False),
+    ("GET", "/api/v1/villages/{village_id}"): Row({ANY}),
+    ("PATCH", "/api/v1/villages/{village_id}"): Row(_roles(DA), lambda w: {"name": "改名村"}),
+    ("GET", "/api/v1/villages/{village_id}/groups"): Row({ANY}),
+    ("POST", "/api/v1/villages/{village_id}/groups"): Row(
+        _roles(DA, VA), lambda w: {"name": "新组"}
+    ),
+    ("PATCH", "/api/v1/village-groups/{group_id}"): Row(
+        _roles(DA, VA), lambda w: {"name": "改名组"}
+    ),
+    ("POST", "/api/v1/villages/{village_id}/households"): Row(
+        _roles(DA, VA), lambda w: {"number": "NEW-1"}
+    ),
+    ("GET", "/api/v1/villages/{village_id}/households"): Row(_roles(DA, TS, VA, SL, SC)),
+    ("GET", "/api/v1/households/{household_id}"): Row({ANY}, served_by=SC.value),
+    ("PATCH", "/api/v1/households/{household_id}"): Row(
+        _roles(DA, VA), lambda w: {"address": "新地址"}
+    ),
+    ("POST", "/api/v1/households/{household_id}/members"): Row(
+        _roles(DA, VA), lambda w: {"name": "新成员"}
+    ),
+    ("PATCH", "/api/v1/household-members/{member_id}"): Row(
+        _roles(DA, VA), lambda w: {"relation": "子女"}
+    ),
+    ("DELETE", "/api/v1/household-members/{member_id}"): Row(_roles(DA, VA)),
+    ("POST", "/api/v1/household-members/{member_id}/invite"): Row(_roles(DA, VA)),
+    ("GET", "/api/v1/persons"): Row(_roles(DA, TS, VA), scoped=False),
+    ("POST", "/api/v1/persons"): Row(
+        _roles(DA, VA), lambda w: {"name": "新人", "village_id": str(w.village_id)}
+    ),
+    ("GET", "/api/v1/persons/{person_id}"): Row(_roles(DA, TS, VA)),
+    ("PATCH", "/api/v1/persons/{person_id}"): Row(_roles(DA, VA), lambda w: {"name": "改名"}),
+    ("PUT", "/api/v1/persons/{person_id}/credentials"): Row(
+        _roles(DA, VA),
+        lambda w: {"username": f"u{uuid.uuid4().hex[:8]}", "password": "long-enough-1"},
+    ),
+    ("GET", "/api/v1/role-grants"): Row(_roles(DA, TS, VA), scoped=False),
+    ("POST", "/api/v1/role-grants"): Row(
+        _roles(DA, VA),
+        lambda w: {
+            "person_id": str(w.person_id),
+            "role": "scorer",
+            "village_id": str(w.village_id),
+        },
+    ),
+    ("DELETE", "/api/v1/role-grants/{grant_id}"): Row(_roles(DA, VA)),
+}
+
+
+@dataclass
+class World:
+    """One town with one village and one of everything in it, plus a caller for every role."""
+
+    town_id: uuid.UUID
+    village_id: uuid.UUID
+    group_id: uuid.UUID
+    household_id: uuid.UUID
+    member_id: uuid.UUID
+    person_id: uuid.UUID
+    grant_id: uuid.UUID
+    headers: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def path(self, template: str) -> str:
+        return template.format(
+            town_id=self.town_id,
+            village_id=self.village_id,
+            group_id=self.group_id,
+            household_id=self.household_id,
+            member_id=self.member_id,
+            person_id=self.person_id,
+            grant_id=self.grant_id,
+        )
+
+
+async def build_world(db: AsyncSession, settings: Settings) -> World:
+    town = await f.create_town(db)
+    village = await f.create_village(db, town)
+    group = await f.create_group(db, village)
+    household = await f.create_household(db, village, group)
+    member = await f.add_member(db, household, is_head=True)
+    scorer = await f.create_person(db, village)
+    scorer_grant = await f.grant(db, scorer, Role.SCORER, village=village)
+    world = World(
+        town.id, village.id, group.id, household.id, member.id, member.person_id, scorer_grant.id
+    )
+
+    villager_household = await f.create_household(db, village, group)
+    villager = await f.add_member(db, villager_household)
+    villager_person = await db.get(f.Person, villager.person_id)
+    assert villager_person is not None
+    world.headers[VILLAGER] = await f.login_headers(db, settings, villager_person)
+    for role in Role:
+        person = await f.create_person(db, village)
+        if role is Role.DISTRICT_ADMIN:
+            await f.grant(db, person, role)
+        elif role is Role.TOWN_SUPERVISOR:
+            await f.grant(db, person, role, town=town)
+        else:
+            await f.grant(db, person, role, village=village)
+        world.headers[role.value] = await f.login_headers(db, settings, person)
+    return world
+
+
+@pytest.fixture
+async def world(db: AsyncSession, settings: Settings) -> World:
+    return await build_world(db, settings)
+
+
+@pytest.fixture
+async def worlds(db: AsyncSession, settings: Settings, world: World) -> tuple[World, World]:
+    return world, await build_world(db, settings)
+
+
+def _allowed(row: Row, role: str) -> bool:
+    return ANY in row.allowed or role in row.allowed or role == DA.value
+
+
+async def _call(
+    client: httpx.AsyncClient,
+    method: str,
+    template: str,
+    row: Row,
+    target: World,
+    headers: dict[str, str],
+) -> httpx.Response:
+    kwargs: dict[str, Any] = {"headers": headers}
+    if method in ("POST", "PATCH", "PUT"):
+        kwargs["json"] = row.body(target) if row.body else {}
+    return await client.request(method, target.path(template), **kwargs)
+
+
+async def _audit_count(db: AsyncSession) -> int:
+    return (await db.execute(select(func.count()).select_from(AuditEntry))).scalar_one()
+
+
+def test_every_route_has_a_row() -> None:
+    # The OpenAPI document lists every route the app serves (none is hidden from it).
+    paths = create_app(Settings(environment="test")).openapi()["paths"]
+    routes = {(method.upper(), path) for path, ops in paths.items() for method in ops}
+    assert routes - PUBLIC - set(MATRIX) == set(), "routes without a row in the matrix"
+    assert (set(MATRIX) | PUBLIC) - routes == set(), "rows for routes that no longer exist"
+
+
+@pytest.mark.parametrize(("method", "template"), sorted(MATRIX))
+async def test_no_token_is_401(
+    client: httpx.AsyncClient, world: World, method: str, template: str
+) -> None:
+    response = await _call(client, method, template, MATRIX[(method, template)], world, {})
+    assert response.status_code == 401
+    assert response.json()["code"] == "auth.token_missing"
+    assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+@pytest.mark.parametrize(("method", "template"), sorted(MATRIX))
+async def test_roles_outside_the_row_are_403(
+    client: httpx.AsyncClient, db: AsyncSession, world: World, method: str, template: str
+) -> None:
+    row = MATRIX[(method, template)]
+    refused = [role for role in ROLES if not _allowed(row, role)]
+    audits = await _audit_count(db)
+    for role in refused:
+        response = await _call(client, method, template, row, world, world.headers[role])
+        assert response.status_code == 403, (role, response.text)
+        assert response.json()["code"] == "auth.forbidden"
+    assert await _audit_count(db) == audits
+
+
+def _scope_callers(row: Row) -> list[str]:
+    return [role for role in ROLES if role != DA.value and _allowed(row, role)]
+
+
+@pytest.mark.parametrize(
+    ("method", "template"),
+    # District-admin-only routes have no caller whose scope could be too small.
+    sorted(k for k, row in MATRIX.items() if row.scoped and _scope_callers(row)),
+)
+async def test_objects_outside_the_scope_are_404(
+    client: httpx.AsyncClient,
+    db: AsyncSession,
+    worlds: tuple[World, World],
+    method: str,
+    template: str,
+) -> None:
+    """Callers allowed the route, but in the other town, never reach the first world's objects."""
+    world, other = worlds
+    row = MATRIX[(method, template)]
+    callers = _scope_callers(row)
+    audits = await _audit_count(db)
+    for role in callers:
+        response = await _call(client, method, template, row, world, other.headers[role])
+        assert response.status_code == 404, (role, response.text)
+        assert response.json()["code"].endswith("not_found")
+    assert await _audit_count(db) == audits
+
+
+@pytest.mark.parametrize(("method", "template"), sorted(MATRIX))
+async def test_allowed_roles_in_scope_are_served(
+    client: httpx.AsyncClient, world: World, method: str, template: str
+) -> None:
+    """The gate lets the row's roles through (so the 403/404 above are not a locked door)."""
+    row = MATRIX[(method, template)]
+    role = row.served_by or next(iter(_scope_callers(row)), DA.value)
+    response = await _call(client, method, template, row, world, world.headers[role])
+    assert response.status_code < 300, (role, response.text)
