@@ -9,7 +9,12 @@ from sqlalchemy import text
 
 from app.config import Settings, get_settings
 from app.db import create_engine, create_sessionmaker
-from app.errors import PROBLEM_RESPONSES, install_error_handlers, problem_media_type, problem_response
+from app.errors import (
+    PROBLEM_RESPONSES,
+    install_error_handlers,
+    problem_media_type,
+    problem_response,
+)
 from app.routers import auth, households, organisation, people
 
 API_PREFIX = "/api/v1"

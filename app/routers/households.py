@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, Query, Request, status
 from app.db import SessionDep
 from app.models import Participation
 from app.pagination import Page, PageParams, page_params
+from app.schemas.household_import import ImportFile, ImportReport
 from app.schemas.households import (
     HouseholdCreate,
     HouseholdRead,
@@ -16,6 +17,7 @@ from app.schemas.households import (
     MemberUpdate,
 )
 from app.security import CurrentPrincipal, HouseholdReader, VillageAdmin
+from app.services import household_import as import_service
 from app.services import households as service
 
 router = APIRouter(tags=["households"])
@@ -106,3 +108,25 @@ async def issue_invite(
 ) -> InviteRead:
     """A single-use code the member types into the mini-program to bind their WeChat."""
     return await service.issue_invite(session, principal, request.app.state.settings, member_id)
+
+
+@router.post("/villages/{village_id}/households/import", operation_id="import_households")
+async def import_households(
+    session: SessionDep,
+    principal: VillageAdmin,
+    village_id: uuid.UUID,
+    file: ImportFile,
+    dry_run: Annotated[
+        bool, Query(description="Check the file and report without writing anything")
+    ] = False,
+) -> ImportReport:
+    """Households with their members from a CSV or XLSX roster, one row per member.
+
+    Every row is checked first; if any is wrong the answer is 422 `household_import.invalid_rows`
+    listing each bad line, and nothing is written.
+    """
+    # One byte past the limit is enough to tell the file is too large without reading it all.
+    data = await file.read(import_service.MAX_FILE_BYTES + 1)
+    return await import_service.import_households(
+        session, principal, village_id, data, filename=file.filename, dry_run=dry_run
+    )

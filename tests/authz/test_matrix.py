@@ -32,6 +32,8 @@ class Row:
     # Who shows the route is open, when the first allowed role can't reach the world's object
     # (a villager reads only their own household).
     served_by: str | None = None
+    # Multipart uploads (a file import) instead of a JSON body.
+    files: Callable[["World"], dict[str, Any]] | None = None
 
 
 def _roles(*roles: Role | str) -> set[str]:
@@ -106,6 +108,12 @@ MATRIX: dict[tuple[str, str], Row] = {
         },
     ),
     ("DELETE", "/api/v1/role-grants/{grant_id}"): Row(_roles(DA, VA)),
+    ("POST", "/api/v1/villages/{village_id}/households/import"): Row(
+        _roles(DA, VA),
+        files=lambda w: {
+            "file": ("households.csv", "户号,姓名,户主\r\nIMP-1,新户主,是\r\n".encode(), "text/csv")
+        },
+    ),
 }
 
 
@@ -186,7 +194,9 @@ async def _call(
     headers: dict[str, str],
 ) -> httpx.Response:
     kwargs: dict[str, Any] = {"headers": headers}
-    if method in ("POST", "PATCH", "PUT"):
+    if row.files:
+        kwargs["files"] = row.files(target)
+    elif method in ("POST", "PATCH", "PUT"):
         kwargs["json"] = row.body(target) if row.body else {}
     return await client.request(method, target.path(template), **kwargs)
 

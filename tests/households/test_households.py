@@ -90,7 +90,8 @@ async def test_admin_registers_a_household_with_members(
         .scalars()
         .all()
     )
-    assert len(members) == 2 and sum(m.is_head for m in members) == 1
+    assert len(members) == 2
+    assert sum(m.is_head for m in members) == 1
     persons = (
         (await db.execute(select(Person).where(Person.id.in_([m.person_id for m in members]))))
         .scalars()
@@ -175,7 +176,8 @@ async def test_scorer_limited_to_a_group_lists_only_that_group(
     assert response.status_code == 200
     items = response.json()["items"]
     assert [h["id"] for h in items] == [str(mine.id)]
-    assert items[0]["member_count"] == 1 and items[0]["head_name"]
+    assert items[0]["member_count"] == 1
+    assert items[0]["head_name"]
     hidden = await client.get(f"/api/v1/households/{theirs.id}", headers=scorer)
     assert hidden.status_code == 404
     assert hidden.json()["code"] == "household.not_found"
@@ -190,7 +192,9 @@ async def test_villager_reads_their_own_household_only_and_phones_are_masked_for
     neighbour = await f.create_household(db, village)
     person = await db.get(Person, me.person_id)
     spouse_person = await db.get(Person, spouse.person_id)
-    assert person is not None and spouse_person is not None and spouse_person.phone
+    assert person is not None
+    assert spouse_person is not None
+    assert spouse_person.phone
     headers = await f.login_headers(db, settings, person)
 
     own = await client.get(f"/api/v1/households/{home.id}", headers=headers)
@@ -227,7 +231,8 @@ async def test_household_update_is_audited_with_before_and_after(
             )
         )
     ).scalar_one()
-    assert entry.before is not None and entry.after is not None
+    assert entry.before is not None
+    assert entry.after is not None
     assert (entry.before["participation"], entry.after["participation"]) == ("pending", "active")
     assert entry.after["renter"] is True
 

@@ -28,12 +28,15 @@ async def test_district_admin_creates_a_town_and_it_is_audited(
     assert response.status_code == 201
     body = response.json()
     town = await db.get(Town, body["id"])
-    assert town is not None and town.name == "张堰镇" and town.district == "金山区"
+    assert town is not None
+    assert town.name == "张堰镇"
+    assert town.district == "金山区"
     audit = (
         await db.execute(select(AuditEntry).where(AuditEntry.object_id == town.id))
     ).scalar_one()
     assert audit.action == "town.create"
-    assert audit.after is not None and audit.after["name"] == "张堰镇"
+    assert audit.after is not None
+    assert audit.after["name"] == "张堰镇"
 
 
 async def test_duplicate_town_name_is_409_and_writes_nothing(
@@ -163,12 +166,14 @@ async def test_village_admin_manages_groups_of_their_village_only(
     assert outside.status_code == 404
     assert outside.json()["code"] == "village.not_found"
     groups = (await db.execute(select(VillageGroup.village_id))).scalars().all()
-    assert groups.count(village.id) == 1 and elsewhere.id not in groups
+    assert groups.count(village.id) == 1
+    assert elsewhere.id not in groups
 
     renamed = await client.patch(
         f"/api/v1/village-groups/{created.json()['id']}", json={"kind": "area"}, headers=headers
     )
-    assert renamed.status_code == 200 and renamed.json()["kind"] == "area"
+    assert renamed.status_code == 200
+    assert renamed.json()["kind"] == "area"
 
 
 async def test_village_name_is_unique_within_its_town(

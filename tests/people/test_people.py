@@ -43,7 +43,9 @@ async def test_staff_created_with_credentials_can_log_in(
     assert created.status_code == 201
     assert created.json()["village_id"] == str(village.id)
     person = await db.get(Person, created.json()["id"])
-    assert person is not None and person.password_hash and "s3cret-pass" not in person.password_hash
+    assert person is not None
+    assert person.password_hash
+    assert "s3cret-pass" not in person.password_hash
     login = await client.post(
         "/api/v1/auth/password/login", json={"username": "wang.scorer", "password": "s3cret-pass"}
     )
@@ -161,7 +163,8 @@ async def test_revoking_a_role_takes_effect_on_the_next_request(
     assert (await client.get(listing, headers=headers)).status_code == 200
 
     revoked = await client.delete(f"/api/v1/role-grants/{grant.id}", headers=admin)
-    assert revoked.status_code == 200 and revoked.json()["revoked_at"]
+    assert revoked.status_code == 200
+    assert revoked.json()["revoked_at"]
     after = await client.get(listing, headers=headers)
     assert after.status_code == 403
     assert after.json()["code"] == "auth.forbidden"
