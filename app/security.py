@@ -13,6 +13,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
+from sqlmodel import col
 
 from app.config import Settings
 from app.db import SessionDep
@@ -66,10 +67,26 @@ def encode_token(
     return jwt.encode(payload, settings.jwt_secret, algorithm=JWT_ALGORITHM), expires
 
 
+def invalid_token(
+    detail: str, *, code: str, title: str, keeps_changes: bool = False
+) -> Unauthorized:
+    """A 401 whose WWW-Authenticate tells the client to log in again (RFC 6750 §3.1)."""
+    return Unauthorized(
+        detail,
+        code=code,
+        title=title,
+        headers={"WWW-Authenticate": 'Bearer realm="village-points", error="invalid_token"'},
+        keeps_changes=keeps_changes,
+    )
+
+
 def decode_token(settings: Settings, token: str, *, kind: str) -> dict[str, Any]:
-    """Only our algorithm, issuer and audience are accepted; the header's `alg` is ignored."""
+    """Only our algorithm, issuer and audience are accepted; the header's `alg` is ignored.
+
+    Each kind of token has its own audience, so a bind ticket is never an access token.
+    """
     try:
-        return jwt.decode(
+        claims: dict[str, Any] = jwt.decode(
             token,
             settings.jwt_secret,
             algorithms=[JWT_ALGORITHM],
@@ -79,9 +96,32 @@ def decode_token(settings: Settings, token: str, *, kind: str) -> dict[str, Any]
             leeway=5,
         )
     except jwt.ExpiredSignatureError as exc:
-        raise Unauthorized("The token has expired.", code="auth.token_expired") from exc
+        raise invalid_token(
+            "The token has expired.", code="auth.token_expired", title="登录已过期，请重新登录"
+        ) from exc
     except jwt.PyJWTError as exc:
-        raise Unauthorized("The token is not valid.", code="auth.token_invalid") from exc
+        raise invalid_token(
+            "The token is not valid.", code="auth.token_invalid", title="登录凭证无效，请重新登录"
+        ) from exc
+    return claims
+
+
+def claim_uuid(claims: dict[str, Any], name: str) -> uuid.UUID:
+    """A UUID claim; our own tokens always carry one, so anything else is a bad token."""
+    try:
+        return uuid.UUID(str(claims[name]))
+    except (KeyError, ValueError) as exc:
+        raise invalid_token(
+            "The token is not valid.", code="auth.token_invalid", title="登录凭证无效，请重新登录"
+        ) from exc
+
+
+def session_ended() -> Unauthorized:
+    return invalid_token(
+        "This login has ended; log in again.",
+        code="auth.session_revoked",
+        title="登录已失效，请重新登录",
+    )
 
 
 @dataclass(frozen=True)
@@ -130,25 +170,28 @@ async def load_principal(
 ) -> Principal:
     login = await session.get(LoginSession, session_id)
     if login is None or login.person_id != person_id or login.revoked_at is not None:
-        raise Unauthorized("This login has ended; log in again.", code="auth.session_revoked")
+        raise session_ended()
     # Grants are read on every request so a change of roles applies to the very next one.
     grant_rows = (
         await session.execute(
             select(
-                RoleGrant.role, RoleGrant.town_id, RoleGrant.village_id, RoleGrant.village_group_ids
-            ).where(RoleGrant.person_id == person_id, RoleGrant.revoked_at.is_(None))  # type: ignore[union-attr]
+                col(RoleGrant.role),
+                col(RoleGrant.town_id),
+                col(RoleGrant.village_id),
+                col(RoleGrant.village_group_ids),
+            ).where(col(RoleGrant.person_id) == person_id, col(RoleGrant.revoked_at).is_(None))
         )
     ).all()
     membership = (
         await session.execute(
-            select(HouseholdMember.household_id, HouseholdMember.village_id).where(
-                HouseholdMember.person_id == person_id
+            select(col(HouseholdMember.household_id), col(HouseholdMember.village_id)).where(
+                col(HouseholdMember.person_id) == person_id
             )
         )
     ).first()
     grants = tuple(
-        Grant(Role(r.role), r.town_id, r.village_id, tuple(r.village_group_ids or ()))
-        for r in grant_rows
+        Grant(Role(role), town_id, village_id, tuple(group_ids or ()))
+        for role, town_id, village_id, group_ids in grant_rows
     )
     village_ids = {g.village_id for g in grants if g.village_id}
     if membership:
@@ -156,9 +199,9 @@ async def load_principal(
     village_towns: dict[uuid.UUID, uuid.UUID] = {}
     if village_ids:
         rows = await session.execute(
-            select(Village.id, Village.town_id).where(Village.id.in_(village_ids))  # type: ignore[attr-defined]
+            select(col(Village.id), col(Village.town_id)).where(col(Village.id).in_(village_ids))
         )
-        village_towns = {r.id: r.town_id for r in rows}
+        village_towns = {village_id: town_id for village_id, town_id in rows}
     return Principal(
         person_id=person_id,
         session_id=session_id,
@@ -178,12 +221,7 @@ async def current_principal(
         raise Unauthorized("An access token is required.", code="auth.token_missing")
     settings: Settings = request.app.state.settings
     claims = decode_token(settings, credentials.credentials, kind=ACCESS)
-    try:
-        person_id = uuid.UUID(claims["sub"])
-        session_id = uuid.UUID(claims["sid"])
-    except (KeyError, ValueError, TypeError) as exc:
-        raise Unauthorized("The token is not valid.", code="auth.token_invalid") from exc
-    return await load_principal(session, person_id, session_id)
+    return await load_principal(session, claim_uuid(claims, "sub"), claim_uuid(claims, "sid"))
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]

@@ -8,6 +8,7 @@ Failures are queued per API, in code (`fail_next`) or over HTTP (`POST /__fake/f
 
 import hashlib
 import json
+import sys
 import threading
 import time
 from collections import deque
@@ -46,11 +47,23 @@ class FakeWechatState:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
+class _Server(ThreadingHTTPServer):
+    # The default backlog of 5 refuses connections when many phones log in at once.
+    request_queue_size = 128
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that gave up on a delayed answer (a simulated timeout) closed its socket;
+        # that is the point of the delay, not an error worth a traceback.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
+
 class FakeWechatServer:
     def __init__(self, appid: str, secret: str, host: str = "127.0.0.1", port: int = 0) -> None:
         self.state = FakeWechatState(appid=appid, secret=secret)
         handler = type("Handler", (_Handler,), {"state": self.state})
-        self._server = ThreadingHTTPServer((host, port), handler)
+        self._server = _Server((host, port), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 

@@ -13,6 +13,8 @@ INVALID_CODE = 40029
 CODE_USED = 40163
 RATE_LIMITED = 45011
 HIGH_RISK_USER = 40226
+# The width of wechat_identity's openid, unionid and session_key columns.
+MAX_ID_LENGTH = 64
 
 
 @dataclass(frozen=True)
@@ -49,10 +51,22 @@ def _error_for(errcode: int, errmsg: str) -> AppError:
             title="该微信账号被限制登录",
         )
     if errcode == SYSTEM_BUSY:
-        return ServiceUnavailable(
-            "WeChat is busy.", code="wechat.unavailable", title="微信服务繁忙，请稍后再试"
-        )
+        return _unavailable("WeChat is busy.", title="微信服务繁忙，请稍后再试")
     return WechatUnexpected(f"WeChat answered errcode {errcode}: {errmsg}")
+
+
+def _unavailable(detail: str, *, title: str = "微信服务暂时不可用，请稍后再试") -> AppError:
+    return ServiceUnavailable(
+        detail, code="wechat.unavailable", title=title, headers={"Retry-After": "5"}
+    )
+
+
+def _errcode(body: dict[str, Any]) -> int:
+    raw = body.get("errcode") or 0
+    try:
+        return int(raw)
+    except (TypeError, ValueError) as exc:
+        raise WechatUnexpected(f"WeChat answered errcode {raw!r}.") from exc
 
 
 class WechatClient:
@@ -67,24 +81,17 @@ class WechatClient:
             try:
                 response = await self._http.request(method, self._base + path, **kwargs)
             except httpx.TransportError as exc:
-                raise ServiceUnavailable(
-                    "WeChat could not be reached.",
-                    code="wechat.unavailable",
-                    title="微信服务暂时不可用，请稍后再试",
-                ) from exc
+                # Timeouts are transport errors too: the phone should retry, not see a 500.
+                raise _unavailable("WeChat could not be reached in time.") from exc
             if response.status_code >= 500:
-                raise ServiceUnavailable(
-                    f"WeChat answered HTTP {response.status_code}.",
-                    code="wechat.unavailable",
-                    title="微信服务暂时不可用，请稍后再试",
-                )
+                raise _unavailable(f"WeChat answered HTTP {response.status_code}.")
             try:
                 body = response.json()
             except ValueError as exc:
                 raise WechatUnexpected("WeChat answered something that is not JSON.") from exc
             if not isinstance(body, dict):
                 raise WechatUnexpected("WeChat answered something that is not an object.")
-            errcode = int(body.get("errcode") or 0)
+            errcode = _errcode(body)
             if errcode == SYSTEM_BUSY and attempt == 0:
                 continue
             if errcode != 0:
@@ -107,7 +114,11 @@ class WechatClient:
         if not isinstance(openid, str) or not isinstance(session_key, str) or not openid:
             raise WechatUnexpected("code2Session answered without openid or session_key.")
         unionid = body.get("unionid")
-        return WechatSession(openid, session_key, unionid if isinstance(unionid, str) else None)
+        unionid = unionid if isinstance(unionid, str) and unionid else None
+        # WeChat's ids are 28-char strings; anything longer than our columns is not WeChat.
+        if max(len(openid), len(session_key), len(unionid or "")) > MAX_ID_LENGTH:
+            raise WechatUnexpected("code2Session answered ids longer than WeChat's.")
+        return WechatSession(openid, session_key, unionid)
 
     async def access_token(self) -> str:
         # The stable token endpoint hands every process the same token, so no shared cache

@@ -1,8 +1,11 @@
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import exists, func, select, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from app.config import Settings
 from app.errors import Conflict, NotFound, TooManyRequests, Unauthorized
@@ -22,12 +25,20 @@ from app.security import (
     ACCESS,
     BIND,
     Principal,
+    claim_uuid,
     decode_token,
     encode_token,
+    invalid_token,
     new_secret_token,
+    session_ended,
     token_digest,
     verify_password,
 )
+
+# Namespaces of the transaction-scoped advisory locks that serialise password attempts per
+# account and per address, so parallel guesses cannot all pass the failure count at once.
+_ACCOUNT_LOCK = 0x4C4F4731
+_ADDRESS_LOCK = 0x4C4F4732
 
 
 def _now() -> datetime:
@@ -78,25 +89,26 @@ async def wechat_login(
     session: AsyncSession, settings: Settings, wechat: WechatClient, code: str
 ) -> WechatLoginResult:
     ws = await wechat.code_to_session(code)
-    identity = (
-        await session.execute(
-            select(WechatIdentity).where(WechatIdentity.openid == ws.openid).with_for_update()
-        )
-    ).scalar_one_or_none()
-    if identity is None:
-        identity = WechatIdentity(openid=ws.openid, unionid=ws.unionid, session_key=ws.session_key)
-        session.add(identity)
-    else:
-        identity.session_key = ws.session_key
-        identity.unionid = ws.unionid or identity.unionid
-        identity.updated_at = _now()
-    await session.flush()
-    if identity.person_id is not None:
-        tokens = await start_login(session, settings, identity.person_id, LoginMethod.WECHAT)
+    # An upsert, because two first logins of one openid may race (a double tap, two codes);
+    # a select-then-insert would answer the loser with a unique violation.
+    values = insert(WechatIdentity).values(
+        id=uuid.uuid4(), openid=ws.openid, unionid=ws.unionid, session_key=ws.session_key
+    )
+    upsert = values.on_conflict_do_update(
+        index_elements=[col(WechatIdentity.openid)],
+        set_={
+            "session_key": values.excluded.session_key,
+            "unionid": func.coalesce(values.excluded.unionid, col(WechatIdentity.unionid)),
+            "updated_at": func.now(),
+        },
+    ).returning(col(WechatIdentity.id), col(WechatIdentity.person_id))
+    identity_id, person_id = (await session.execute(upsert)).one()
+    if person_id is not None:
+        tokens = await start_login(session, settings, person_id, LoginMethod.WECHAT)
         return WechatLoginResult(status="ok", tokens=tokens)
     ticket, expires = encode_token(
         settings,
-        subject=str(identity.id),
+        subject=str(identity_id),
         kind=BIND,
         ttl=timedelta(minutes=settings.bind_ticket_minutes),
     )
@@ -112,12 +124,16 @@ async def bind_wechat(
     identity = (
         await session.execute(
             select(WechatIdentity)
-            .where(WechatIdentity.id == uuid.UUID(claims["sub"]))
+            .where(col(WechatIdentity.id) == claim_uuid(claims, "sub"))
             .with_for_update()
         )
     ).scalar_one_or_none()
     if identity is None:
-        raise Unauthorized("The bind ticket is not valid.", code="auth.token_invalid")
+        raise invalid_token(
+            "The bind ticket is not valid.",
+            code="auth.token_invalid",
+            title="登录凭证无效，请重新登录",
+        )
     if identity.person_id is not None:
         raise Conflict(
             "This WeChat account is already bound.", code="auth.already_bound", title="该微信已绑定"
@@ -129,9 +145,15 @@ async def bind_wechat(
         assert data.phone_code is not None
         person_id = await _person_by_wechat_phone(session, wechat, data.phone_code)
 
+    # Locking the person makes two WeChat accounts binding one person at once queue up here,
+    # so the second sees the first's binding instead of hitting the unique constraint.
+    # NO KEY UPDATE: rows that merely reference the person (a login elsewhere) need not wait.
+    await session.execute(
+        select(col(Person.id)).where(col(Person.id) == person_id).with_for_update(key_share=True)
+    )
     taken = (
         await session.execute(
-            select(WechatIdentity.id).where(WechatIdentity.person_id == person_id)
+            select(col(WechatIdentity.id)).where(col(WechatIdentity.person_id) == person_id)
         )
     ).first()
     if taken is not None:
@@ -148,16 +170,18 @@ async def bind_wechat(
 
 async def _redeem_invite(session: AsyncSession, code: str) -> uuid.UUID:
     # The conditional UPDATE makes a code single-use even when two phones race for it.
+    # A code whose person has since left every household no longer admits anyone.
     person_id = (
         await session.execute(
             update(InviteCode)
             .where(
-                InviteCode.code_hash == token_digest(code),
-                InviteCode.used_at.is_(None),  # type: ignore[union-attr]
-                InviteCode.expires_at > func.now(),
+                col(InviteCode.code_hash) == token_digest(code),
+                col(InviteCode.used_at).is_(None),
+                col(InviteCode.expires_at) > func.now(),
+                exists().where(col(HouseholdMember.person_id) == col(InviteCode.person_id)),
             )
             .values(used_at=func.now())
-            .returning(InviteCode.person_id)
+            .returning(col(InviteCode.person_id))
         )
     ).scalar_one_or_none()
     if person_id is None:
@@ -176,11 +200,11 @@ async def _person_by_wechat_phone(
     candidates = (
         (
             await session.execute(
-                select(Person.id)
-                .join(HouseholdMember, HouseholdMember.person_id == Person.id)
-                .where(Person.phone == phone)
-                .outerjoin(WechatIdentity, WechatIdentity.person_id == Person.id)
-                .where(WechatIdentity.id.is_(None))  # type: ignore[union-attr]
+                select(col(Person.id))
+                .join(HouseholdMember, col(HouseholdMember.person_id) == col(Person.id))
+                .outerjoin(WechatIdentity, col(WechatIdentity.person_id) == col(Person.id))
+                .where(col(Person.phone) == phone, col(WechatIdentity.id).is_(None))
+                .distinct()
             )
         )
         .scalars()
@@ -204,18 +228,21 @@ async def _person_by_wechat_phone(
 async def password_login(
     session: AsyncSession, settings: Settings, username: str, password: str, address: str
 ) -> TokenPair:
+    # Taken in this order everywhere (account, then address), so they cannot deadlock.
+    for namespace, key in ((_ACCOUNT_LOCK, username), (_ADDRESS_LOCK, address)):
+        await session.execute(select(func.pg_advisory_xact_lock(namespace, func.hashtext(key))))
     since = _now() - timedelta(minutes=settings.login_window_minutes)
-    failures = (
+    account_failures, address_failures = (
         await session.execute(
             select(
-                func.count().filter(LoginAttempt.username == username),
-                func.count().filter(LoginAttempt.address == address),
-            ).where(LoginAttempt.succeeded.is_(False), LoginAttempt.at >= since)  # type: ignore[attr-defined]
+                func.count().filter(col(LoginAttempt.username) == username),
+                func.count().filter(col(LoginAttempt.address) == address),
+            ).where(col(LoginAttempt.succeeded).is_(False), col(LoginAttempt.at) >= since)
         )
     ).one()
     if (
-        failures[0] >= settings.login_max_failures_per_account
-        or failures[1] >= settings.login_max_failures_per_address
+        account_failures >= settings.login_max_failures_per_account
+        or address_failures >= settings.login_max_failures_per_address
     ):
         raise TooManyRequests(
             "Too many failed logins; wait a few minutes.",
@@ -224,10 +251,13 @@ async def password_login(
             headers={"Retry-After": str(settings.login_window_minutes * 60)},
         )
     person = (
-        await session.execute(select(Person).where(Person.username == username))
+        await session.execute(select(Person).where(col(Person.username) == username))
     ).scalar_one_or_none()
-    # verify_password hashes even for an unknown user, so both failures cost the same time.
-    ok = verify_password(person.password_hash if person else None, password)
+    # verify_password hashes even for an unknown user, so both failures cost the same time;
+    # argon2 is deliberately slow, so it runs off the event loop.
+    ok = await asyncio.to_thread(
+        verify_password, person.password_hash if person else None, password
+    )
     session.add(LoginAttempt(username=username, address=address, succeeded=ok))
     await session.flush()
     if not ok or person is None:
@@ -241,32 +271,41 @@ async def password_login(
 
 
 async def refresh(session: AsyncSession, settings: Settings, token: str) -> TokenPair:
+    # The row lock makes a concurrent second use of one token wait and then see it as used.
     row = (
         await session.execute(
             select(RefreshToken, LoginSession)
-            .join(LoginSession, LoginSession.id == RefreshToken.session_id)
-            .where(RefreshToken.token_hash == token_digest(token))
+            .join(LoginSession, col(LoginSession.id) == col(RefreshToken.session_id))
+            .where(col(RefreshToken.token_hash) == token_digest(token))
             .with_for_update()
         )
     ).first()
     if row is None:
-        raise Unauthorized("The refresh token is not valid.", code="auth.refresh_invalid")
+        raise invalid_token(
+            "The refresh token is not valid.",
+            code="auth.refresh_invalid",
+            title="登录凭证无效，请重新登录",
+        )
     stored, login = row
     if login.revoked_at is not None:
-        raise Unauthorized("This login has ended; log in again.", code="auth.session_revoked")
+        raise session_ended()
     if stored.used_at is not None:
         # A rotated token came back: someone holds a copy. End the whole login.
         login.revoked_at = _now()
         login.revoked_reason = "refresh_reuse"
         await session.flush()
-        raise Unauthorized(
+        raise invalid_token(
             "The refresh token was already used; this login has been ended.",
             code="auth.refresh_reused",
             title="登录已失效，请重新登录",
             keeps_changes=True,
         )
     if stored.expires_at <= _now():
-        raise Unauthorized("The refresh token has expired.", code="auth.refresh_expired")
+        raise invalid_token(
+            "The refresh token has expired.",
+            code="auth.refresh_expired",
+            title="登录已过期，请重新登录",
+        )
     stored.used_at = _now()
     access, access_expires = _access_token(settings, login.person_id, login.id)
     new_refresh, refresh_expires = await _new_refresh_token(session, settings, login.id)
@@ -281,6 +320,6 @@ async def refresh(session: AsyncSession, settings: Settings, token: str) -> Toke
 async def logout(session: AsyncSession, principal: Principal) -> None:
     await session.execute(
         update(LoginSession)
-        .where(LoginSession.id == principal.session_id, LoginSession.revoked_at.is_(None))  # type: ignore[union-attr]
+        .where(col(LoginSession.id) == principal.session_id, col(LoginSession.revoked_at).is_(None))
         .values(revoked_at=func.now(), revoked_reason="logout")
     )
