@@ -165,14 +165,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(IntegrityError)
     async def integrity_error(request: Request, exc: IntegrityError) -> JSONResponse:
-        constraint = getattr(getattr(exc.orig, "__cause__", None), "constraint_name", None)
+        # Services check what they can first; this is the race that only the database saw.
         return problem_response(
             409,
             "conflict.integrity",
             "与现有数据冲突",
             "The change conflicts with data already stored.",
             instance=request.url.path,
-            constraint=constraint,
         )
 
     @app.exception_handler(Exception)

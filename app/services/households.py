@@ -346,6 +346,12 @@ async def remove_member(session: AsyncSession, principal: Principal, member_id: 
         before={**(audit.snapshot(member) or {}), "name": person.name},
         village_id=member.village_id,
     )
+    # An invite printed for someone who has left must not let anyone in as them.
+    await session.execute(
+        update(InviteCode)
+        .where(col(InviteCode.person_id) == person.id, col(InviteCode.used_at).is_(None))
+        .values(expires_at=func.now())
+    )
     await session.delete(member)
     await session.flush()
 

@@ -276,12 +276,14 @@ async def test_a_person_belongs_to_one_household(
     assert [r.household_id for r in rows] == [first.id]
 
 
-async def test_removing_a_member_keeps_the_person(
+async def test_removing_a_member_keeps_the_person_and_voids_their_invite(
     client: httpx.AsyncClient, db: AsyncSession, settings: Settings, village: Village
 ) -> None:
     admin = await headers_for(db, settings, village, Role.VILLAGE_ADMIN)
     household = await f.create_household(db, village)
     member = await f.add_member(db, household)
+    invite = await client.post(f"/api/v1/household-members/{member.id}/invite", headers=admin)
+    assert invite.status_code == 201
     response = await client.delete(f"/api/v1/household-members/{member.id}", headers=admin)
     assert response.status_code == 204
     # Queried, not db.get: the test session's identity map still holds the old object.
@@ -291,6 +293,12 @@ async def test_removing_a_member_keeps_the_person(
     assert (
         await db.execute(select(Person.id).where(Person.id == member.person_id))
     ).first() is not None
+    live = await db.execute(
+        select(InviteCode.id).where(
+            InviteCode.person_id == member.person_id, InviteCode.expires_at > func.now()
+        )
+    )
+    assert live.first() is None
 
 
 async def test_a_new_invite_code_replaces_the_previous_one(
