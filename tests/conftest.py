@@ -5,6 +5,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
@@ -110,22 +111,35 @@ async def db(connection: AsyncConnection) -> AsyncIterator[AsyncSession]:
     await session.close()
 
 
+@pytest.fixture(scope="session")
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    """One app for the run: building it costs about 0.2 s, so tests share it and swap only the
+    per-test sessionmaker (tests that change app.state put it back)."""
+    app = create_app(settings)
+    async with httpx.AsyncClient(timeout=settings.wechat_timeout_seconds) as http:
+        app.state.http = http
+        yield app
+
+
+@pytest.fixture(scope="session")
+async def asgi_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        yield client
+
+
 @pytest.fixture
 async def app_and_client(
-    connection: AsyncConnection, settings: Settings
-) -> AsyncIterator[tuple[object, httpx.AsyncClient]]:
-    app = create_app(settings)
+    app: FastAPI, asgi_client: httpx.AsyncClient, connection: AsyncConnection
+) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
     # Requests commit as in production, but into savepoints of the test's transaction.
     app.state.sessionmaker = async_sessionmaker(
         bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
     )
-    async with httpx.AsyncClient(timeout=settings.wechat_timeout_seconds) as http:
-        app.state.http = http
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            yield app, client
+    yield app, asgi_client
+    del app.state.sessionmaker
 
 
 @pytest.fixture
-async def client(app_and_client: tuple[object, httpx.AsyncClient]) -> httpx.AsyncClient:
+async def client(app_and_client: tuple[FastAPI, httpx.AsyncClient]) -> httpx.AsyncClient:
     return app_and_client[1]

@@ -1,24 +1,32 @@
 """Small async factories: each adds rows through the test session and flushes."""
 
 import uuid
+from datetime import date
 from itertools import count
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
 from app.models import (
+    Cadence,
     Household,
     HouseholdMember,
+    ItemKind,
     LoginMethod,
     Participation,
     Person,
     Role,
     RoleGrant,
+    RuleCategory,
+    RuleItem,
+    RuleSet,
+    RuleSetStatus,
     Town,
     Village,
     VillageGroup,
     VillageGroupKind,
 )
+from app.schemas.rules import Policy
 from app.security import hash_password
 from app.services.auth import start_login
 
@@ -147,3 +155,47 @@ async def login_headers(db: AsyncSession, settings: Settings, person: Person) ->
 
 def random_id() -> uuid.UUID:
     return uuid.uuid4()
+
+
+async def create_rule_set(
+    db: AsyncSession,
+    village: Village,
+    *,
+    year: int,
+    status: RuleSetStatus = RuleSetStatus.APPROVED,
+    policy: Policy | None = None,
+    version: int = 1,
+    effective_from: date | None = None,
+) -> tuple[RuleSet, RuleCategory, RuleItem]:
+    """A rule set with one capped category and one inspection item worth 10."""
+    rule_set = RuleSet(
+        village_id=village.id,
+        town_id=village.town_id,
+        year=year,
+        version=version,
+        status=RuleSetStatus.DRAFT,
+        title=f"{year}年积分细则",
+        effective_from=effective_from or date(year, 1, 1),
+        policy=(policy or Policy()).model_dump(mode="json"),
+    )
+    db.add(rule_set)
+    await db.flush()
+    category = RuleCategory(rule_set_id=rule_set.id, village_id=village.id, name="环境卫生", cap=10)
+    db.add(category)
+    await db.flush()
+    item = RuleItem(
+        rule_set_id=rule_set.id,
+        village_id=village.id,
+        category_id=category.id,
+        code="1.1",
+        title="宅前屋后保持干净",
+        points=10,
+        kind=ItemKind.INSPECTION,
+        cadence=Cadence.MONTHLY,
+    )
+    db.add(item)
+    await db.flush()
+    # Filled while a draft: the database refuses rows added to an approved set.
+    rule_set.status = status
+    await db.flush()
+    return rule_set, category, item

@@ -5,8 +5,24 @@ from app.models.auth import LoginAttempt, LoginMethod, LoginSession, RefreshToke
 from app.models.households import Household, HouseholdMember, Participation
 from app.models.organisation import Town, Village, VillageGroup, VillageGroupKind
 from app.models.people import VILLAGE_ROLES, InviteCode, Person, Role, RoleGrant
+from app.models.rules import (
+    EDITABLE_STATUSES,
+    Cadence,
+    ItemKind,
+    RuleCategory,
+    RuleItem,
+    RuleSet,
+    RuleSetStatus,
+)
 
 __all__ = [
+    "EDITABLE_STATUSES",
+    "Cadence",
+    "ItemKind",
+    "RuleCategory",
+    "RuleItem",
+    "RuleSet",
+    "RuleSetStatus",
     "VILLAGE_ROLES",
     "AuditEntry",
     "Household",

@@ -1,23 +1,22 @@
 import json
 from pathlib import Path
 
-from app.config import Settings
-from app.main import create_app
+from fastapi import FastAPI
 
 COMMITTED = Path(__file__).resolve().parents[2] / "openapi" / "openapi.json"
 
 
-def test_committed_openapi_matches_the_code() -> None:
+def test_committed_openapi_matches_the_code(app: FastAPI) -> None:
     """The phone front end builds against openapi/openapi.json; it must say what the code does.
 
     Regenerate with `village-points openapi > openapi/openapi.json`.
     """
-    generated = create_app(Settings(environment="test")).openapi()
+    generated = app.openapi()
     assert json.loads(COMMITTED.read_text(encoding="utf-8")) == generated
 
 
-def test_every_operation_has_a_stable_id_and_problem_responses() -> None:
-    spec = create_app(Settings(environment="test")).openapi()
+def test_every_operation_has_a_stable_id_and_problem_responses(app: FastAPI) -> None:
+    spec = app.openapi()
     ids = [op["operationId"] for ops in spec["paths"].values() for op in ops.values()]
     assert len(ids) == len(set(ids))
     assert all("__" not in op_id for op_id in ids), "an operation fell back to a generated id"
