@@ -31,7 +31,10 @@ from app.models import (
     VillageGroupKind,
     WechatIdentity,
 )
-from app.security import hash_password, token_digest
+from app.schemas.rules import ItemCreate, RuleSetCreate
+from app.security import Grant, Principal, hash_password, token_digest
+from app.services import rules
+from app.timeutil import local_today
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 DEMO_PASSWORD = "demo1234"
@@ -52,6 +55,7 @@ class VillagePlan:
     slug: str  # for usernames
     kind: VillageGroupKind
     groups: tuple[tuple[str, str, int], ...]  # (name, short name in addresses, households)
+    template: str  # the seed scheme the village's rules start from
 
 
 VILLAGES = (
@@ -60,16 +64,31 @@ VILLAGES = (
         "xinxiu",
         VillageGroupKind.GROUP,
         (("第一村民小组", "1组", 6), ("第二村民小组", "2组", 6), ("第三村民小组", "3组", 6)),
+        "zhangyan-governance-2024",
     ),
     VillagePlan(
-        "秦望村", "qinwang", VillageGroupKind.AREA, (("东片区", "东片", 9), ("西片区", "西片", 8))
+        "秦望村",
+        "qinwang",
+        VillageGroupKind.AREA,
+        (("东片区", "东片", 9), ("西片区", "西片", 8)),
+        "qingpu-eco-green-2024",
     ),
     VillagePlan(
         "百家村",
         "baijia",
         VillageGroupKind.GROUP,
         (("第一村民小组", "1组", 8), ("第二村民小组", "2组", 7)),
+        "wengyuan-governance-2023",
     ),
+)
+# 翁源's seed leaves its item annex out, so its template has none; these stand for the items
+# 百家村 would write itself (deductions from the monthly 100).
+BAIJIA_ITEMS = (
+    ("人居环境", "1", "房前屋后乱堆乱放", 5),
+    ("人居环境", "2", "生活垃圾未分类投放", 5),
+    ("人居环境", "3", "违规搭建", 10),
+    ("乡风文明", "4", "不赡养老人、家庭不和睦", 10),
+    ("乡风文明", "5", "参与赌博等不良风气", 10),
 )
 HOME = VILLAGES[0]  # the village where the villager-side logins and the scorers live
 
@@ -138,6 +157,7 @@ class DemoSummary:
     unbound_phone: str | None
     invite_code: str | None
     invite_expires: datetime | None
+    rules: list[str]
 
 
 class _Names:
@@ -416,27 +436,21 @@ async def _issue_invite(session: AsyncSession) -> tuple[str, str, str | None, da
 
 async def _staff_lines(session: AsyncSession) -> list[StaffLine]:
     rows = (
-        (
-            await session.execute(
-                select(
-                    col(Person.username),
-                    col(Person.name),
-                    col(RoleGrant.role),
-                    col(Town.name),
-                    col(Village.name),
-                    col(RoleGrant.village_group_ids),
-                )
-                .join(RoleGrant, col(RoleGrant.person_id) == col(Person.id))
-                .outerjoin(Town, col(Town.id) == col(RoleGrant.town_id))
-                .outerjoin(Village, col(Village.id) == col(RoleGrant.village_id))
-                .where(
-                    col(Person.username).in_(DEMO_USERNAMES), col(RoleGrant.revoked_at).is_(None)
-                )
+        await session.execute(
+            select(
+                col(Person.username),
+                col(Person.name),
+                col(RoleGrant.role),
+                col(Town.name),
+                col(Village.name),
+                col(RoleGrant.village_group_ids),
             )
+            .join(RoleGrant, col(RoleGrant.person_id) == col(Person.id))
+            .outerjoin(Town, col(Town.id) == col(RoleGrant.town_id))
+            .outerjoin(Village, col(Village.id) == col(RoleGrant.village_id))
+            .where(col(Person.username).in_(DEMO_USERNAMES), col(RoleGrant.revoked_at).is_(None))
         )
-        .tuples()
-        .all()
-    )
+    ).all()
     group_ids = {gid for *_, ids in rows for gid in ids}
     group_names = dict(
         (
@@ -445,9 +459,7 @@ async def _staff_lines(session: AsyncSession) -> list[StaffLine]:
                     col(VillageGroup.id).in_(group_ids)
                 )
             )
-        )
-        .tuples()
-        .all()
+        ).all()
     )
     lines = []
     for username, name, role, town, village, ids in rows:
@@ -473,12 +485,55 @@ async def _villager(session: AsyncSession) -> str | None:
     ).first()
     if row is None:
         return None
-    name, village, number = row.tuple()
+    name, village, number = row
     return f"{name} ({village} 户号 {number})"
 
 
 async def _count(session: AsyncSession, model: type[SQLModel]) -> int:
     return (await session.execute(select(func.count()).select_from(model))).scalar_one()
+
+
+async def _ensure_rules(session: AsyncSession) -> list[str]:
+    """Each demo village has approved rules for this year, from its own seed template.
+
+    Done through the rules service as the district admin, so the demo's rules pass the same
+    checks and leave the same audit trail as a village's.
+    """
+    admin_id = (
+        await session.execute(select(col(Person.id)).where(col(Person.username) == DISTRICT_ADMIN))
+    ).scalar_one()
+    admin = Principal(
+        person_id=admin_id,
+        session_id=uuid.uuid4(),
+        grants=(Grant(Role.DISTRICT_ADMIN, None, None),),
+    )
+    year = local_today().year
+    lines = []
+    for plan in VILLAGES:
+        village = (
+            await session.execute(select(Village).where(col(Village.name) == plan.name))
+        ).scalar_one()
+        in_force = await rules.rule_set_in_force(session, village.id, date(year, 1, 1))
+        if in_force is None:
+            draft = await rules.create_rule_set(
+                session, admin, village.id, RuleSetCreate(year=year, template_code=plan.template)
+            )
+            if plan.template == "wengyuan-governance-2023":
+                tree = await rules.rule_set_read(session, draft)
+                categories = {c.name: c.id for c in tree.categories}
+                for category, code, title, points in BAIJIA_ITEMS:
+                    await rules.add_item(
+                        session,
+                        admin,
+                        draft.id,
+                        ItemCreate(
+                            category_id=categories[category], code=code, title=title, points=points
+                        ),
+                    )
+            await rules.submit(session, admin, draft.id)
+            in_force = await rules.approve(session, admin, draft.id)
+        lines.append(f"{plan.name}: {in_force.title} (v{in_force.version}, {plan.template})")
+    return lines
 
 
 async def _fill(session: AsyncSession) -> DemoSummary | None:
@@ -491,6 +546,7 @@ async def _fill(session: AsyncSession) -> DemoSummary | None:
     if not staff:
         return None
     invite = await _issue_invite(session)
+    rules = await _ensure_rules(session)
     town = (await session.execute(select(col(Town.name)).order_by(col(Town.created_at)))).scalars()
     return DemoSummary(
         created=created,
@@ -505,6 +561,7 @@ async def _fill(session: AsyncSession) -> DemoSummary | None:
         unbound_phone=invite[2] if invite else None,
         invite_code=invite[0] if invite else None,
         invite_expires=invite[3] if invite else None,
+        rules=rules,
     )
 
 
@@ -531,6 +588,8 @@ def _instructions(s: DemoSummary, base: str, *, default_url: bool) -> str:
         "",
         f"Demo data {state}: {s.town}, {s.villages} villages, {s.groups} village groups, "
         f"{s.households} households, {s.members} household members.",
+        "Rules in force (each village on a different seed template):",
+        *(f"  {line}" for line in s.rules),
         "",
         f"Staff log in with a password; every demo account's password is {DEMO_PASSWORD}:",
     ]

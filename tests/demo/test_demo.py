@@ -1,0 +1,62 @@
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+
+from app.db import create_engine
+from app.demo import seed_demo
+from app.migrate import upgrade_on
+from app.models import Household, RoleGrant, RuleSet, RuleSetStatus, Village
+
+
+@pytest.fixture
+async def demo_url(database_url: str) -> AsyncIterator[str]:
+    """A database of the demo's own: it commits, like `serve --demo` does."""
+    name = f"vp_demo_{uuid.uuid4().hex[:8]}"
+    admin = create_async_engine(database_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(database_url).set(database=name).render_as_string(hide_password=False)
+    engine = create_engine(url, pool_size=1)
+    async with engine.begin() as conn:
+        await conn.run_sync(upgrade_on)
+    await engine.dispose()
+    try:
+        yield url
+    finally:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await admin.dispose()
+
+
+async def test_demo_fills_once_with_villages_on_three_templates(
+    demo_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await seed_demo(demo_url)
+    first = capsys.readouterr().out
+    await seed_demo(demo_url)
+    second = capsys.readouterr().out
+    assert "Demo data created" in first
+    assert "Demo data already there" in second
+
+    engine = create_engine(demo_url, pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            households = (
+                await conn.execute(select(func.count()).select_from(Household))
+            ).scalar_one()
+            villages = (await conn.execute(select(func.count()).select_from(Village))).scalar_one()
+            roles = set((await conn.execute(select(RoleGrant.role))).scalars())
+            rule_sets = (await conn.execute(select(RuleSet.template_code, RuleSet.status))).all()
+    finally:
+        await engine.dispose()
+    assert villages >= 2
+    assert 40 <= households <= 60
+    assert len(roles) == 6
+    assert len(rule_sets) == villages  # the second run added no rules
+    assert {status for _, status in rule_sets} == {RuleSetStatus.APPROVED}
+    assert len({template for template, _ in rule_sets}) >= 3
