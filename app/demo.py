@@ -6,13 +6,12 @@ is issued on every run and printed.
 """
 
 import random
-import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import NamedTuple
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel, col
 
@@ -20,7 +19,6 @@ from app.db import create_engine, create_sessionmaker
 from app.models import (
     Household,
     HouseholdMember,
-    InviteCode,
     Participation,
     Person,
     Role,
@@ -32,8 +30,8 @@ from app.models import (
     WechatIdentity,
 )
 from app.schemas.rules import ItemCreate, RuleSetCreate
-from app.security import Grant, Principal, hash_password, token_digest
-from app.services import rules
+from app.security import Grant, Principal, hash_password
+from app.services import households, rules
 from app.timeutil import local_today
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
@@ -41,7 +39,6 @@ DEMO_PASSWORD = "demo1234"
 DEMO_OPENID = "demo-villager"
 INVITE_DAYS = 30
 # Same alphabet as the invite codes village admins issue: no 0/O or 1/I to misread.
-INVITE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 # Serialises concurrent `demo` runs so two processes cannot both find the database empty.
 ADVISORY_LOCK_KEY = 0x7670_6465_6D6F  # "vpdemo"
 SEED = 20240408  # the date of 张府发〔2024〕15号
@@ -396,6 +393,7 @@ async def _issue_invite(session: AsyncSession) -> tuple[str, str, str | None, da
                 col(Person.name),
                 col(Person.phone),
                 col(Household.number),
+                col(HouseholdMember.id),
             )
             .join(HouseholdMember, col(HouseholdMember.person_id) == col(Person.id))
             .join(Household, col(Household.id) == col(HouseholdMember.household_id))
@@ -413,25 +411,14 @@ async def _issue_invite(session: AsyncSession) -> tuple[str, str, str | None, da
     ).first()
     if member is None:
         return None
-    # As when an admin issues one: the new code replaces earlier unused ones.
-    await session.execute(
-        update(InviteCode)
-        .where(col(InviteCode.person_id) == member.id, col(InviteCode.used_at).is_(None))
-        .values(expires_at=func.now())
+    _person_id, name, phone, number, member_id = member
+    issuer = Principal(
+        person_id=admin.id,
+        session_id=uuid.uuid4(),
+        grants=(Grant(Role.VILLAGE_ADMIN, None, admin.village_id),),
     )
-    code = "".join(secrets.choice(INVITE_ALPHABET) for _ in range(8))
-    expires = datetime.now(UTC) + timedelta(days=INVITE_DAYS)
-    session.add(
-        InviteCode(
-            code_hash=token_digest(code),
-            person_id=member.id,
-            village_id=admin.village_id,
-            issued_by=admin.id,
-            expires_at=expires,
-        )
-    )
-    await session.flush()
-    return code, f"{member.name} ({HOME.name} 户号 {member.number})", member.phone, expires
+    invite = await households.issue_invite(session, issuer, member_id, timedelta(days=INVITE_DAYS))
+    return invite.code, f"{name} ({HOME.name} 户号 {number})", phone, invite.expires_at
 
 
 async def _staff_lines(session: AsyncSession) -> list[StaffLine]:

@@ -1,4 +1,5 @@
 import uuid
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, status
@@ -107,7 +108,8 @@ async def issue_invite(
     request: Request, session: SessionDep, principal: VillageAdmin, member_id: uuid.UUID
 ) -> InviteRead:
     """A single-use code the member types into the mini-program to bind their WeChat."""
-    return await service.issue_invite(session, principal, request.app.state.settings, member_id)
+    hours = request.app.state.settings.invite_code_hours
+    return await service.issue_invite(session, principal, member_id, timedelta(hours=hours))
 
 
 @router.post("/villages/{village_id}/households/import", operation_id="import_households")

@@ -8,7 +8,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app.authz import household_scope
-from app.config import Settings
 from app.errors import Conflict, NotFound, Unprocessable
 from app.models import Household, HouseholdMember, InviteCode, Participation, Person, VillageGroup
 from app.pagination import PageParams, paginate
@@ -357,7 +356,7 @@ async def remove_member(session: AsyncSession, principal: Principal, member_id: 
 
 
 async def issue_invite(
-    session: AsyncSession, principal: Principal, settings: Settings, member_id: uuid.UUID
+    session: AsyncSession, principal: Principal, member_id: uuid.UUID, valid_for: timedelta
 ) -> InviteRead:
     member, person = await _member_for_admin(session, principal, member_id)
     # A new code replaces any earlier unused one, so a lost slip of paper stops working.
@@ -367,7 +366,7 @@ async def issue_invite(
         .values(expires_at=func.now())
     )
     code = "".join(secrets.choice(INVITE_ALPHABET) for _ in range(8))
-    expires = datetime.now(UTC) + timedelta(hours=settings.invite_code_hours)
+    expires = datetime.now(UTC) + valid_for
     invite = InviteCode(
         code_hash=token_digest(code),
         person_id=person.id,
