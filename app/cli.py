@@ -131,6 +131,34 @@ def demo_command(args: argparse.Namespace) -> None:
     _seed_demo(url)
 
 
+async def _close_year(url: str, year: int) -> None:
+    from app.db import create_engine, create_sessionmaker
+    from app.services.ledger import close_year
+
+    engine = create_engine(url, pool_size=1)
+    try:
+        async with create_sessionmaker(engine)() as session, session.begin():
+            closed = await close_year(session, year)
+    finally:
+        await engine.dispose()
+    for record in closed:
+        what = (
+            "carried over"
+            if record.carried_over
+            else f"{record.points_expired} points of {record.households_expired} households expired"
+        )
+        print(f"{year} closed for village {record.village_id}: {what}")
+    print(f"{len(closed)} village(s) closed for {year}; villages already closed were left alone.")
+
+
+def year_end_command(args: argparse.Namespace) -> None:
+    from app.timeutil import local_today
+
+    _interrupt_on_sigterm()
+    url, _server = _prepare_database(get_settings())
+    asyncio.run(_close_year(url, args.year or local_today().year - 1))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="village-points", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -158,6 +186,11 @@ def main(argv: list[str] | None = None) -> None:
     commands.add_parser("demo", help="fill an empty database with the demo town").set_defaults(
         func=demo_command
     )
+    year_end = commands.add_parser(
+        "year-end", help="close a year: expire unspent points where the policy resets yearly"
+    )
+    year_end.add_argument("--year", type=int, help="the year to close (default: last year)")
+    year_end.set_defaults(func=year_end_command)
 
     args = parser.parse_args(argv)
     try:

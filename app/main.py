@@ -15,7 +15,7 @@ from app.errors import (
     problem_media_type,
     problem_response,
 )
-from app.routers import auth, households, organisation, people, rules
+from app.routers import auth, households, ledger, organisation, people, rules
 
 API_PREFIX = "/api/v1"
 
@@ -69,7 +69,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         return {"status": "ready"}
 
     api = APIRouter(prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
-    for module in (auth, organisation, households, people, rules):
+    for module in (auth, organisation, households, people, rules, ledger):
         api.include_router(module.router)
     app.include_router(api)
 

@@ -12,6 +12,8 @@ from app.models import (
     Household,
     HouseholdMember,
     ItemKind,
+    LedgerEntry,
+    LedgerKind,
     LoginMethod,
     Participation,
     Person,
@@ -28,6 +30,7 @@ from app.models import (
 )
 from app.schemas.rules import Policy
 from app.security import hash_password
+from app.services import ledger
 from app.services.auth import start_login
 
 _seq = count(1)
@@ -199,3 +202,27 @@ async def create_rule_set(
     rule_set.status = status
     await db.flush()
     return rule_set, category, item
+
+
+async def create_entry(
+    db: AsyncSession, household: Household, *, points: int, kind: LedgerKind = LedgerKind.BONUS
+) -> LedgerEntry:
+    """One entry posted through the ledger service, as the product posts them."""
+    [row] = await ledger.post(
+        db,
+        household.village_id,
+        [
+            ledger.NewEntry(
+                household_id=household.id,
+                kind=kind,
+                points=points,
+                counts_score=True,
+                counts_balance=True,
+                year=date.today().year,
+                source_type="test",
+            )
+        ],
+    )
+    entry = await db.get(LedgerEntry, row["id"])
+    assert entry is not None
+    return entry

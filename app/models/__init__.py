@@ -3,6 +3,15 @@
 from app.models.audit import AuditEntry
 from app.models.auth import LoginAttempt, LoginMethod, LoginSession, RefreshToken, WechatIdentity
 from app.models.households import Household, HouseholdMember, Participation
+from app.models.ledger import (
+    GENESIS_HASH,
+    HouseholdBalance,
+    HouseholdYearScore,
+    LedgerChain,
+    LedgerEntry,
+    LedgerKind,
+    YearEndClose,
+)
 from app.models.organisation import Town, Village, VillageGroup, VillageGroupKind
 from app.models.people import VILLAGE_ROLES, InviteCode, Person, Role, RoleGrant
 from app.models.rules import (
@@ -16,6 +25,13 @@ from app.models.rules import (
 )
 
 __all__ = [
+    "GENESIS_HASH",
+    "HouseholdBalance",
+    "HouseholdYearScore",
+    "LedgerChain",
+    "LedgerEntry",
+    "LedgerKind",
+    "YearEndClose",
     "EDITABLE_STATUSES",
     "Cadence",
     "ItemKind",

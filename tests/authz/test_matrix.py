@@ -144,6 +144,15 @@ MATRIX: dict[tuple[str, str], Row] = {
         _roles(DA, TS), lambda w: {"reason": "x"}
     ),
     ("GET", "/api/v1/rule-sets/{rule_set_id}/export"): Row(_roles(DA, TS, VA)),
+    ("GET", "/api/v1/households/{household_id}/ledger"): Row({ANY}, served_by=SC.value),
+    ("GET", "/api/v1/households/{household_id}/balance"): Row({ANY}, served_by=SC.value),
+    ("POST", "/api/v1/households/{household_id}/adjustments"): Row(
+        _roles(DA, VA), lambda w: {"points": 3, "reason": "补记志愿服务"}
+    ),
+    ("POST", "/api/v1/ledger-entries/{entry_id}/correction"): Row(
+        _roles(DA, VA), lambda w: {"reason": "录入错误"}
+    ),
+    ("GET", "/api/v1/villages/{village_id}/ledger/verification"): Row(_roles(DA, TS, VA)),
     ("POST", "/api/v1/villages/{village_id}/households/import"): Row(
         _roles(DA, VA),
         files=lambda w: {
@@ -168,6 +177,7 @@ class World:
     category_id: uuid.UUID
     item_id: uuid.UUID
     year: int
+    entry_id: uuid.UUID
     headers: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def path(self, template: str) -> str:
@@ -183,6 +193,7 @@ class World:
             category_id=self.category_id,
             item_id=self.item_id,
             code=TEMPLATE,
+            entry_id=self.entry_id,
         )
 
 
@@ -197,6 +208,7 @@ async def build_world(db: AsyncSession, settings: Settings) -> World:
     year = local_today().year
     # Approved and in force today, so reads are served and edits meet the frozen-set conflict.
     rule_set, category, item = await f.create_rule_set(db, village, year=year)
+    entry = await f.create_entry(db, household, points=10)
     world = World(
         town.id,
         village.id,
@@ -209,6 +221,7 @@ async def build_world(db: AsyncSession, settings: Settings) -> World:
         category.id,
         item.id,
         year,
+        entry.id,
     )
 
     villager_household = await f.create_household(db, village, group)

@@ -1,0 +1,93 @@
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, status
+
+from app.db import SessionDep
+from app.models import LedgerKind, Role
+from app.pagination import Page, PageParams, page_params
+from app.schemas.ledger import (
+    AdjustmentCreate,
+    BalanceRead,
+    ChainVerification,
+    CorrectionCreate,
+    LedgerEntryRead,
+)
+from app.security import CurrentPrincipal, Principal, VillageAdmin, require_roles
+from app.services import ledger as service
+
+router = APIRouter(tags=["ledger"])
+Paging = Annotated[PageParams, Depends(page_params)]
+Auditor = Annotated[Principal, require_roles(Role.VILLAGE_ADMIN, Role.TOWN_SUPERVISOR)]
+
+
+def _read(row: dict[str, Any]) -> LedgerEntryRead:
+    return LedgerEntryRead.model_validate(row)
+
+
+@router.get("/households/{household_id}/ledger", operation_id="list_ledger_entries")
+async def list_entries(
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    household_id: uuid.UUID,
+    paging: Paging,
+    year: Annotated[int | None, Query(ge=2000, le=2100)] = None,
+    kind: LedgerKind | None = None,
+) -> Page[LedgerEntryRead]:
+    """The household's 积分加减明细, oldest first."""
+    entries, cursor = await service.list_entries(
+        session, principal, household_id, paging, year=year, kind=kind
+    )
+    return Page(items=[LedgerEntryRead.model_validate(e) for e in entries], next_cursor=cursor)
+
+
+@router.get("/households/{household_id}/balance", operation_id="get_household_balance")
+async def get_balance(
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    household_id: uuid.UUID,
+    year: Annotated[int | None, Query(ge=2000, le=2100)] = None,
+) -> BalanceRead:
+    """Spendable points and the year's score (default: this year in Asia/Shanghai)."""
+    return await service.balance(session, principal, household_id, year)
+
+
+@router.post(
+    "/households/{household_id}/adjustments",
+    status_code=status.HTTP_201_CREATED,
+    operation_id="adjust_household_points",
+)
+async def adjust(
+    session: SessionDep, principal: VillageAdmin, household_id: uuid.UUID, body: AdjustmentCreate
+) -> LedgerEntryRead:
+    """An admin adjustment with its reason; audited, and never to the admin's own household."""
+    row = await service.adjust(
+        session,
+        principal,
+        household_id,
+        points=body.points,
+        reason=body.reason,
+        counts_score=body.counts_score,
+        counts_balance=body.counts_balance,
+    )
+    return _read(row)
+
+
+@router.post(
+    "/ledger-entries/{entry_id}/correction",
+    status_code=status.HTTP_201_CREATED,
+    operation_id="correct_ledger_entry",
+)
+async def correct(
+    session: SessionDep, principal: VillageAdmin, entry_id: uuid.UUID, body: CorrectionCreate
+) -> LedgerEntryRead:
+    """Reverse an entry with a correction entry, at most once; nothing is edited or deleted."""
+    return _read(await service.correct(session, principal, entry_id, body.reason))
+
+
+@router.get("/villages/{village_id}/ledger/verification", operation_id="verify_ledger_chain")
+async def verify(
+    session: SessionDep, principal: Auditor, village_id: uuid.UUID
+) -> ChainVerification:
+    """Recompute the village's hash chain from the first entry and report the first break."""
+    return await service.verify_chain(session, principal, village_id)

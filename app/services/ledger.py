@@ -1,0 +1,524 @@
+"""The points ledger (积分台账): append-only entries, summaries kept in step, a hash chain."""
+
+import hashlib
+import json
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from app.authz import household_scope, village_scope
+from app.errors import Conflict, Forbidden, NotFound, Unprocessable
+from app.models import (
+    GENESIS_HASH,
+    Household,
+    HouseholdBalance,
+    HouseholdYearScore,
+    LedgerChain,
+    LedgerEntry,
+    LedgerKind,
+    Role,
+    RuleItem,
+    Village,
+    YearEndClose,
+)
+from app.pagination import PageParams, paginate
+from app.schemas.ledger import BalanceRead, ChainVerification
+from app.schemas.rules import Policy
+from app.security import Principal
+from app.services import audit
+from app.services.rules import rule_set_in_force
+from app.timeutil import local_today
+
+# The fields an entry's hash covers, in this order; changing it breaks every chain.
+HASHED_FIELDS = (
+    "village_id", "seq", "household_id", "kind", "points", "counts_score", "counts_balance",
+    "year", "period_id", "rule_item_id", "item_code", "item_title", "item_points",
+    "source_type", "source_id", "reverses_id", "actor_id", "memo", "created_at",
+)  # fmt: skip
+
+
+@dataclass
+class NewEntry:
+    household_id: uuid.UUID
+    kind: LedgerKind
+    points: int
+    counts_score: bool
+    counts_balance: bool
+    year: int
+    source_type: str
+    source_id: uuid.UUID | None = None
+    actor_id: uuid.UUID | None = None
+    memo: str = ""
+    period_id: uuid.UUID | None = None
+    rule_item: RuleItem | None = None
+    reverses_id: uuid.UUID | None = None
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat(timespec="microseconds")
+    if hasattr(value, "value"):  # enums
+        return value.value
+    return value
+
+
+def entry_hash(prev_hash: str, fields: dict[str, Any]) -> str:
+    """sha256 over the previous hash and the entry's fields, as sorted-key compact JSON."""
+    payload = {"prev_hash": prev_hash, **{k: _canonical(fields[k]) for k in HASHED_FIELDS}}
+    data = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(data.encode()).hexdigest()
+
+
+def insufficient_balance() -> Conflict:
+    return Conflict(
+        "The household's spendable points would go below zero.",
+        code="ledger.insufficient_balance",
+        title="可用积分不足",
+    )
+
+
+async def _apply_summaries(
+    session: AsyncSession, village_id: uuid.UUID, rows: list[dict[str, Any]]
+) -> None:
+    """Move balances and year scores by the batch's sums, refusing any balance below zero."""
+    balance_delta: dict[uuid.UUID, int] = defaultdict(int)
+    score_delta: dict[tuple[uuid.UUID, int], int] = defaultdict(int)
+    for row in rows:
+        if row["counts_balance"]:
+            balance_delta[row["household_id"]] += row["points"]
+        if row["counts_score"]:
+            score_delta[(row["household_id"], row["year"])] += row["points"]
+    for household_id, delta in balance_delta.items():
+        if delta == 0:
+            continue
+        # Guarded in the database: the row only moves if it stays at or above zero, so two
+        # spends racing for the last points cannot both pass.
+        statement: Any
+        if delta > 0:
+            statement = (
+                pg_insert(HouseholdBalance)
+                .values(household_id=household_id, village_id=village_id, balance=delta)
+                .on_conflict_do_update(
+                    index_elements=[col(HouseholdBalance.household_id)],
+                    set_={"balance": col(HouseholdBalance.balance) + delta},
+                )
+                .returning(col(HouseholdBalance.balance))
+            )
+        else:
+            statement = (
+                update(HouseholdBalance)
+                .where(
+                    col(HouseholdBalance.household_id) == household_id,
+                    col(HouseholdBalance.balance) + delta >= 0,
+                )
+                .values(balance=col(HouseholdBalance.balance) + delta)
+                .returning(col(HouseholdBalance.balance))
+            )
+        if (await session.execute(statement)).first() is None:
+            raise insufficient_balance()
+    for (household_id, year), delta in score_delta.items():
+        if delta == 0:
+            continue
+        upsert = pg_insert(HouseholdYearScore).values(
+            household_id=household_id, year=year, village_id=village_id, score=delta
+        )
+        await session.execute(
+            upsert.on_conflict_do_update(
+                index_elements=[col(HouseholdYearScore.household_id), col(HouseholdYearScore.year)],
+                set_={"score": col(HouseholdYearScore.score) + delta},
+            )
+        )
+
+
+async def post(
+    session: AsyncSession, village_id: uuid.UUID, entries: Sequence[NewEntry]
+) -> list[dict[str, Any]]:
+    """Append entries to the village's chain and move its summaries, all in the caller's
+    transaction. Returns the rows as written."""
+    if not entries:
+        return []
+    await session.execute(
+        pg_insert(LedgerChain)
+        .values(village_id=village_id, last_seq=0, last_hash=GENESIS_HASH)
+        .on_conflict_do_nothing()
+    )
+    # The chain head's row lock orders this village's appends; other villages are not held up.
+    head = (
+        await session.execute(
+            select(col(LedgerChain.last_seq), col(LedgerChain.last_hash))
+            .where(col(LedgerChain.village_id) == village_id)
+            .with_for_update()
+        )
+    ).one()
+    seq, prev_hash = head.last_seq, head.last_hash
+    now = datetime.now(UTC)
+    rows: list[dict[str, Any]] = []
+    for entry in entries:
+        seq += 1
+        item = entry.rule_item
+        fields: dict[str, Any] = {
+            "id": uuid.uuid4(),
+            "village_id": village_id,
+            "seq": seq,
+            "household_id": entry.household_id,
+            "kind": entry.kind,
+            "points": entry.points,
+            "counts_score": entry.counts_score,
+            "counts_balance": entry.counts_balance,
+            "year": entry.year,
+            "period_id": entry.period_id,
+            "rule_item_id": item.id if item else None,
+            "item_code": item.code if item else None,
+            "item_title": item.title if item else None,
+            "item_points": item.points if item else None,
+            "source_type": entry.source_type,
+            "source_id": entry.source_id,
+            "reverses_id": entry.reverses_id,
+            "actor_id": entry.actor_id,
+            "memo": entry.memo,
+            "created_at": now,
+            "prev_hash": prev_hash,
+        }
+        fields["hash"] = prev_hash = entry_hash(prev_hash, fields)
+        rows.append(fields)
+    await _apply_summaries(session, village_id, rows)
+    await session.execute(insert(LedgerEntry), rows)
+    await session.execute(
+        update(LedgerChain)
+        .where(col(LedgerChain.village_id) == village_id)
+        .values(last_seq=seq, last_hash=prev_hash)
+    )
+    return rows
+
+
+# Reading
+
+
+async def _household(
+    session: AsyncSession, principal: Principal, household_id: uuid.UUID, *, admin: bool = False
+) -> Household:
+    household = (
+        await session.execute(
+            select(Household).where(
+                col(Household.id) == household_id, household_scope(principal, admin_only=admin)
+            )
+        )
+    ).scalar_one_or_none()
+    if household is None:
+        raise NotFound("No such household.", code="household.not_found")
+    return household
+
+
+async def list_entries(
+    session: AsyncSession,
+    principal: Principal,
+    household_id: uuid.UUID,
+    params: PageParams,
+    *,
+    year: int | None,
+    kind: LedgerKind | None,
+) -> tuple[list[LedgerEntry], str | None]:
+    household = await _household(session, principal, household_id)
+    statement = select(LedgerEntry).where(col(LedgerEntry.household_id) == household.id)
+    if year is not None:
+        statement = statement.where(col(LedgerEntry.year) == year)
+    if kind is not None:
+        statement = statement.where(col(LedgerEntry.kind) == kind)
+    # seq is unique within the village, and a household lives in one village.
+    rows, cursor = await paginate(
+        session, statement, order=[col(LedgerEntry.seq)], params=params, parse=[int]
+    )
+    return [r[0] for r in rows], cursor
+
+
+async def balance(
+    session: AsyncSession, principal: Principal, household_id: uuid.UUID, year: int | None
+) -> BalanceRead:
+    household = await _household(session, principal, household_id)
+    year = year or local_today().year
+    spendable = (
+        await session.execute(
+            select(col(HouseholdBalance.balance)).where(
+                col(HouseholdBalance.household_id) == household.id
+            )
+        )
+    ).scalar_one_or_none()
+    score = (
+        await session.execute(
+            select(col(HouseholdYearScore.score)).where(
+                col(HouseholdYearScore.household_id) == household.id,
+                col(HouseholdYearScore.year) == year,
+            )
+        )
+    ).scalar_one_or_none()
+    return BalanceRead(
+        household_id=household.id, year=year, balance=spendable or 0, year_score=score or 0
+    )
+
+
+# Changing
+
+
+async def adjust(
+    session: AsyncSession,
+    principal: Principal,
+    household_id: uuid.UUID,
+    *,
+    points: int,
+    reason: str,
+    counts_score: bool,
+    counts_balance: bool,
+) -> dict[str, Any]:
+    """An admin's adjustment with its reason, audited with the balance before and after."""
+    household = await _household(session, principal, household_id, admin=True)
+    if not (counts_score or counts_balance):
+        raise Unprocessable(
+            "An adjustment must count toward the score, the balance, or both.",
+            code="ledger.adjustment_counts_nothing",
+        )
+    if principal.household_id == household.id:
+        raise own_household()
+    before = await balance(session, principal, household.id, local_today().year)
+    [row] = await post(
+        session,
+        household.village_id,
+        [
+            NewEntry(
+                household_id=household.id,
+                kind=LedgerKind.ADJUSTMENT,
+                points=points,
+                counts_score=counts_score,
+                counts_balance=counts_balance,
+                year=local_today().year,
+                source_type="adjustment",
+                actor_id=principal.person_id,
+                memo=reason,
+            )
+        ],
+    )
+    after = await balance(session, principal, household.id, local_today().year)
+    audit.record(
+        session,
+        principal,
+        "ledger.adjust",
+        "ledger_entry",
+        row["id"],
+        before=before.model_dump(mode="json"),
+        after={**after.model_dump(mode="json"), "reason": reason},
+        village_id=household.village_id,
+    )
+    return row
+
+
+def own_household() -> Forbidden:
+    return Forbidden(
+        "Nobody changes the points of their own household.",
+        code="ledger.own_household",
+        title="不能更改本户的积分",
+    )
+
+
+async def correct(
+    session: AsyncSession, principal: Principal, entry_id: uuid.UUID, reason: str
+) -> dict[str, Any]:
+    """Reverse an entry, once, with a reason; the original stays as it was."""
+    original = (
+        await session.execute(
+            select(LedgerEntry)
+            .join(Household, col(Household.id) == col(LedgerEntry.household_id))
+            .where(col(LedgerEntry.id) == entry_id, household_scope(principal, admin_only=True))
+        )
+    ).scalar_one_or_none()
+    if original is None:
+        raise NotFound("No such ledger entry.", code="ledger_entry.not_found")
+    if principal.household_id == original.household_id:
+        raise own_household()
+    if original.kind is LedgerKind.CORRECTION:
+        raise Conflict(
+            "A correction is not itself corrected; adjust instead.",
+            code="ledger.correction_of_correction",
+        )
+    already = (
+        await session.execute(
+            select(col(LedgerEntry.id)).where(col(LedgerEntry.reverses_id) == original.id)
+        )
+    ).first()
+    if already is not None:
+        raise Conflict(
+            "The entry was already corrected.",
+            code="ledger.already_corrected",
+            title="该记录已更正",
+        )
+    [row] = await post(
+        session,
+        original.village_id,
+        [
+            NewEntry(
+                household_id=original.household_id,
+                kind=LedgerKind.CORRECTION,
+                points=-original.points,
+                counts_score=original.counts_score,
+                counts_balance=original.counts_balance,
+                year=original.year,
+                period_id=original.period_id,
+                source_type="correction",
+                source_id=original.id,
+                reverses_id=original.id,
+                actor_id=principal.person_id,
+                memo=reason,
+            )
+        ],
+    )
+    audit.record(
+        session, principal, "ledger.correct", "ledger_entry", row["id"],
+        before={"entry_id": str(original.id), "points": original.points},
+        after={"points": row["points"], "reason": reason}, village_id=original.village_id,
+    )  # fmt: skip
+    return row
+
+
+# Verification
+
+
+def _audit_scope(principal: Principal) -> ColumnElement[bool]:
+    return village_scope(principal, col(Village.id), roles=(Role.VILLAGE_ADMIN,))
+
+
+async def verify_chain(
+    session: AsyncSession, principal: Principal, village_id: uuid.UUID
+) -> ChainVerification:
+    village = (
+        await session.execute(
+            select(Village).where(col(Village.id) == village_id, _audit_scope(principal))
+        )
+    ).scalar_one_or_none()
+    if village is None:
+        raise NotFound("No such village.", code="village.not_found")
+    return await verify_village_chain(session, village.id)
+
+
+async def verify_village_chain(
+    session: AsyncSession, village_id: uuid.UUID, batch: int = 5000
+) -> ChainVerification:
+    prev_hash, expected_seq, checked = GENESIS_HASH, 1, 0
+    columns = [col(getattr(LedgerEntry, name)) for name in (*HASHED_FIELDS, "prev_hash", "hash")]
+    last_seq = 0
+    while True:
+        rows = (
+            (
+                await session.execute(
+                    select(*columns)
+                    .where(
+                        col(LedgerEntry.village_id) == village_id, col(LedgerEntry.seq) > last_seq
+                    )
+                    .order_by(col(LedgerEntry.seq))
+                    .limit(batch)
+                )
+            )
+            .mappings()
+            .all()
+        )
+        if not rows:
+            break
+        for row in rows:
+            problem = None
+            if row["seq"] != expected_seq:
+                problem = f"expected entry {expected_seq}, found {row['seq']}"
+            elif row["prev_hash"] != prev_hash:
+                problem = "does not link to the entry before it"
+            elif entry_hash(prev_hash, dict(row)) != row["hash"]:
+                problem = "its content does not match its hash"
+            if problem:
+                return ChainVerification(
+                    village_id=village_id,
+                    ok=False,
+                    entries_checked=checked,
+                    first_bad_seq=row["seq"],
+                    problem=problem,
+                )
+            prev_hash, expected_seq, checked = row["hash"], expected_seq + 1, checked + 1
+        last_seq = rows[-1]["seq"]
+    head = (
+        await session.execute(select(LedgerChain).where(col(LedgerChain.village_id) == village_id))
+    ).scalar_one_or_none()
+    if head is not None and (head.last_seq, head.last_hash) != (checked, prev_hash):
+        return ChainVerification(
+            village_id=village_id,
+            ok=False,
+            entries_checked=checked,
+            first_bad_seq=checked + 1,
+            problem="entries are missing at the end of the chain",
+        )
+    return ChainVerification(village_id=village_id, ok=True, entries_checked=checked)
+
+
+# Year end
+
+
+async def close_year(
+    session: AsyncSession, year: int, *, village_ids: Sequence[uuid.UUID] | None = None
+) -> list[YearEndClose]:
+    """Expire unspent points of villages whose policy resets each year; record carry-overs.
+
+    Runs once per village and year: a second run finds the record and changes nothing.
+    """
+    statement = select(Village).order_by(col(Village.name))
+    if village_ids is not None:
+        statement = statement.where(col(Village.id).in_(village_ids))
+    closed: list[YearEndClose] = []
+    for village in (await session.execute(statement)).scalars().all():
+        # Serialise two runs of the close for the same village and year.
+        await session.execute(
+            select(func.pg_advisory_xact_lock(func.hashtext(f"year-end:{village.id}:{year}")))
+        )
+        if await session.get(YearEndClose, (village.id, year)) is not None:
+            continue
+        rules = await rule_set_in_force(session, village.id, date(year, 12, 31))
+        if rules is None:
+            continue
+        policy = Policy.model_validate(rules.policy)
+        expiring: list[NewEntry] = []
+        if not policy.carry_over:
+            balances = (
+                await session.execute(
+                    select(col(HouseholdBalance.household_id), col(HouseholdBalance.balance)).where(
+                        col(HouseholdBalance.village_id) == village.id,
+                        col(HouseholdBalance.balance) > 0,
+                    )
+                )
+            ).all()
+            expiring = [
+                NewEntry(
+                    household_id=household_id,
+                    kind=LedgerKind.EXPIRY,
+                    points=-points,
+                    counts_score=False,
+                    counts_balance=True,
+                    year=year,
+                    source_type="year_end",
+                    memo=f"{year}年积分年底清零",
+                )
+                for household_id, points in balances
+            ]
+            await post(session, village.id, expiring)
+        record = YearEndClose(
+            village_id=village.id,
+            year=year,
+            carried_over=policy.carry_over,
+            households_expired=len(expiring),
+            points_expired=-sum(e.points for e in expiring),
+        )
+        session.add(record)
+        await session.flush()
+        closed.append(record)
+    return closed
