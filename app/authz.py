@@ -5,9 +5,11 @@ import uuid
 from typing import Any
 
 from sqlalchemy import ColumnElement, false, or_, select, true
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from app.models import Household, Role, Village
+from app.errors import Forbidden
+from app.models import Household, Role, RoleGrant, Village
 from app.security import Principal
 
 STAFF_READ_ROLES = (Role.VILLAGE_ADMIN, Role.SCORING_LEADER, Role.SCORER, Role.SHOP_ATTENDANT)
@@ -69,3 +71,34 @@ def household_scope(principal: Principal, *, admin_only: bool = False) -> Column
     if principal.household_id:
         clauses.append(col(Household.id) == principal.household_id)
     return or_(*clauses)
+
+
+# What a village admin may hand out in their own village; everything else is the district's.
+VILLAGE_GRANTABLE = frozenset({Role.SCORING_LEADER, Role.SCORER, Role.SHOP_ATTENDANT})
+
+
+async def ensure_may_manage_account(
+    session: AsyncSession, principal: Principal, person_id: uuid.UUID
+) -> None:
+    """Refuse to touch the login of someone holding more than the caller could grant.
+
+    Credentials, phone (used for WeChat phone binding) and invite codes all lead to logging in
+    as the person: a village admin must not reach a district admin who happens to live in
+    their village that way.
+    """
+    if principal.is_district_admin:
+        return
+    grants = (
+        await session.execute(
+            select(col(RoleGrant.role), col(RoleGrant.village_id)).where(
+                col(RoleGrant.person_id) == person_id, col(RoleGrant.revoked_at).is_(None)
+            )
+        )
+    ).all()
+    for role, village_id in grants:
+        if role not in VILLAGE_GRANTABLE or not principal.is_village_admin_of(village_id):
+            raise Forbidden(
+                "This person holds roles beyond yours; only the district can change their login.",
+                code="person.privileged",
+                title="该人员持有更高权限，须由区级管理员处理",
+            )

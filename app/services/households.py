@@ -7,7 +7,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from app.authz import household_scope
+from app.authz import ensure_may_manage_account, household_scope
 from app.errors import Conflict, NotFound, Unprocessable
 from app.models import Household, HouseholdMember, InviteCode, Participation, Person, VillageGroup
 from app.pagination import PageParams, paginate
@@ -308,6 +308,7 @@ async def update_member(
     session: AsyncSession, principal: Principal, member_id: uuid.UUID, data: MemberUpdate
 ) -> HouseholdMember:
     member, person = await _member_for_admin(session, principal, member_id)
+    await ensure_may_manage_account(session, principal, person.id)
     before = {**(audit.snapshot(member) or {}), "name": person.name, "phone": person.phone}
     if data.name is not None:
         person.name = data.name
@@ -359,6 +360,7 @@ async def issue_invite(
     session: AsyncSession, principal: Principal, member_id: uuid.UUID, valid_for: timedelta
 ) -> InviteRead:
     member, person = await _member_for_admin(session, principal, member_id)
+    await ensure_may_manage_account(session, principal, person.id)
     # A new code replaces any earlier unused one, so a lost slip of paper stops working.
     await session.execute(
         update(InviteCode)

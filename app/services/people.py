@@ -1,13 +1,13 @@
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import ColumnElement, false, or_, select, true
+from sqlalchemy import ColumnElement, false, func, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from app.authz import villages_in_towns
+from app.authz import VILLAGE_GRANTABLE, ensure_may_manage_account, villages_in_towns
 from app.errors import Conflict, Forbidden, NotFound, Unprocessable
-from app.models import Household, Person, Role, RoleGrant, Town, Village, VillageGroup
+from app.models import Household, LoginSession, Person, Role, RoleGrant, Town, Village, VillageGroup
 from app.pagination import PageParams, paginate
 from app.schemas.people import (
     Credentials,
@@ -22,9 +22,6 @@ from app.security import Principal, hash_password
 from app.services import audit
 from app.services.households import household_read, phone_for
 from app.services.organisation import get_village_for_admin
-
-# What a village admin may hand out in their own village; everything else is the district's.
-VILLAGE_GRANTABLE = frozenset({Role.SCORING_LEADER, Role.SCORER, Role.SHOP_ATTENDANT})
 
 
 def person_read(principal: Principal, person: Person) -> PersonRead:
@@ -129,6 +126,7 @@ async def update_person(
     session: AsyncSession, principal: Principal, person_id: uuid.UUID, data: PersonUpdate
 ) -> Person:
     person = await get_person(session, principal, person_id, write=True)
+    await ensure_may_manage_account(session, principal, person.id)
     before = audit.snapshot(person)
     if data.name is not None:
         person.name = data.name
@@ -153,10 +151,17 @@ async def set_credentials(
     session: AsyncSession, principal: Principal, person_id: uuid.UUID, data: Credentials
 ) -> None:
     person = await get_person(session, principal, person_id, write=True)
+    await ensure_may_manage_account(session, principal, person.id)
     if await _username_taken(session, data.username, exclude=person.id):
         raise Conflict("The username is taken.", code="person.username_taken")
     person.username = data.username
     person.password_hash = hash_password(data.password)
+    # Whoever knew the old password is logged out.
+    await session.execute(
+        update(LoginSession)
+        .where(col(LoginSession.person_id) == person.id, col(LoginSession.revoked_at).is_(None))
+        .values(revoked_at=func.now(), revoked_reason="credentials_changed")
+    )
     person.updated_at = datetime.now(UTC)
     await session.flush()
     audit.record(

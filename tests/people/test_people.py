@@ -4,7 +4,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
-from app.models import Person, Role, RoleGrant, Village
+from app.models import InviteCode, Person, Role, RoleGrant, Village
 from tests import factories as f
 
 
@@ -205,3 +205,69 @@ async def test_town_supervisor_sees_masked_phones(
     )
     assert response.status_code == 200
     assert response.json()["phone"] == "137****5678"
+
+
+@pytest.mark.parametrize("role", [Role.DISTRICT_ADMIN, Role.TOWN_SUPERVISOR, Role.VILLAGE_ADMIN])
+async def test_village_admin_cannot_take_over_a_more_privileged_account(
+    client: httpx.AsyncClient,
+    db: AsyncSession,
+    settings: Settings,
+    admin: dict[str, str],
+    village: Village,
+    role: Role,
+) -> None:
+    """A district admin living in the village is not the village admin's to log in as."""
+    household = await f.create_household(db, village)
+    member = await f.add_member(db, household)
+    person = await db.get(Person, member.person_id)
+    assert person is not None
+    town = await db.get(f.Town, village.town_id)
+    scope = {"town": town} if role is Role.TOWN_SUPERVISOR else {}
+    if role is Role.VILLAGE_ADMIN:
+        scope = {"village": village}
+    await f.grant(db, person, role, **scope)  # type: ignore[arg-type]
+    phone = person.phone
+
+    credentials = await client.put(
+        f"/api/v1/persons/{person.id}/credentials",
+        json={"username": "hijack", "password": "hijack-pass-1"},
+        headers=admin,
+    )
+    invite = await client.post(f"/api/v1/household-members/{member.id}/invite", headers=admin)
+    new_phone = await client.patch(
+        f"/api/v1/household-members/{member.id}", json={"phone": "13000000000"}, headers=admin
+    )
+    renamed = await client.patch(
+        f"/api/v1/persons/{person.id}", json={"phone": "13000000000"}, headers=admin
+    )
+    for response in (credentials, invite, new_phone, renamed):
+        assert response.status_code == 403, response.text
+        assert response.json()["code"] == "person.privileged"
+    await db.refresh(person)
+    assert (person.username, person.password_hash, person.phone) == (None, None, phone)
+    invites = await db.execute(
+        select(func.count()).select_from(InviteCode).where(InviteCode.person_id == person.id)
+    )
+    assert invites.scalar_one() == 0
+
+
+async def test_new_credentials_end_the_old_logins(
+    client: httpx.AsyncClient,
+    db: AsyncSession,
+    settings: Settings,
+    admin: dict[str, str],
+    village: Village,
+) -> None:
+    scorer = await f.create_person(db, village, password="old-password-1")
+    await f.grant(db, scorer, Role.SCORER, village=village)
+    old = await f.login_headers(db, settings, scorer)
+    assert (await client.get("/api/v1/me", headers=old)).status_code == 200
+    response = await client.put(
+        f"/api/v1/persons/{scorer.id}/credentials",
+        json={"username": "scorer.new", "password": "new-password-1"},
+        headers=admin,
+    )
+    assert response.status_code == 204
+    after = await client.get("/api/v1/me", headers=old)
+    assert after.status_code == 401
+    assert after.json()["code"] == "auth.session_revoked"
