@@ -6,7 +6,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_JSON = "application/problem+json"
@@ -123,6 +123,14 @@ _HTTP_CODES: dict[int, tuple[str, str]] = {
 }
 
 
+def _sqlstate(exc: DBAPIError) -> str:
+    for error in (exc.orig, getattr(exc.orig, "__cause__", None)):
+        state = getattr(error, "sqlstate", None)
+        if isinstance(state, str):
+            return state
+    return ""
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def app_error(request: Request, exc: AppError) -> JSONResponse:
@@ -173,6 +181,20 @@ def install_error_handlers(app: FastAPI) -> None:
             "The change conflicts with data already stored.",
             instance=request.url.path,
         )
+
+    @app.exception_handler(DBAPIError)
+    async def database_error(request: Request, exc: DBAPIError) -> JSONResponse:
+        # Values that pass validation but not PostgreSQL (SQLSTATE class 22: a NUL character in
+        # text, a number beyond the column's range) are the caller's; the rest is ours.
+        if isinstance(exc, DataError) or _sqlstate(exc).startswith("22"):
+            return problem_response(
+                422,
+                "request.invalid_value",
+                "提交的内容含有无法保存的字符或数值",
+                "A value cannot be stored (a NUL character, or a number out of range).",
+                instance=request.url.path,
+            )
+        return problem_response(500, "internal", "服务器出错了", instance=request.url.path)
 
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:

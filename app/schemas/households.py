@@ -10,7 +10,7 @@ HouseholdNumber = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)
 ]
 PersonName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)]
-Phone = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^1\d{10}$")]
+Phone = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^1[0-9]{10}$")]
 Relation = Annotated[str, StringConstraints(strip_whitespace=True, max_length=20)]
 Address = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
 

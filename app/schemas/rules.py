@@ -167,14 +167,14 @@ class TemplateItem(Strict):
     points: int = Field(ge=-1000, le=1000)
     kind: ItemKind = ItemKind.INSPECTION
     claimable: bool = False
-    period_cap: int | None = Field(default=None, ge=1)
+    period_cap: int | None = Field(default=None, ge=1, le=100000)
     evidence_required: bool = False
     cadence: Cadence = Cadence.MONTHLY
 
 
 class TemplateCategory(Strict):
     name: Text
-    cap: int | None = Field(default=None, ge=1)
+    cap: int | None = Field(default=None, ge=1, le=100000)
     items: list[TemplateItem] = []
     children: list["TemplateCategory"] = []
 
@@ -237,15 +237,15 @@ class RuleSetReturn(Strict):
 
 class CategoryCreate(Strict):
     name: Text
-    cap: int | None = Field(default=None, ge=1)
+    cap: int | None = Field(default=None, ge=1, le=100000)
     parent_id: uuid.UUID | None = None
-    position: int = 0
+    position: int = Field(default=0, ge=0, le=10000)
 
 
 class CategoryUpdate(Strict):
     name: Text | None = None
-    cap: int | None = Field(default=None, ge=1)
-    position: int | None = None
+    cap: int | None = Field(default=None, ge=1, le=100000)
+    position: int | None = Field(default=None, ge=0, le=10000)
 
 
 class ItemCreate(Strict):
@@ -256,10 +256,10 @@ class ItemCreate(Strict):
     points: int = Field(ge=-1000, le=1000)
     kind: ItemKind = ItemKind.INSPECTION
     claimable: bool = False
-    period_cap: int | None = Field(default=None, ge=1)
+    period_cap: int | None = Field(default=None, ge=1, le=100000)
     evidence_required: bool = False
     cadence: Cadence = Cadence.MONTHLY
-    position: int = 0
+    position: int = Field(default=0, ge=0, le=10000)
 
 
 class ItemUpdate(Strict):
@@ -270,10 +270,10 @@ class ItemUpdate(Strict):
     points: int | None = Field(default=None, ge=-1000, le=1000)
     kind: ItemKind | None = None
     claimable: bool | None = None
-    period_cap: int | None = Field(default=None, ge=1)
+    period_cap: int | None = Field(default=None, ge=1, le=100000)
     evidence_required: bool | None = None
     cadence: Cadence | None = None
-    position: int | None = None
+    position: int | None = Field(default=None, ge=0, le=10000)
 
 
 # Responses

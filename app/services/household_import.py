@@ -33,7 +33,7 @@ MAX_ROWS = 10_000
 # Rosters often carry a title row or two ("XX村农户花名册") above the header.
 HEADER_SEARCH_ROWS = 5
 XLSX_MAGIC = b"PK\x03\x04"
-PHONE = re.compile(r"^1\d{10}$")
+PHONE = re.compile(r"^1[0-9]{10}$")
 # People write phone numbers in groups ("139 1234 5678"); the digits are what count.
 PHONE_SEPARATORS = re.compile(r"[\s\-]")
 # Reasons quote the offending cell; a pasted paragraph should not bloat the report.

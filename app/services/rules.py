@@ -272,6 +272,23 @@ async def active_rules(
 # Creating drafts
 
 
+def current_period_start(period: PeriodLength, today: date | None = None) -> date:
+    day = today or local_today()
+    if period is PeriodLength.MONTH:
+        return day.replace(day=1)
+    return date(day.year, QUARTER_STARTS[(day.month - 1) // 3], 1)
+
+
+def check_not_retroactive(effective_from: date, policy: Policy, today: date | None = None) -> None:
+    """A later version may not reach back into periods already under way or done."""
+    if effective_from < current_period_start(policy.period, today):
+        raise Unprocessable(
+            "A new version cannot take effect before the current scoring period.",
+            code="rule_set.effective_in_past",
+            title="新版本不能早于当前考核周期生效",
+        )
+
+
 def _is_period_start(day: date, period: PeriodLength) -> bool:
     return day.day == 1 and (period is PeriodLength.MONTH or day.month in QUARTER_STARTS)
 
@@ -452,6 +469,7 @@ async def new_version(
             code="rule_set.effective_not_period_start",
             title="新版本须从当年某一考核周期的第一天起生效",
         )
+    check_not_retroactive(effective_from, policy)
     if effective_from <= source.effective_from:
         raise Unprocessable(
             "A new version takes effect after the version it follows.",
@@ -759,6 +777,8 @@ async def update_item(
     before = audit.snapshot(item)
     changes = data.model_dump(exclude_unset=True)
     for key in (
+        "description",
+        "position",
         "category_id",
         "code",
         "title",
@@ -852,6 +872,8 @@ async def _submitted(
 
 async def approve(session: AsyncSession, principal: Principal, rule_set_id: uuid.UUID) -> RuleSet:
     rule_set = await _submitted(session, principal, rule_set_id)
+    if rule_set.version > 1:
+        check_not_retroactive(rule_set.effective_from, Policy.model_validate(rule_set.policy))
     before = audit.snapshot(rule_set)
     rule_set.status = RuleSetStatus.APPROVED
     rule_set.decided_at = datetime.now(UTC)
@@ -877,6 +899,15 @@ async def return_for_changes(
 
 async def delete_draft(session: AsyncSession, principal: Principal, rule_set_id: uuid.UUID) -> None:
     rule_set = await _editable(session, principal, rule_set_id)
+    successor = await session.execute(
+        select(col(RuleSet.id)).where(col(RuleSet.based_on_id) == rule_set.id).limit(1)
+    )
+    if successor.first() is not None:
+        raise Conflict(
+            "Another rule set was started from this one; it cannot be deleted.",
+            code="rule_set.in_use",
+            title="已有细则以此为基础，不能删除",
+        )
     _audit_rule_set(session, principal, "rule_set.delete", rule_set, audit.snapshot(rule_set), {})
     await session.delete(rule_set)
     await session.flush()

@@ -3,6 +3,7 @@
 from io import BytesIO
 
 from openpyxl import Workbook
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.styles import Alignment, Font
 
 from app.models import ItemKind
@@ -15,6 +16,7 @@ CADENCE_LABELS = {
     "half_yearly": "每半年",
     "yearly": "每年",
 }
+FORMULA_STARTS = ("=", "+", "-", "@")
 HEADER = [
     "类型",
     "指标名称",
@@ -37,10 +39,10 @@ def _row(kind: str, aspect: str, item: ItemRead) -> list[object]:
     points: object = "-" if item.kind is ItemKind.VETO else item.points
     text = item.title + (f"：{item.description}" if item.description else "")
     return [
-        kind,
-        aspect,
-        item.code,
-        text,
+        _safe(kind),
+        _safe(aspect),
+        _safe(item.code),
+        _safe(text),
         points,
         KIND_LABELS[item.kind],
         CADENCE_LABELS[item.cadence.value],
@@ -50,11 +52,19 @@ def _row(kind: str, aspect: str, item: ItemRead) -> list[object]:
     ]
 
 
+def _safe(value: object) -> object:
+    """Text as text: no characters a workbook can't hold, nothing Excel would run as a formula."""
+    if not isinstance(value, str):
+        return value
+    text: str = ILLEGAL_CHARACTERS_RE.sub("", value)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
 def rule_set_workbook(rule_set: RuleSetRead) -> bytes:
     workbook = Workbook()
     sheet = workbook.active
     sheet.title = "积分细则"
-    sheet.append([rule_set.title])
+    sheet.append([_safe(rule_set.title)])
     sheet["A1"].font = Font(bold=True, size=14)
     sheet.append([f"{rule_set.year}年 第{rule_set.version}版，自{rule_set.effective_from}起执行"])
     sheet.append(HEADER)
@@ -91,7 +101,7 @@ def rule_set_workbook(rule_set: RuleSetRead) -> bytes:
         ("兑换档次", "、".join(f"{t.label}≥{t.min_score}" for t in policy.redemption.tiers)),
     ]
     for key, value in rows:
-        rules.append([key, value])
+        rules.append([key, _safe(value)])
     rules.column_dimensions["A"].width = 28
     rules.column_dimensions["B"].width = 40
     buffer = BytesIO()

@@ -1,4 +1,5 @@
 from dataclasses import dataclass
+from datetime import date
 from io import BytesIO
 from typing import Any
 
@@ -10,8 +11,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
+from app.errors import Unprocessable
 from app.models import AuditEntry, Role, RuleItem, RuleSet, RuleSetStatus, Village
 from app.rule_templates import all_items, templates
+from app.schemas.rules import Policy
+from app.services.rules import check_not_retroactive
+from app.timeutil import local_today
 from tests import factories as f
 
 YEAR = 2031  # a year of its own, so nothing else in the database is in force
@@ -660,3 +665,60 @@ async def test_unknown_template_is_404(client: httpx.AsyncClient, actors: Actors
     ).status_code == 404
     listing = await client.get("/api/v1/rule-templates", headers=actors.villager)
     assert {t["code"] for t in listing.json()} == set(templates())
+
+
+async def test_export_keeps_text_as_text(client: httpx.AsyncClient, actors: Actors) -> None:
+    """A title a scorer typed must never run as a formula in the town's Excel."""
+    rule_set = await create(client, actors)
+    aspect = next(
+        c for root in rule_set["categories"] for c in root["children"] if c["name"] == "宅前屋后"
+    )
+    added = await client.post(
+        f"/api/v1/rule-sets/{rule_set['id']}/items",
+        json={
+            "category_id": aspect["id"],
+            "code": "=1+1",
+            "title": '=HYPERLINK("http://x")\u0007',
+            "points": 1,
+        },
+        headers=actors.admin,
+    )
+    assert added.status_code == 201
+    response = await client.get(f"/api/v1/rule-sets/{rule_set['id']}/export", headers=actors.admin)
+    assert response.status_code == 200
+    sheet = load_workbook(BytesIO(response.content))["积分细则"]
+    cells = [row for row in sheet.iter_rows(min_row=4) if row[2].value == "'=1+1"]
+    assert len(cells) == 1
+    assert cells[0][3].data_type == "s"
+    assert cells[0][3].value == '\'=HYPERLINK("http://x")'
+
+
+def test_versions_never_reach_back_before_the_current_period() -> None:
+    monthly, quarterly = Policy(), Policy(period="quarter")
+    check_not_retroactive(date(2031, 7, 1), monthly, today=date(2031, 7, 15))
+    check_not_retroactive(date(2031, 7, 1), quarterly, today=date(2031, 8, 10))
+    for day, policy, today in (
+        (date(2031, 6, 1), monthly, date(2031, 7, 15)),
+        (date(2031, 4, 1), quarterly, date(2031, 8, 10)),
+    ):
+        with pytest.raises(Unprocessable) as refused:
+            check_not_retroactive(day, policy, today=today)
+        assert refused.value.code == "rule_set.effective_in_past"
+
+
+async def test_a_version_cannot_take_effect_in_a_past_month(
+    client: httpx.AsyncClient, db: AsyncSession, actors: Actors
+) -> None:
+    today = local_today()
+    rule_set, _, _ = await f.create_rule_set(db, actors.village, year=today.year)
+    if today.month > 1:
+        day, code = date(today.year, today.month - 1, 1), "rule_set.effective_in_past"
+    else:  # in January the month before lies in another year
+        day, code = date(today.year - 1, 12, 1), "rule_set.effective_not_period_start"
+    response = await client.post(
+        f"/api/v1/rule-sets/{rule_set.id}/versions",
+        json={"effective_from": day.isoformat()},
+        headers=actors.admin,
+    )
+    assert response.status_code == 422
+    assert response.json()["code"] == code
