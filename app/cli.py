@@ -132,13 +132,24 @@ def demo_command(args: argparse.Namespace) -> None:
 
 
 async def _close_year(url: str, year: int) -> None:
+    from sqlalchemy import select
+    from sqlmodel import col
+
     from app.db import create_engine, create_sessionmaker
+    from app.models import Village
     from app.services.ledger import close_year
 
     engine = create_engine(url, pool_size=1)
+    sessionmaker = create_sessionmaker(engine)
+    closed = []
     try:
-        async with create_sessionmaker(engine)() as session, session.begin():
-            closed = await close_year(session, year)
+        async with sessionmaker() as session:
+            village_ids = list((await session.execute(select(col(Village.id)))).scalars())
+        # One transaction per village: one village's failure leaves the others closed, and
+        # no village's chain stays locked while the rest are done.
+        for village_id in village_ids:
+            async with sessionmaker() as session, session.begin():
+                closed += await close_year(session, year, village_ids=[village_id])
     finally:
         await engine.dispose()
     for record in closed:

@@ -32,6 +32,7 @@ from app.schemas.rules import Policy
 from app.security import hash_password
 from app.services import ledger
 from app.services.auth import start_login
+from app.timeutil import local_today
 
 _seq = count(1)
 
@@ -218,7 +219,7 @@ async def create_entry(
                 points=points,
                 counts_score=True,
                 counts_balance=True,
-                year=date.today().year,
+                year=local_today().year,
                 source_type="test",
             )
         ],

@@ -2,7 +2,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from app.models import LedgerKind
 
@@ -46,6 +46,14 @@ class AdjustmentCreate(BaseModel):
     reason: Reason
     counts_score: bool = True
     counts_balance: bool = True
+
+    @field_validator("points")
+    @classmethod
+    def moves_points(cls, points: int) -> int:
+        # The ledger refuses zero-point entries; say so here rather than as a conflict.
+        if points == 0:
+            raise ValueError("an adjustment of zero points changes nothing")
+        return points
 
 
 class CorrectionCreate(BaseModel):

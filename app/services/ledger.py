@@ -39,7 +39,7 @@ from app.timeutil import local_today
 
 # The fields an entry's hash covers, in this order; changing it breaks every chain.
 HASHED_FIELDS = (
-    "village_id", "seq", "household_id", "kind", "points", "counts_score", "counts_balance",
+    "id", "village_id", "seq", "household_id", "kind", "points", "counts_score", "counts_balance",
     "year", "period_id", "rule_item_id", "item_code", "item_title", "item_points",
     "source_type", "source_id", "reverses_id", "actor_id", "memo", "created_at",
 )  # fmt: skip
@@ -140,19 +140,19 @@ async def _apply_summaries(
         )
 
 
-async def post(
-    session: AsyncSession, village_id: uuid.UUID, entries: Sequence[NewEntry]
-) -> list[dict[str, Any]]:
-    """Append entries to the village's chain and move its summaries, all in the caller's
-    transaction. Returns the rows as written."""
-    if not entries:
-        return []
+async def lock_chain(session: AsyncSession, village_id: uuid.UUID) -> tuple[int, str]:
+    """Lock the village's chain head until the transaction ends; returns (last_seq, last_hash).
+
+    The lock orders this village's appends (other villages are not held up), and every change
+    to its balances goes through `post`, so whatever a caller reads after taking it (is this
+    entry corrected yet, what is the balance) stays true until it commits. Taking it again in
+    the same transaction is free.
+    """
     await session.execute(
         pg_insert(LedgerChain)
         .values(village_id=village_id, last_seq=0, last_hash=GENESIS_HASH)
         .on_conflict_do_nothing()
     )
-    # The chain head's row lock orders this village's appends; other villages are not held up.
     head = (
         await session.execute(
             select(col(LedgerChain.last_seq), col(LedgerChain.last_hash))
@@ -160,7 +160,17 @@ async def post(
             .with_for_update()
         )
     ).one()
-    seq, prev_hash = head.last_seq, head.last_hash
+    return head.last_seq, head.last_hash
+
+
+async def post(
+    session: AsyncSession, village_id: uuid.UUID, entries: Sequence[NewEntry]
+) -> list[dict[str, Any]]:
+    """Append entries to the village's chain and move its summaries, all in the caller's
+    transaction. Returns the rows as written."""
+    if not entries:
+        return []
+    seq, prev_hash = await lock_chain(session, village_id)
     now = datetime.now(UTC)
     rows: list[dict[str, Any]] = []
     for entry in entries:
@@ -288,6 +298,9 @@ async def adjust(
         )
     if principal.household_id == household.id:
         raise own_household()
+    # Read under the chain lock: a concurrent adjustment cannot slip in between this reading
+    # and the entry, so the audited "before" is the balance this entry really started from.
+    await lock_chain(session, household.village_id)
     before = await balance(session, principal, household.id, local_today().year)
     [row] = await post(
         session,
@@ -348,6 +361,16 @@ async def correct(
             "A correction is not itself corrected; adjust instead.",
             code="ledger.correction_of_correction",
         )
+    if original.points == 0:
+        # Only a veto may carry zero points, and a zero-point reversal cannot be an entry.
+        raise Conflict(
+            "The entry moved no points, so there is nothing to reverse.",
+            code="ledger.nothing_to_correct",
+            title="该记录没有可更正的积分",
+        )
+    # Checked under the chain lock, so two simultaneous corrections of one entry get one
+    # entry and one clear answer rather than a unique-constraint violation.
+    await lock_chain(session, original.village_id)
     already = (
         await session.execute(
             select(col(LedgerEntry.id)).where(col(LedgerEntry.reverses_id) == original.id)
@@ -432,8 +455,11 @@ async def verify_village_chain(
             break
         for row in rows:
             problem = None
+            bad_seq = row["seq"]
             if row["seq"] != expected_seq:
+                # The first missing entry is the first bad one.
                 problem = f"expected entry {expected_seq}, found {row['seq']}"
+                bad_seq = expected_seq
             elif row["prev_hash"] != prev_hash:
                 problem = "does not link to the entry before it"
             elif entry_hash(prev_hash, dict(row)) != row["hash"]:
@@ -443,26 +469,72 @@ async def verify_village_chain(
                     village_id=village_id,
                     ok=False,
                     entries_checked=checked,
-                    first_bad_seq=row["seq"],
+                    first_bad_seq=bad_seq,
                     problem=problem,
                 )
             prev_hash, expected_seq, checked = row["hash"], expected_seq + 1, checked + 1
         last_seq = rows[-1]["seq"]
+    # The head is written only by `post`: entries removed from the end, added behind the
+    # application's back, or re-hashed after a change all leave it out of step.
     head = (
-        await session.execute(select(LedgerChain).where(col(LedgerChain.village_id) == village_id))
-    ).scalar_one_or_none()
-    if head is not None and (head.last_seq, head.last_hash) != (checked, prev_hash):
-        return ChainVerification(
-            village_id=village_id,
-            ok=False,
-            entries_checked=checked,
-            first_bad_seq=checked + 1,
-            problem="entries are missing at the end of the chain",
+        await session.execute(
+            select(col(LedgerChain.last_seq), col(LedgerChain.last_hash)).where(
+                col(LedgerChain.village_id) == village_id
+            )
         )
-    return ChainVerification(village_id=village_id, ok=True, entries_checked=checked)
+    ).first()
+    head_seq, head_hash = (head.last_seq, head.last_hash) if head else (0, GENESIS_HASH)
+    if (head_seq, head_hash) == (checked, prev_hash):
+        return ChainVerification(village_id=village_id, ok=True, entries_checked=checked)
+    if head_seq > checked:
+        bad_seq, problem = checked + 1, "entries are missing at the end of the chain"
+    elif head_seq < checked:
+        bad_seq, problem = head_seq + 1, "entries were added after the chain head"
+    else:
+        bad_seq, problem = checked, "the last entry does not match the chain head"
+    return ChainVerification(
+        village_id=village_id,
+        ok=False,
+        entries_checked=checked,
+        first_bad_seq=bad_seq,
+        problem=problem,
+    )
 
 
 # Year end
+
+
+async def _expiring_points(
+    session: AsyncSession, village_id: uuid.UUID, year: int
+) -> list[tuple[uuid.UUID, int]]:
+    """Each household's points that expire when `year` closes: what is left of the points of
+    that year and before, never the next year's. The close usually runs after New Year, when
+    the next year's entries may already be in the balance.
+
+    Read under the chain lock, so no spend can move a balance before the expiry is posted.
+    """
+    await lock_chain(session, village_id)
+    through_year = (
+        select(
+            col(LedgerEntry.household_id).label("household_id"),
+            func.sum(col(LedgerEntry.points)).label("points"),
+        )
+        .where(
+            col(LedgerEntry.village_id) == village_id,
+            col(LedgerEntry.counts_balance),
+            col(LedgerEntry.year) <= year,
+        )
+        .group_by(col(LedgerEntry.household_id))
+        .subquery()
+    )
+    expiring = func.least(col(HouseholdBalance.balance), through_year.c.points)
+    rows = await session.execute(
+        select(col(HouseholdBalance.household_id), expiring)
+        .join(through_year, through_year.c.household_id == col(HouseholdBalance.household_id))
+        .where(col(HouseholdBalance.village_id) == village_id, expiring > 0)
+        .order_by(col(HouseholdBalance.household_id))
+    )
+    return [(household_id, int(points)) for household_id, points in rows]
 
 
 async def close_year(
@@ -489,14 +561,7 @@ async def close_year(
         policy = Policy.model_validate(rules.policy)
         expiring: list[NewEntry] = []
         if not policy.carry_over:
-            balances = (
-                await session.execute(
-                    select(col(HouseholdBalance.household_id), col(HouseholdBalance.balance)).where(
-                        col(HouseholdBalance.village_id) == village.id,
-                        col(HouseholdBalance.balance) > 0,
-                    )
-                )
-            ).all()
+            expiring_points = await _expiring_points(session, village.id, year)
             expiring = [
                 NewEntry(
                     household_id=household_id,
@@ -508,7 +573,7 @@ async def close_year(
                     source_type="year_end",
                     memo=f"{year}年积分年底清零",
                 )
-                for household_id, points in balances
+                for household_id, points in expiring_points
             ]
             await post(session, village.id, expiring)
         record = YearEndClose(
