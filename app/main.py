@@ -15,6 +15,7 @@ from app.errors import (
     problem_media_type,
     problem_response,
 )
+from app.idempotency import install_replay_handler
 from app.routers import auth, households, ledger, organisation, people, rules
 
 API_PREFIX = "/api/v1"
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     )
     app.state.settings = settings
     install_error_handlers(app)
+    install_replay_handler(app)
 
     @app.get("/healthz", tags=["health"], operation_id="healthz")
     async def healthz() -> dict[str, str]:

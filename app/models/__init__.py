@@ -3,6 +3,7 @@
 from app.models.audit import AuditEntry
 from app.models.auth import LoginAttempt, LoginMethod, LoginSession, RefreshToken, WechatIdentity
 from app.models.households import Household, HouseholdMember, Participation
+from app.models.idempotency import IdempotencyRecord
 from app.models.ledger import (
     GENESIS_HASH,
     HouseholdBalance,
@@ -25,6 +26,7 @@ from app.models.rules import (
 )
 
 __all__ = [
+    "IdempotencyRecord",
     "GENESIS_HASH",
     "HouseholdBalance",
     "HouseholdYearScore",

@@ -1,9 +1,10 @@
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import APIRouter, Depends, Query, Response, status
 
 from app.db import SessionDep
+from app.idempotency import IdempotencyDep
 from app.models import LedgerKind, Role
 from app.pagination import Page, PageParams, page_params
 from app.schemas.ledger import (
@@ -15,6 +16,8 @@ from app.schemas.ledger import (
 )
 from app.security import CurrentPrincipal, Principal, VillageAdmin, require_roles
 from app.services import ledger as service
+from app.services.passbook import household_passbook, passbook_workbook
+from app.xlsx import XLSX_MEDIA_TYPE, attachment
 
 router = APIRouter(tags=["ledger"])
 Paging = Annotated[PageParams, Depends(page_params)]
@@ -58,7 +61,11 @@ async def get_balance(
     operation_id="adjust_household_points",
 )
 async def adjust(
-    session: SessionDep, principal: VillageAdmin, household_id: uuid.UUID, body: AdjustmentCreate
+    session: SessionDep,
+    principal: VillageAdmin,
+    household_id: uuid.UUID,
+    body: AdjustmentCreate,
+    idempotency: IdempotencyDep,
 ) -> LedgerEntryRead:
     """An admin adjustment with its reason; audited, and never to the admin's own household."""
     row = await service.adjust(
@@ -70,7 +77,9 @@ async def adjust(
         counts_score=body.counts_score,
         counts_balance=body.counts_balance,
     )
-    return _read(row)
+    result = _read(row)
+    await idempotency.remember(status.HTTP_201_CREATED, result)
+    return result
 
 
 @router.post(
@@ -79,10 +88,16 @@ async def adjust(
     operation_id="correct_ledger_entry",
 )
 async def correct(
-    session: SessionDep, principal: VillageAdmin, entry_id: uuid.UUID, body: CorrectionCreate
+    session: SessionDep,
+    principal: VillageAdmin,
+    entry_id: uuid.UUID,
+    body: CorrectionCreate,
+    idempotency: IdempotencyDep,
 ) -> LedgerEntryRead:
     """Reverse an entry with a correction entry, at most once; nothing is edited or deleted."""
-    return _read(await service.correct(session, principal, entry_id, body.reason))
+    result = _read(await service.correct(session, principal, entry_id, body.reason))
+    await idempotency.remember(status.HTTP_201_CREATED, result)
+    return result
 
 
 @router.get("/villages/{village_id}/ledger/verification", operation_id="verify_ledger_chain")
@@ -91,3 +106,32 @@ async def verify(
 ) -> ChainVerification:
     """Recompute the village's hash chain from the first entry and report the first break."""
     return await service.verify_chain(session, principal, village_id)
+
+
+@router.get(
+    "/households/{household_id}/passbook",
+    operation_id="export_household_passbook",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {XLSX_MEDIA_TYPE: {}},
+            "description": "The household's 积分存折 for the year as an XLSX workbook",
+        }
+    },
+)
+async def export_passbook(
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    household_id: uuid.UUID,
+    year: Annotated[int | None, Query(ge=2000, le=2100)] = None,
+) -> Response:
+    """The household's 积分存折 (default: this year in Asia/Shanghai): each entry of the year in
+    order with its running 结余 from the balance carried in, and the year's score."""
+    passbook = await household_passbook(session, principal, household_id, year)
+    return Response(
+        passbook_workbook(passbook),
+        media_type=XLSX_MEDIA_TYPE,
+        headers={
+            "Content-Disposition": attachment(f"passbook-{passbook.number}-{passbook.year}.xlsx")
+        },
+    )

@@ -3,11 +3,11 @@
 from io import BytesIO
 
 from openpyxl import Workbook
-from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.styles import Alignment, Font
 
 from app.models import ItemKind
 from app.schemas.rules import CategoryRead, ItemRead, RuleSetRead, ScoringMode
+from app.xlsx import safe as _safe
 
 KIND_LABELS = {ItemKind.INSPECTION: "考评项", ItemKind.BONUS: "加分项", ItemKind.VETO: "一票否决项"}
 CADENCE_LABELS = {
@@ -16,7 +16,6 @@ CADENCE_LABELS = {
     "half_yearly": "每半年",
     "yearly": "每年",
 }
-FORMULA_STARTS = ("=", "+", "-", "@")
 HEADER = [
     "类型",
     "指标名称",
@@ -50,14 +49,6 @@ def _row(kind: str, aspect: str, item: ItemRead) -> list[object]:
         "是" if item.evidence_required else "",
         item.period_cap or "",
     ]
-
-
-def _safe(value: object) -> object:
-    """Text as text: no characters a workbook can't hold, nothing Excel would run as a formula."""
-    if not isinstance(value, str):
-        return value
-    text: str = ILLEGAL_CHARACTERS_RE.sub("", value)
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
 def rule_set_workbook(rule_set: RuleSetRead) -> bytes:

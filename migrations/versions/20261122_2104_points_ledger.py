@@ -11,7 +11,6 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-
 revision: str = "610299684f3c"
 down_revision: str | None = "f21e3e600d16"
 branch_labels: str | Sequence[str] | None = None

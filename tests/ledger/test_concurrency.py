@@ -277,3 +277,31 @@ async def test_simultaneous_corrections_reverse_an_entry_once(committed: Committ
         assert len(await audits(session, village.id, "ledger.correct")) == 1
     assert await committed.seqs(village) == [1, 2]
     await committed.consistent(village)
+
+
+async def test_simultaneous_retries_with_one_key_write_once(committed: Committed) -> None:
+    """A phone on a bad line sends the same adjustment 20 times at once: one entry, one answer."""
+    village, [household] = await committed.village(1)
+    admin = await committed.admin_of(village)
+    await committed.post(household, 1)
+    headers = {**admin, "Idempotency-Key": str(uuid.uuid4())}
+    async with ChainHeld(committed.engine, village) as held:
+        *responses, _ = await asyncio.gather(
+            *(
+                committed.client.post(
+                    f"{API}/households/{household.id}/adjustments",
+                    json={"points": 4, "reason": "补记志愿服务"},
+                    headers=headers,
+                )
+                for _ in range(20)
+            ),
+            # The first holds the key's row and waits for the chain; the others wait for it.
+            held.release_when_waiting(20),
+        )
+    assert {r.status_code for r in responses} == {201}
+    assert len({r.json()["id"] for r in responses}) == 1
+    assert sum(r.headers.get("idempotent-replayed") == "true" for r in responses) == 19
+    async with committed.sessionmaker() as session:
+        assert await balance_of(session, household.id) == 5
+    assert len(await committed.seqs(village)) == 2
+    await committed.consistent(village)
