@@ -16,7 +16,16 @@ from app.errors import (
     problem_response,
 )
 from app.idempotency import install_replay_handler
-from app.routers import auth, households, ledger, organisation, people, rules
+from app.routers import (
+    auth,
+    households,
+    ledger,
+    organisation,
+    people,
+    periods,
+    rules,
+    scorecards,
+)
 
 API_PREFIX = "/api/v1"
 
@@ -71,7 +80,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         return {"status": "ready"}
 
     api = APIRouter(prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
-    for module in (auth, organisation, households, people, rules, ledger):
+    for module in (auth, organisation, households, people, rules, ledger, periods, scorecards):
         api.include_router(module.router)
     app.include_router(api)
 

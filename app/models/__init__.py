@@ -24,8 +24,24 @@ from app.models.rules import (
     RuleSet,
     RuleSetStatus,
 )
+from app.models.scoring import (
+    HouseholdPeriodScore,
+    Outcome,
+    PeriodKind,
+    PeriodStatus,
+    Scorecard,
+    ScorecardLine,
+    ScoringPeriod,
+)
 
 __all__ = [
+    "HouseholdPeriodScore",
+    "Outcome",
+    "PeriodKind",
+    "PeriodStatus",
+    "Scorecard",
+    "ScorecardLine",
+    "ScoringPeriod",
     "IdempotencyRecord",
     "GENESIS_HASH",
     "HouseholdBalance",

@@ -30,7 +30,12 @@ class LedgerEntry(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("village_id", "seq"),
         # A correction reverses one entry, and an entry is reversed at most once.
-        UniqueConstraint("reverses_id"),
+        sa.Index(
+            "uq_ledger_entry_reverses_id",
+            "reverses_id",
+            unique=True,
+            postgresql_where=sa.text("reverses_id IS NOT NULL"),
+        ),
         sa.CheckConstraint(
             "(kind = 'correction') = (reverses_id IS NOT NULL)", name="correction_reverses"
         ),
@@ -40,7 +45,8 @@ class LedgerEntry(SQLModel, table=True):
     )
 
     id: uuid.UUID = uuid_pk()
-    village_id: uuid.UUID = Field(foreign_key="village.id", index=True)
+    # Indexed through (village_id, seq).
+    village_id: uuid.UUID = Field(foreign_key="village.id")
     household_id: uuid.UUID = Field(foreign_key="household.id")
     seq: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
     kind: LedgerKind = enum_field(LedgerKind, "ledger_kind")
@@ -49,7 +55,7 @@ class LedgerEntry(SQLModel, table=True):
     counts_balance: bool
     # The scoring year the entry belongs to (its period's year, or the year it was made).
     year: int
-    period_id: uuid.UUID | None = None
+    period_id: uuid.UUID | None = Field(default=None, foreign_key="scoring_period.id", index=True)
     # The exact item version used, with a copy of it as it was then: renaming never rewrites.
     rule_item_id: uuid.UUID | None = Field(default=None, foreign_key="rule_item.id")
     item_code: str | None = Field(default=None, max_length=20)
@@ -65,7 +71,7 @@ class LedgerEntry(SQLModel, table=True):
         sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False),
     )
     prev_hash: str = Field(max_length=64)
-    hash: str = Field(max_length=64, unique=True)
+    hash: str = Field(max_length=64)
 
 
 class LedgerChain(SQLModel, table=True):

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
-from app.models import AuditEntry, Role
+from app.models import AuditEntry, PeriodKind, PeriodStatus, Role, Scorecard, ScoringPeriod
 from app.timeutil import local_today
 from tests import factories as f
 
@@ -154,6 +154,27 @@ MATRIX: dict[tuple[str, str], Row] = {
         _roles(DA, VA), lambda w: {"reason": "录入错误"}
     ),
     ("GET", "/api/v1/villages/{village_id}/ledger/verification"): Row(_roles(DA, TS, VA)),
+    ("GET", "/api/v1/villages/{village_id}/periods"): Row({ANY}),
+    ("POST", "/api/v1/villages/{village_id}/periods"): Row(
+        _roles(DA, VA), lambda w: {"starts_on": f"{w.year}-12-01"}
+    ),
+    ("GET", "/api/v1/periods/{period_id}"): Row({ANY}, served_by=SC.value),
+    ("POST", "/api/v1/periods/{period_id}/submit"): Row(_roles(DA, VA)),
+    ("POST", "/api/v1/periods/{period_id}/approve"): Row(_roles(DA, VA)),
+    ("POST", "/api/v1/periods/{period_id}/publish"): Row(_roles(DA, VA)),
+    ("POST", "/api/v1/periods/{period_id}/close"): Row(_roles(DA, VA)),
+    ("GET", "/api/v1/periods/{period_id}/results"): Row({ANY}, served_by=VA.value),
+    ("GET", "/api/v1/periods/{period_id}/worklist"): Row(_roles(DA, VA, SL, SC)),
+    ("GET", "/api/v1/periods/{period_id}/households/{household_id}/scorecard"): Row(
+        _roles(DA, VA, SL, SC)
+    ),
+    ("PUT", "/api/v1/periods/{period_id}/households/{household_id}/scorecard"): Row(
+        _roles(DA, VA, SL, SC), lambda w: card_body(w)
+    ),
+    ("POST", "/api/v1/periods/{period_id}/scorecards/batch"): Row(
+        _roles(DA, VA, SL, SC),
+        lambda w: {"cards": [{"household_id": str(w.household_id), **card_body(w)}]},
+    ),
     ("POST", "/api/v1/villages/{village_id}/households/import"): Row(
         _roles(DA, VA),
         files=lambda w: {
@@ -161,6 +182,11 @@ MATRIX: dict[tuple[str, str], Row] = {
         },
     ),
 }
+
+
+def card_body(w: "World") -> dict[str, Any]:
+    line = {"id": str(uuid.uuid4()), "rule_item_id": str(w.item_id), "outcome": "compliant"}
+    return {"id": str(uuid.uuid4()), "lines": [line]}
 
 
 @dataclass
@@ -179,6 +205,7 @@ class World:
     item_id: uuid.UUID
     year: int
     entry_id: uuid.UUID
+    period_id: uuid.UUID
     headers: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def path(self, template: str) -> str:
@@ -195,6 +222,7 @@ class World:
             item_id=self.item_id,
             code=TEMPLATE,
             entry_id=self.entry_id,
+            period_id=self.period_id,
         )
 
 
@@ -210,6 +238,31 @@ async def build_world(db: AsyncSession, settings: Settings) -> World:
     # Approved and in force today, so reads are served and edits meet the frozen-set conflict.
     rule_set, category, item = await f.create_rule_set(db, village, year=year)
     entry = await f.create_entry(db, household, points=10)
+    today = local_today()
+    period = ScoringPeriod(
+        village_id=village.id,
+        town_id=town.id,
+        rule_set_id=rule_set.id,
+        year=year,
+        kind=PeriodKind.MONTH,
+        number=today.month,
+        starts_on=today.replace(day=1),
+        ends_on=today,
+        status=PeriodStatus.OPEN,
+    )
+    db.add(period)
+    await db.flush()
+    # A card already saved, so reading one is served and saving one is a re-save.
+    db.add(
+        Scorecard(
+            id=uuid.uuid4(),
+            period_id=period.id,
+            household_id=household.id,
+            village_id=village.id,
+            scorer_id=scorer.id,
+        )
+    )
+    await db.flush()
     world = World(
         town.id,
         village.id,
@@ -223,6 +276,7 @@ async def build_world(db: AsyncSession, settings: Settings) -> World:
         item.id,
         year,
         entry.id,
+        period.id,
     )
 
     villager_household = await f.create_household(db, village, group)

@@ -1,0 +1,74 @@
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+
+from app.db import SessionDep
+from app.schemas.periods import PeriodOpen, PeriodRead, PeriodResults
+from app.security import CurrentPrincipal, VillageAdmin
+from app.services import periods as service
+
+router = APIRouter(tags=["periods"])
+
+
+@router.get("/villages/{village_id}/periods", operation_id="list_periods")
+async def list_periods(
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    village_id: uuid.UUID,
+    year: Annotated[int | None, Query(ge=2000, le=2100)] = None,
+) -> list[PeriodRead]:
+    """The village's periods with their deadlines and whether they are late."""
+    return await service.list_periods(session, principal, village_id, year)
+
+
+@router.post(
+    "/villages/{village_id}/periods",
+    status_code=status.HTTP_201_CREATED,
+    operation_id="open_period",
+)
+async def open_period(
+    session: SessionDep, principal: VillageAdmin, village_id: uuid.UUID, body: PeriodOpen
+) -> PeriodRead:
+    """Open the month (or quarter) starting on `starts_on`, scored by the rules then in force."""
+    period = await service.open_period(session, principal, village_id, body.starts_on)
+    return service.period_read(period)
+
+
+@router.get("/periods/{period_id}", operation_id="get_period")
+async def get_period(
+    session: SessionDep, principal: CurrentPrincipal, period_id: uuid.UUID
+) -> PeriodRead:
+    return service.period_read(await service.get_period(session, principal, period_id))
+
+
+@router.post("/periods/{period_id}/submit", operation_id="submit_period")
+async def submit(session: SessionDep, principal: VillageAdmin, period_id: uuid.UUID) -> PeriodRead:
+    """Scoring is done: every participating household has a complete card."""
+    return service.period_read(await service.submit(session, principal, period_id))
+
+
+@router.post("/periods/{period_id}/approve", operation_id="approve_period")
+async def approve(session: SessionDep, principal: VillageAdmin, period_id: uuid.UUID) -> PeriodRead:
+    """两委审定: compute every household's score and post it to the ledger, all or none."""
+    return service.period_read(await service.approve(session, principal, period_id))
+
+
+@router.post("/periods/{period_id}/publish", operation_id="publish_period")
+async def publish(session: SessionDep, principal: VillageAdmin, period_id: uuid.UUID) -> PeriodRead:
+    """公示: the results become visible to every villager of the village."""
+    return service.period_read(await service.publish(session, principal, period_id))
+
+
+@router.post("/periods/{period_id}/close", operation_id="close_period")
+async def close(session: SessionDep, principal: VillageAdmin, period_id: uuid.UUID) -> PeriodRead:
+    """Close a published period once its objection window has ended."""
+    return service.period_read(await service.close(session, principal, period_id))
+
+
+@router.get("/periods/{period_id}/results", operation_id="get_period_results")
+async def results(
+    session: SessionDep, principal: CurrentPrincipal, period_id: uuid.UUID
+) -> PeriodResults:
+    """The publication list, ranked; villagers see names as the notice board shows them."""
+    return await service.results(session, principal, period_id)

@@ -1,0 +1,429 @@
+"""Scoring periods: open → scoring → submitted → approved (两委审定) → published (公示) → closed."""
+
+import calendar
+import uuid
+from collections import defaultdict
+from datetime import UTC, date, datetime, timedelta
+
+from sqlalchemy import ColumnElement, false, func, insert, or_, select, true
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from app.errors import Conflict, NotFound, Unprocessable
+from app.models import (
+    Household,
+    HouseholdMember,
+    HouseholdPeriodScore,
+    ItemKind,
+    Participation,
+    PeriodKind,
+    PeriodStatus,
+    Person,
+    Role,
+    RuleCategory,
+    RuleItem,
+    RuleSet,
+    Scorecard,
+    ScorecardLine,
+    ScoringPeriod,
+)
+from app.schemas.periods import PeriodRead, PeriodResultRow, PeriodResults
+from app.schemas.rules import Deadline, PeriodLength, Policy
+from app.security import Principal
+from app.services import audit, ledger
+from app.services.organisation import get_village, get_village_for_admin
+from app.services.rules import QUARTER_STARTS, rule_set_in_force
+from app.services.scoring import CardLine, PeriodContext, household_result, is_due
+from app.timeutil import local_today
+
+STAFF = (Role.VILLAGE_ADMIN, Role.SCORING_LEADER, Role.SCORER)
+
+
+def period_end(starts_on: date, kind: PeriodKind) -> date:
+    last_month = starts_on.month + (2 if kind is PeriodKind.QUARTER else 0)
+    return date(starts_on.year, last_month, calendar.monthrange(starts_on.year, last_month)[1])
+
+
+def deadline_for(ends_on: date, deadline: Deadline | None) -> date | None:
+    """A day counted from the period's last month; past the month's end means its last day."""
+    if deadline is None:
+        return None
+    month_index = ends_on.month - 1 + deadline.months_after_period_end
+    year, month = ends_on.year + month_index // 12, month_index % 12 + 1
+    return date(year, month, min(deadline.day, calendar.monthrange(year, month)[1]))
+
+
+def _read(period: ScoringPeriod, today: date | None = None) -> PeriodRead:
+    today = today or local_today()
+    read = PeriodRead.model_validate(period)
+    scoring_done = period.status not in (PeriodStatus.OPEN, PeriodStatus.SCORING)
+    published = period.status in (PeriodStatus.PUBLISHED, PeriodStatus.CLOSED)
+    read.scoring_late = bool(
+        period.scoring_due_on and not scoring_done and today > period.scoring_due_on
+    )
+    read.publication_late = bool(
+        period.publication_due_on and not published and today > period.publication_due_on
+    )
+    return read
+
+
+def period_read(period: ScoringPeriod) -> PeriodRead:
+    return _read(period)
+
+
+def _scope(principal: Principal, *, admin: bool) -> ColumnElement[bool]:
+    if principal.is_district_admin:
+        return true()
+    clauses: list[ColumnElement[bool]] = []
+    villages = principal.village_ids(Role.VILLAGE_ADMIN) if admin else principal.village_ids(*STAFF)
+    if villages:
+        clauses.append(col(ScoringPeriod.village_id).in_(villages))
+    if not admin:
+        towns = principal.supervised_town_ids()
+        if towns:
+            clauses.append(col(ScoringPeriod.town_id).in_(towns))
+        if principal.household_village_id:
+            # Villagers see their village's results once published.
+            clauses.append(
+                (col(ScoringPeriod.village_id) == principal.household_village_id)
+                & col(ScoringPeriod.status).in_([PeriodStatus.PUBLISHED, PeriodStatus.CLOSED])
+            )
+    return or_(*clauses) if clauses else false()
+
+
+async def get_period(
+    session: AsyncSession,
+    principal: Principal,
+    period_id: uuid.UUID,
+    *,
+    admin: bool = False,
+    lock: bool = False,
+) -> ScoringPeriod:
+    statement = select(ScoringPeriod).where(
+        col(ScoringPeriod.id) == period_id, _scope(principal, admin=admin)
+    )
+    if lock:
+        statement = statement.with_for_update()
+    period = (await session.execute(statement)).scalar_one_or_none()
+    if period is None:
+        raise NotFound("No such scoring period.", code="period.not_found")
+    return period
+
+
+async def list_periods(
+    session: AsyncSession, principal: Principal, village_id: uuid.UUID, year: int | None
+) -> list[PeriodRead]:
+    village = await get_village(session, principal, village_id)
+    statement = select(ScoringPeriod).where(
+        col(ScoringPeriod.village_id) == village.id, _scope(principal, admin=False)
+    )
+    if year is not None:
+        statement = statement.where(col(ScoringPeriod.year) == year)
+    rows = (await session.execute(statement.order_by(col(ScoringPeriod.starts_on)))).scalars()
+    today = local_today()
+    return [_read(p, today) for p in rows]
+
+
+async def open_period(
+    session: AsyncSession, principal: Principal, village_id: uuid.UUID, starts_on: date
+) -> ScoringPeriod:
+    village = await get_village_for_admin(session, principal, village_id)
+    rule_set = await rule_set_in_force(session, village.id, starts_on)
+    if rule_set is None:
+        raise Conflict(
+            "No approved rules are in force on that day.",
+            code="period.no_rules",
+            title="该日期没有已备案的积分细则",
+        )
+    policy = Policy.model_validate(rule_set.policy)
+    kind = PeriodKind(policy.period.value)
+    is_start = starts_on.day == 1 and (
+        policy.period is PeriodLength.MONTH or starts_on.month in QUARTER_STARTS
+    )
+    if not is_start:
+        raise Unprocessable(
+            "A period starts on the first day of a month (or quarter) as the rules say.",
+            code="period.not_period_start",
+            title="考核周期须从月（季）初开始",
+        )
+    taken = await session.execute(
+        select(col(ScoringPeriod.id)).where(
+            col(ScoringPeriod.village_id) == village.id, col(ScoringPeriod.starts_on) == starts_on
+        )
+    )
+    if taken.first() is not None:
+        raise Conflict(
+            "This period is already open.", code="period.exists", title="该考核周期已存在"
+        )
+    ends_on = period_end(starts_on, kind)
+    period = ScoringPeriod(
+        village_id=village.id,
+        town_id=village.town_id,
+        rule_set_id=rule_set.id,
+        year=starts_on.year,
+        kind=kind,
+        number=starts_on.month if kind is PeriodKind.MONTH else (starts_on.month - 1) // 3 + 1,
+        starts_on=starts_on,
+        ends_on=ends_on,
+        status=PeriodStatus.OPEN,
+        scoring_due_on=deadline_for(ends_on, policy.deadlines.scoring_due),
+        publication_due_on=deadline_for(ends_on, policy.deadlines.publication_due),
+        opened_by=principal.person_id,
+    )
+    session.add(period)
+    await session.flush()
+    _audit(session, principal, "period.open", period)
+    return period
+
+
+def _audit(
+    session: AsyncSession,
+    principal: Principal,
+    action: str,
+    period: ScoringPeriod,
+    before: dict[str, object] | None = None,
+) -> None:
+    audit.record(
+        session,
+        principal,
+        action,
+        "scoring_period",
+        period.id,
+        before=before,
+        after=audit.snapshot(period),
+        town_id=period.town_id,
+        village_id=period.village_id,
+    )
+
+
+def _not_in(period: ScoringPeriod, *statuses: PeriodStatus) -> Conflict:
+    return Conflict(
+        f"The period is {period.status.value}; this needs "
+        + " or ".join(s.value for s in statuses),
+        code="period.wrong_status",
+        title="考核周期当前状态不允许该操作",
+        status_now=period.status.value,
+    )
+
+
+async def _due_items(session: AsyncSession, period: ScoringPeriod) -> dict[uuid.UUID, RuleItem]:
+    items = (
+        await session.execute(
+            select(RuleItem).where(
+                col(RuleItem.rule_set_id) == period.rule_set_id,
+                col(RuleItem.kind).in_([ItemKind.INSPECTION, ItemKind.VETO]),
+            )
+        )
+    ).scalars()
+    return {i.id: i for i in items if is_due(i.cadence, period.kind, period.number)}
+
+
+async def submit(
+    session: AsyncSession, principal: Principal, period_id: uuid.UUID
+) -> ScoringPeriod:
+    """Scoring is done: every participating household has a complete card."""
+    period = await get_period(session, principal, period_id, admin=True, lock=True)
+    if period.status not in (PeriodStatus.OPEN, PeriodStatus.SCORING):
+        raise _not_in(period, PeriodStatus.OPEN, PeriodStatus.SCORING)
+    due = set(await _due_items(session, period))
+    filled = (
+        await session.execute(
+            select(col(Household.id), func.count(col(ScorecardLine.id)))
+            .select_from(Household)
+            .outerjoin(
+                Scorecard,
+                (col(Scorecard.household_id) == col(Household.id))
+                & (col(Scorecard.period_id) == period.id),
+            )
+            .outerjoin(
+                ScorecardLine,
+                (col(ScorecardLine.scorecard_id) == col(Scorecard.id))
+                & col(ScorecardLine.rule_item_id).in_(due),
+            )
+            .where(
+                col(Household.village_id) == period.village_id,
+                col(Household.participation) == Participation.ACTIVE,
+            )
+            .group_by(col(Household.id))
+        )
+    ).all()
+    incomplete = [household_id for household_id, lines in filled if lines < len(due)]
+    if incomplete:
+        raise Conflict(
+            f"{len(incomplete)} participating households have no complete card.",
+            code="period.cards_incomplete",
+            title="尚有农户未完成评分",
+            households=[str(h) for h in incomplete[:50]],
+            count=len(incomplete),
+        )
+    before = audit.snapshot(period)
+    period.status = PeriodStatus.SUBMITTED
+    period.submitted_at = datetime.now(UTC)
+    await session.flush()
+    _audit(session, principal, "period.submit", period, before)
+    return period
+
+
+async def approve(
+    session: AsyncSession, principal: Principal, period_id: uuid.UUID
+) -> ScoringPeriod:
+    """两委审定: compute every household's score and post it, all households or none."""
+    period = await get_period(session, principal, period_id, admin=True, lock=True)
+    if period.status is not PeriodStatus.SUBMITTED:
+        raise _not_in(period, PeriodStatus.SUBMITTED)
+    rule_set = await session.get(RuleSet, period.rule_set_id)
+    assert rule_set is not None
+    categories = (
+        await session.execute(
+            select(RuleCategory).where(col(RuleCategory.rule_set_id) == rule_set.id)
+        )
+    ).scalars()
+    context = PeriodContext(
+        period_id=period.id,
+        year=period.year,
+        actor_id=principal.person_id,
+        policy=Policy.model_validate(rule_set.policy),
+        categories={c.id: c for c in categories},
+        items=await _due_items(session, period),
+    )
+    rows = (
+        await session.execute(
+            select(
+                col(Scorecard.household_id),
+                col(ScorecardLine.id),
+                col(ScorecardLine.rule_item_id),
+                col(ScorecardLine.outcome),
+                col(ScorecardLine.points),
+                col(ScorecardLine.note),
+            )
+            .join(ScorecardLine, col(ScorecardLine.scorecard_id) == col(Scorecard.id))
+            .join(Household, col(Household.id) == col(Scorecard.household_id))
+            .where(
+                col(Scorecard.period_id) == period.id,
+                col(Household.participation) == Participation.ACTIVE,
+                col(ScorecardLine.rule_item_id).in_(context.items),
+            )
+        )
+    ).all()
+    cards: dict[uuid.UUID, list[CardLine]] = defaultdict(list)
+    for row in rows:
+        cards[row.household_id].append(row)
+    results = [
+        household_result(context, household_id, lines) for household_id, lines in cards.items()
+    ]
+    await ledger.post(session, period.village_id, [e for r in results for e in r.entries])
+    if results:
+        await session.execute(
+            insert(HouseholdPeriodScore),
+            [
+                {
+                    "household_id": r.household_id,
+                    "period_id": period.id,
+                    "village_id": period.village_id,
+                    "score": r.score,
+                    "vetoed": r.vetoed,
+                }
+                for r in results
+            ],
+        )
+    before = audit.snapshot(period)
+    period.status = PeriodStatus.APPROVED
+    period.approved_at = datetime.now(UTC)
+    period.approved_by = principal.person_id
+    await session.flush()
+    _audit(session, principal, "period.approve", period, before)
+    return period
+
+
+async def publish(
+    session: AsyncSession, principal: Principal, period_id: uuid.UUID
+) -> ScoringPeriod:
+    """公示: results become visible to the village; objections may come until the window ends."""
+    period = await get_period(session, principal, period_id, admin=True, lock=True)
+    if period.status is not PeriodStatus.APPROVED:
+        raise _not_in(period, PeriodStatus.APPROVED)
+    rule_set = await session.get(RuleSet, period.rule_set_id)
+    assert rule_set is not None
+    window = Policy.model_validate(rule_set.policy).deadlines.objection_window_days
+    before = audit.snapshot(period)
+    period.status = PeriodStatus.PUBLISHED
+    period.published_at = datetime.now(UTC)
+    period.objection_closes_on = local_today() + timedelta(days=window)
+    await session.flush()
+    _audit(session, principal, "period.publish", period, before)
+    return period
+
+
+async def close(session: AsyncSession, principal: Principal, period_id: uuid.UUID) -> ScoringPeriod:
+    period = await get_period(session, principal, period_id, admin=True, lock=True)
+    if period.status is not PeriodStatus.PUBLISHED:
+        raise _not_in(period, PeriodStatus.PUBLISHED)
+    if period.objection_closes_on is not None and local_today() <= period.objection_closes_on:
+        raise Conflict(
+            "Objections may still be filed.",
+            code="period.objection_window_open",
+            title="异议期尚未结束",
+            objection_closes_on=period.objection_closes_on.isoformat(),
+        )
+    before = audit.snapshot(period)
+    period.status = PeriodStatus.CLOSED
+    period.closed_at = datetime.now(UTC)
+    await session.flush()
+    _audit(session, principal, "period.close", period, before)
+    return period
+
+
+def notice_board_name(name: str | None) -> str | None:
+    """As a notice board shows a name: the surname and a mark for the rest (张**)."""
+    if not name:
+        return name
+    return name[0] + "*" * (len(name) - 1)
+
+
+async def results(
+    session: AsyncSession, principal: Principal, period_id: uuid.UUID
+) -> PeriodResults:
+    """The publication list: scores by household, ranked in the village; vetoed ones marked."""
+    period = await get_period(session, principal, period_id)
+    if period.status not in (PeriodStatus.APPROVED, PeriodStatus.PUBLISHED, PeriodStatus.CLOSED):
+        raise _not_in(period, PeriodStatus.APPROVED, PeriodStatus.PUBLISHED, PeriodStatus.CLOSED)
+    head = (
+        select(col(Person.name))
+        .join(HouseholdMember, col(HouseholdMember.person_id) == col(Person.id))
+        .where(col(HouseholdMember.household_id) == col(Household.id), col(HouseholdMember.is_head))
+        .scalar_subquery()
+    )
+    rows = (
+        await session.execute(
+            select(
+                Household, head, col(HouseholdPeriodScore.score), col(HouseholdPeriodScore.vetoed)
+            )
+            .join(HouseholdPeriodScore, col(HouseholdPeriodScore.household_id) == col(Household.id))
+            .where(col(HouseholdPeriodScore.period_id) == period.id)
+            .order_by(
+                col(HouseholdPeriodScore.vetoed),
+                col(HouseholdPeriodScore.score).desc(),
+                col(Household.number),
+            )
+        )
+    ).all()
+    staff = principal.is_district_admin or bool(principal.village_ids(*STAFF) & {period.village_id})
+    out: list[PeriodResultRow] = []
+    rank, previous, position = 0, None, 0
+    for household, name, score, vetoed in rows:
+        if not vetoed:
+            position += 1
+            if score != previous:
+                rank, previous = position, score  # ties share a rank
+        out.append(
+            PeriodResultRow(
+                household_id=household.id,
+                number=household.number,
+                head_name=name if staff else notice_board_name(name),
+                village_group_id=household.village_group_id,
+                score=score,
+                vetoed=vetoed,
+                rank=None if vetoed else rank,
+            )
+        )
+    return PeriodResults(period=_read(period), rows=out)
