@@ -19,10 +19,13 @@ from app.db import create_engine, create_sessionmaker
 from app.models import (
     Household,
     HouseholdMember,
+    ItemKind,
+    Outcome,
     Participation,
     Person,
     Role,
     RoleGrant,
+    ScoringPeriod,
     Town,
     Village,
     VillageGroup,
@@ -30,8 +33,9 @@ from app.models import (
     WechatIdentity,
 )
 from app.schemas.rules import ItemCreate, RuleSetCreate
+from app.schemas.scorecards import ScorecardLineWrite, ScorecardWrite
 from app.security import Grant, Principal, hash_password
-from app.services import households, rules
+from app.services import households, periods, rules, scorecards
 from app.timeutil import local_today
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
@@ -155,6 +159,7 @@ class DemoSummary:
     invite_code: str | None
     invite_expires: datetime | None
     rules: list[str]
+    history: list[str]
 
 
 class _Names:
@@ -480,20 +485,25 @@ async def _count(session: AsyncSession, model: type[SQLModel]) -> int:
     return (await session.execute(select(func.count()).select_from(model))).scalar_one()
 
 
-async def _ensure_rules(session: AsyncSession) -> list[str]:
-    """Each demo village has approved rules for this year, from its own seed template.
-
-    Done through the rules service as the district admin, so the demo's rules pass the same
-    checks and leave the same audit trail as a village's.
-    """
+async def _district_admin(session: AsyncSession) -> Principal:
+    """The demo acts through the services as the district admin, so its data passes the same
+    checks and leaves the same audit trail as a village's."""
     admin_id = (
         await session.execute(select(col(Person.id)).where(col(Person.username) == DISTRICT_ADMIN))
     ).scalar_one()
-    admin = Principal(
-        person_id=admin_id,
-        session_id=uuid.uuid4(),
-        grants=(Grant(Role.DISTRICT_ADMIN, None, None),),
-    )
+    grants = (Grant(Role.DISTRICT_ADMIN, None, None),)
+    return Principal(person_id=admin_id, session_id=uuid.uuid4(), grants=grants)
+
+
+def _demo_outcome(household: int, item: int, month: int, kind: ItemKind) -> Outcome:
+    # Findings picked deterministically, so every demo shows the same history.
+    finding = kind is ItemKind.INSPECTION and (household * 7 + item * 3 + month) % 11 == 0
+    return Outcome.FINDING if finding else Outcome.COMPLIANT
+
+
+async def _ensure_rules(session: AsyncSession) -> list[str]:
+    """Each demo village has approved rules for this year, from its own seed template."""
+    admin = await _district_admin(session)
     year = local_today().year
     lines = []
     for plan in VILLAGES:
@@ -523,6 +533,57 @@ async def _ensure_rules(session: AsyncSession) -> list[str]:
     return lines
 
 
+async def _ensure_history(session: AsyncSession) -> list[str]:
+    """The home village's last two months scored, approved and published, so the ledger,
+    balances and publication lists have something to show."""
+    admin = await _district_admin(session)
+    village = (
+        await session.execute(select(Village).where(col(Village.name) == HOME.name))
+    ).scalar_one()
+    today = local_today()
+    lines = []
+    for month in range(max(1, today.month - 2), today.month):
+        starts_on = date(today.year, month, 1)
+        exists = await session.execute(
+            select(col(ScoringPeriod.id)).where(
+                col(ScoringPeriod.village_id) == village.id,
+                col(ScoringPeriod.starts_on) == starts_on,
+            )
+        )
+        if exists.first() is not None:
+            continue
+        period = await periods.open_period(session, admin, village.id, starts_on)
+        work = await scorecards.worklist(session, admin, period.id)
+        cards = [
+            (
+                household.household_id,
+                ScorecardWrite(
+                    id=uuid.uuid4(),
+                    lines=[
+                        ScorecardLineWrite(
+                            id=uuid.uuid4(),
+                            rule_item_id=item.id,
+                            outcome=Outcome.FINDING
+                            if item.kind is ItemKind.INSPECTION
+                            and (n * 7 + k * 3 + month) % 11 == 0
+                            else Outcome.COMPLIANT,
+                        )
+                        for k, item in enumerate(work.items)
+                    ],
+                ),
+            )
+            for n, household in enumerate(work.households)
+        ]
+        await scorecards.save_cards(session, admin, period.id, cards)
+        await periods.submit(session, admin, period.id)
+        await periods.approve(session, admin, period.id)
+        await periods.publish(session, admin, period.id)
+        lines.append(
+            f"{HOME.name} {today.year}年{month}月: {len(cards)} households scored and published"
+        )
+    return lines
+
+
 async def _fill(session: AsyncSession) -> DemoSummary | None:
     await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
     created = False
@@ -534,6 +595,7 @@ async def _fill(session: AsyncSession) -> DemoSummary | None:
         return None
     invite = await _issue_invite(session)
     rules = await _ensure_rules(session)
+    history = await _ensure_history(session)
     town = (await session.execute(select(col(Town.name)).order_by(col(Town.created_at)))).scalars()
     return DemoSummary(
         created=created,
@@ -549,6 +611,7 @@ async def _fill(session: AsyncSession) -> DemoSummary | None:
         invite_code=invite[0] if invite else None,
         invite_expires=invite[3] if invite else None,
         rules=rules,
+        history=history,
     )
 
 
@@ -577,6 +640,7 @@ def _instructions(s: DemoSummary, base: str, *, default_url: bool) -> str:
         f"{s.households} households, {s.members} household members.",
         "Rules in force (each village on a different seed template):",
         *(f"  {line}" for line in s.rules),
+        *(f"History: {line}" for line in s.history),
         "",
         f"Staff log in with a password; every demo account's password is {DEMO_PASSWORD}:",
     ]

@@ -7,10 +7,20 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from app.db import create_engine
+from app.db import create_engine, create_sessionmaker
 from app.demo import seed_demo
 from app.migrate import upgrade_on
-from app.models import Household, RoleGrant, RuleSet, RuleSetStatus, Village
+from app.models import (
+    Household,
+    PeriodStatus,
+    RoleGrant,
+    RuleSet,
+    RuleSetStatus,
+    ScoringPeriod,
+    Village,
+)
+from app.services.ledger import verify_village_chain
+from app.timeutil import local_today
 
 
 @pytest.fixture
@@ -52,6 +62,10 @@ async def test_demo_fills_once_with_villages_on_three_templates(
             villages = (await conn.execute(select(func.count()).select_from(Village))).scalar_one()
             roles = set((await conn.execute(select(RoleGrant.role))).scalars())
             rule_sets = (await conn.execute(select(RuleSet.template_code, RuleSet.status))).all()
+            published = list((await conn.execute(select(ScoringPeriod.status))).scalars())
+        async with create_sessionmaker(engine)() as session:
+            village_ids = list((await session.execute(select(Village.id))).scalars())
+            verified = all([(await verify_village_chain(session, v)).ok for v in village_ids])
     finally:
         await engine.dispose()
     assert villages >= 2
@@ -60,3 +74,7 @@ async def test_demo_fills_once_with_villages_on_three_templates(
     assert len(rule_sets) == villages  # the second run added no rules
     assert {status for _, status in rule_sets} == {RuleSetStatus.APPROVED}
     assert len({template for template, _ in rule_sets}) >= 3
+    # The home village's last two months (fewer early in the year) are scored and published.
+    assert len(published) == min(2, local_today().month - 1)
+    assert all(status is PeriodStatus.PUBLISHED for status in published)
+    assert verified
