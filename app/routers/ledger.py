@@ -13,9 +13,11 @@ from app.schemas.ledger import (
     ChainVerification,
     CorrectionCreate,
     LedgerEntryRead,
+    StandingRead,
 )
 from app.security import CurrentPrincipal, Principal, VillageAdmin, require_roles
 from app.services import ledger as service
+from app.services import standing as standing_service
 from app.services.passbook import household_passbook, passbook_workbook
 from app.xlsx import XLSX_MEDIA_TYPE, attachment
 
@@ -53,6 +55,18 @@ async def get_balance(
 ) -> BalanceRead:
     """Spendable points and the year's score (default: this year in Asia/Shanghai)."""
     return await service.balance(session, principal, household_id, year)
+
+
+@router.get("/households/{household_id}/standing", operation_id="get_household_standing")
+async def get_standing(
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    household_id: uuid.UUID,
+    year: Annotated[int | None, Query(ge=2000, le=2100)] = None,
+) -> StandingRead:
+    """The year's score and rank in the village and village group, and the latest published
+    period's; ties share a rank, vetoed households are left out."""
+    return await standing_service.standing(session, principal, household_id, year)
 
 
 @router.post(

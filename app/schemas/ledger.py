@@ -67,3 +67,24 @@ class ChainVerification(BaseModel):
     entries_checked: int
     first_bad_seq: int | None = None
     problem: str | None = None
+
+
+class PeriodStanding(BaseModel):
+    period_id: uuid.UUID
+    number: int
+    score: int
+    vetoed: bool
+    rank_in_village: int | None
+    rank_in_group: int | None
+
+
+class StandingRead(BaseModel):
+    """What a villager's phone shows: the year's score and rank, and the latest published period."""
+
+    household_id: uuid.UUID
+    year: int
+    year_score: int
+    rank_in_village: int | None
+    rank_in_group: int | None
+    ranked_households: int
+    latest_period: PeriodStanding | None

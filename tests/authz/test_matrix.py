@@ -146,6 +146,7 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/api/v1/rule-sets/{rule_set_id}/export"): Row(_roles(DA, TS, VA)),
     ("GET", "/api/v1/households/{household_id}/ledger"): Row({ANY}, served_by=SC.value),
     ("GET", "/api/v1/households/{household_id}/balance"): Row({ANY}, served_by=SC.value),
+    ("GET", "/api/v1/households/{household_id}/standing"): Row({ANY}, served_by=SC.value),
     ("GET", "/api/v1/households/{household_id}/passbook"): Row({ANY}, served_by=SC.value),
     ("POST", "/api/v1/households/{household_id}/adjustments"): Row(
         _roles(DA, VA), lambda w: {"points": 3, "reason": "补记志愿服务"}
