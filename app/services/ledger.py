@@ -1,7 +1,6 @@
 """The points ledger (积分台账): append-only entries, summaries kept in step, a hash chain."""
 
 import hashlib
-import json
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
@@ -62,23 +61,24 @@ class NewEntry:
     reverses_id: uuid.UUID | None = None
 
 
-def _canonical(value: Any) -> Any:
-    # isinstance, not type(): asyncpg hands back its own UUID subclass.
-    if isinstance(value, uuid.UUID):
-        return str(value)
+def _canonical(value: Any) -> str:
+    """One field as text that can't be confused with another: strings carry their length."""
+    if value is None:
+        return "~"
+    if isinstance(value, bool):
+        return "T" if value else "F"
+    if isinstance(value, str):  # LedgerKind is a str too: its value is what is hashed
+        text = value.value if isinstance(value, LedgerKind) else value
+        return f"{len(text)}:{text}"
     if isinstance(value, datetime):
         return value.astimezone(UTC).isoformat(timespec="microseconds")
-    if isinstance(value, LedgerKind):
-        return value.value
-    return value
-
-
-_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+    # isinstance, not type(): asyncpg hands back its own UUID subclass.
+    return str(value)  # int, UUID
 
 
 def entry_hash(prev_hash: str, fields: dict[str, Any]) -> str:
-    """sha256 over a compact JSON array: the previous hash, then HASHED_FIELDS in order."""
-    data = _ENCODE([prev_hash, *[_canonical(fields[k]) for k in HASHED_FIELDS]])
+    """sha256 over the previous hash and HASHED_FIELDS in order, each encoded by _canonical."""
+    data = "|".join([prev_hash, *[_canonical(fields[k]) for k in HASHED_FIELDS]])
     return hashlib.sha256(data.encode()).hexdigest()
 
 
