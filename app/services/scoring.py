@@ -98,9 +98,13 @@ def household_result(
         entry(policy.base_score or 0, "基础分")
     own: dict[uuid.UUID, int] = defaultdict(int)  # each category's own items
 
-    def card_order(line: CardLine) -> tuple[int, str]:
+    def card_order(line: CardLine) -> tuple[int, int, int, str]:
+        # The rule sheet's order, so a villager's 积分明细 reads like the sheet on the wall.
         item = context.items[line.rule_item_id]
-        return item.position, item.code
+        category = categories[item.category_id]
+        root = _root_of(categories, item.category_id)
+        child_position = category.position if category.parent_id else -1
+        return root.position, child_position, item.position, item.code
 
     for line in sorted(lines, key=card_order):
         item = context.items[line.rule_item_id]

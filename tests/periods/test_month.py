@@ -127,6 +127,17 @@ async def test_open_score_with_retried_offline_batches_approve_publish(
         "balance": 105,
         "year_score": 105,
     }
+    # The 积分明细 reads in the rule sheet's order.
+    sheet = (await client.get(f"{API}/rule-sets/{period['rule_set_id']}", headers=admin_h)).json()
+    sheet_codes = [
+        item["code"]
+        for root in sheet["categories"]
+        for category in [root, *root["children"]]
+        for item in category["items"]
+        if item["kind"] == "inspection"
+    ]
+    entries = await client.get(f"{API}/households/{households[2].id}/ledger", headers=admin_h)
+    assert [e["item_code"] for e in entries.json()["items"] if e["item_code"]] == sheet_codes
     late = await client.put(
         f"{API}/periods/{period['id']}/households/{households[0].id}/scorecard",
         json=full_card(items),
