@@ -38,10 +38,11 @@ async def list_entries(
     paging: Paging,
     year: Annotated[int | None, Query(ge=2000, le=2100)] = None,
     kind: LedgerKind | None = None,
+    period_id: uuid.UUID | None = None,
 ) -> Page[LedgerEntryRead]:
     """The household's 积分加减明细, oldest first."""
     entries, cursor = await service.list_entries(
-        session, principal, household_id, paging, year=year, kind=kind
+        session, principal, household_id, paging, year=year, kind=kind, period_id=period_id
     )
     return Page(items=[LedgerEntryRead.model_validate(e) for e in entries], next_cursor=cursor)
 

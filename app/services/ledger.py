@@ -260,6 +260,7 @@ async def list_entries(
     *,
     year: int | None,
     kind: LedgerKind | None,
+    period_id: uuid.UUID | None = None,
 ) -> tuple[list[LedgerEntry], str | None]:
     household = await _household(session, principal, household_id)
     statement = select(LedgerEntry).where(col(LedgerEntry.household_id) == household.id)
@@ -267,6 +268,8 @@ async def list_entries(
         statement = statement.where(col(LedgerEntry.year) == year)
     if kind is not None:
         statement = statement.where(col(LedgerEntry.kind) == kind)
+    if period_id is not None:
+        statement = statement.where(col(LedgerEntry.period_id) == period_id)
     # seq is unique within the village, and a household lives in one village.
     rows, cursor = await paginate(
         session, statement, order=[col(LedgerEntry.seq)], params=params, parse=[int]

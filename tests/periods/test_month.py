@@ -136,7 +136,11 @@ async def test_open_score_with_retried_offline_batches_approve_publish(
         for item in category["items"]
         if item["kind"] == "inspection"
     ]
-    entries = await client.get(f"{API}/households/{households[2].id}/ledger", headers=admin_h)
+    entries = await client.get(
+        f"{API}/households/{households[2].id}/ledger",
+        params={"period_id": period["id"], "kind": "inspection"},
+        headers=admin_h,
+    )
     assert [e["item_code"] for e in entries.json()["items"] if e["item_code"]] == sheet_codes
     late = await client.put(
         f"{API}/periods/{period['id']}/households/{households[0].id}/scorecard",
