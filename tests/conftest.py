@@ -1,6 +1,7 @@
 import os
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -8,7 +9,13 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.pool import NullPool
 
 from app.config import Settings
@@ -51,6 +58,27 @@ async def database_url(server_url: str) -> AsyncIterator[str]:
         await conn.execute(text(f'CREATE DATABASE "{name}"'))
     url = make_url(async_url(server_url)).set(database=name).render_as_string(hide_password=False)
     try:
+        yield url
+    finally:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await admin.dispose()
+
+
+@asynccontextmanager
+async def database_of_its_own(database_url: str, prefix: str) -> AsyncIterator[str]:
+    """A migrated database beside the shared one, dropped afterwards: for tests that must
+    really commit (races, the demo), since ledger rows can never be deleted again."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    admin = create_async_engine(database_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(database_url).set(database=name).render_as_string(hide_password=False)
+    try:
+        engine = create_engine(url, pool_size=1)
+        async with engine.begin() as conn:
+            await conn.run_sync(upgrade_on)
+        await engine.dispose()
         yield url
     finally:
         async with admin.connect() as conn:

@@ -1,15 +1,10 @@
-import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy import func, select, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
-from sqlalchemy.pool import NullPool
+from sqlalchemy import func, select
 
 from app.db import create_engine, create_sessionmaker
 from app.demo import seed_demo
-from app.migrate import upgrade_on
 from app.models import (
     Household,
     PeriodStatus,
@@ -21,26 +16,14 @@ from app.models import (
 )
 from app.services.ledger import verify_village_chain
 from app.timeutil import local_today
+from tests.conftest import database_of_its_own
 
 
 @pytest.fixture
 async def demo_url(database_url: str) -> AsyncIterator[str]:
     """A database of the demo's own: it commits, like `serve --demo` does."""
-    name = f"vp_demo_{uuid.uuid4().hex[:8]}"
-    admin = create_async_engine(database_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(database_url).set(database=name).render_as_string(hide_password=False)
-    engine = create_engine(url, pool_size=1)
-    async with engine.begin() as conn:
-        await conn.run_sync(upgrade_on)
-    await engine.dispose()
-    try:
+    async with database_of_its_own(database_url, "vp_demo") as url:
         yield url
-    finally:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await admin.dispose()
 
 
 async def test_demo_fills_once_with_villages_on_three_templates(

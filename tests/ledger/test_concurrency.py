@@ -16,24 +16,21 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import select, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
-    create_async_engine,
 )
-from sqlalchemy.pool import NullPool
 from sqlmodel import col
 
 from app.config import Settings
 from app.db import create_engine, create_sessionmaker
-from app.migrate import upgrade_on
 from app.models import Household, LedgerEntry, LedgerKind, Role, Village
 from app.services import ledger
 from tests import factories as f
 from tests.auth.conftest import assert_problem, wait_for_lock_waiters
+from tests.conftest import database_of_its_own
 from tests.ledger.conftest import (
     API,
     THIS_YEAR,
@@ -49,22 +46,13 @@ SPENDERS = 50
 @pytest.fixture(scope="module")
 async def engine_of_its_own(database_url: str) -> AsyncIterator[AsyncEngine]:
     """A database of this module's own, built by the migrations and dropped afterwards."""
-    name = f"vp_ledger_{uuid.uuid4().hex[:8]}"
-    admin = create_async_engine(database_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(database_url).set(database=name).render_as_string(hide_password=False)
-    # Up to 60 connections: every racer at once, the holder of a chain and its watcher.
-    engine = create_engine(url, pool_size=30)
-    try:
-        async with engine.begin() as conn:
-            await conn.run_sync(upgrade_on)
-        yield engine
-    finally:
-        await engine.dispose()
-        async with admin.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await admin.dispose()
+    async with database_of_its_own(database_url, "vp_ledger") as url:
+        # Up to 60 connections: every racer at once, the holder of a chain and its watcher.
+        engine = create_engine(url, pool_size=30)
+        try:
+            yield engine
+        finally:
+            await engine.dispose()
 
 
 @dataclass

@@ -10,21 +10,18 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
-    create_async_engine,
 )
-from sqlalchemy.pool import NullPool
 
 from app.config import Settings
 from app.db import create_engine, create_sessionmaker
-from app.migrate import upgrade_on
 from app.models import PeriodStatus
 from app.services import ledger
 from tests.auth.conftest import wait_for_lock_waiters
+from tests.conftest import database_of_its_own
 from tests.scorecards.conftest import API, Scene, build_scene, card, line, stored
 
 RACERS = 20
@@ -32,21 +29,12 @@ RACERS = 20
 
 @pytest.fixture(scope="module")
 async def engine_of_its_own(database_url: str) -> AsyncIterator[AsyncEngine]:
-    name = f"vp_scorecards_{uuid.uuid4().hex[:8]}"
-    admin = create_async_engine(database_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(database_url).set(database=name).render_as_string(hide_password=False)
-    engine = create_engine(url, pool_size=RACERS + 5)
-    try:
-        async with engine.begin() as conn:
-            await conn.run_sync(upgrade_on)
-        yield engine
-    finally:
-        await engine.dispose()
-        async with admin.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await admin.dispose()
+    async with database_of_its_own(database_url, "vp_scorecards") as url:
+        engine = create_engine(url, pool_size=RACERS + 5)
+        try:
+            yield engine
+        finally:
+            await engine.dispose()
 
 
 @dataclass
