@@ -19,6 +19,7 @@ from app.models import (
     GENESIS_HASH,
     Household,
     HouseholdBalance,
+    HouseholdPeriodScore,
     HouseholdYearScore,
     LedgerChain,
     LedgerEntry,
@@ -131,6 +132,26 @@ async def _apply_summaries(
         )
         if len(moved.all()) != len(spends):
             raise insufficient_balance()
+    period_delta: dict[tuple[uuid.UUID, uuid.UUID], int] = defaultdict(int)
+    for row in rows:
+        if row["counts_score"] and row["period_id"] is not None:
+            period_delta[(row["household_id"], row["period_id"])] += row["points"]
+    moves = [(h, p, d) for (h, p), d in period_delta.items() if d != 0]
+    if moves:
+        # A correction after approval moves the period's score too. At approval the rows don't
+        # exist yet and nothing matches: approval writes them from the same results.
+        deltas = values(
+            column("household_id", Uuid), column("period_id", Uuid), column("delta", Integer),
+            name="period_deltas",
+        ).data(moves)  # fmt: skip
+        await session.execute(
+            update(HouseholdPeriodScore)
+            .where(
+                col(HouseholdPeriodScore.household_id) == deltas.c.household_id,
+                col(HouseholdPeriodScore.period_id) == deltas.c.period_id,
+            )
+            .values(score=col(HouseholdPeriodScore.score) + deltas.c.delta)
+        )
     scores = [
         {"household_id": h, "year": y, "village_id": village_id, "score": d}
         for (h, y), d in score_delta.items()

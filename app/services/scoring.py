@@ -133,14 +133,13 @@ def household_result(
     if not deductive and policy.period_cap is not None and inspection > policy.period_cap:
         entry(policy.period_cap - inspection, f"超出每期满分{policy.period_cap}分")
         inspection = policy.period_cap
-    if deductive:
-        base = policy.base_score or 0
-        if base + inspection < 0:
-            entry(-(base + inspection), "扣至零分为止")
-            inspection = -base
-        result.score = base + inspection
-    else:
-        result.score = inspection
+    # A period never scores below zero: penalties (旧县's 负向扣分) and deductions stop there,
+    # so approving a period never has to take points a household has already spent.
+    base = (policy.base_score or 0) if deductive else 0
+    if base + inspection < 0:
+        entry(-(base + inspection), "扣至零分为止")
+        inspection = -base
+    result.score = base + inspection
 
     counts_balance = policy.redemption.spends_balance
     for posted in result.entries:

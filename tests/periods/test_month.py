@@ -142,6 +142,22 @@ async def test_open_score_with_retried_offline_batches_approve_publish(
         headers=admin_h,
     )
     assert [e["item_code"] for e in entries.json()["items"] if e["item_code"]] == sheet_codes
+    # A correction after publication moves the period's score with the ledger.
+    finding = entries.json()["items"][0]
+    corrected = await client.post(
+        f"{API}/ledger-entries/{finding['id']}/correction",
+        json={"reason": "复核更正"},
+        headers=admin_h,
+    )
+    assert corrected.status_code == 201
+    after = await db.execute(
+        select(HouseholdPeriodScore.score).where(
+            HouseholdPeriodScore.household_id == households[2].id,
+            HouseholdPeriodScore.period_id == period["id"],
+        )
+    )
+    assert after.scalar_one() == 115 - finding["points"]
+    await assert_ledger_consistent(db, village.id)
     late = await client.put(
         f"{API}/periods/{period['id']}/households/{households[0].id}/scorecard",
         json=full_card(items),

@@ -122,3 +122,18 @@ def test_points_stay_out_of_the_balance_where_goods_come_by_tier() -> None:
     result = household_result(context(policy, [environment], [a]), HOUSEHOLD, [line(a, 0)])
     assert result.score == 100
     assert all(e.counts_score and not e.counts_balance for e in result.entries)
+
+
+def test_a_month_of_penalties_stops_at_zero() -> None:
+    """旧县's negative base points may outweigh the positive ones; the month scores 0, not less,
+    so approval never takes back points a household already spent."""
+    base = category("基础积分")
+    good, penalty = item(base, "1", 5), item(base, "2", -8)
+    result = household_result(
+        context(Policy(), [base], [good, penalty]),
+        HOUSEHOLD,
+        [line(good, 5), line(penalty, -8, Outcome.FINDING)],
+    )
+    assert result.score == 0
+    assert sum(e.points for e in result.entries) == 0
+    assert [e.memo for e in result.entries if e.rule_item is None] == ["扣至零分为止"]
