@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
+import asyncpg
 from sqlalchemy import ColumnElement, Integer, Uuid, column, func, select, update, values
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -181,7 +182,18 @@ async def _copy_entries(session: AsyncSession, rows: list[dict[str, Any]]) -> No
     ]
     driver = raw.driver_connection
     assert driver is not None
-    await driver.copy_records_to_table("ledger_entry", records=records, columns=ENTRY_COLUMNS)
+    try:
+        await driver.copy_records_to_table("ledger_entry", records=records, columns=ENTRY_COLUMNS)
+    except asyncpg.PostgresError as exc:
+        # The raw driver's errors bypass SQLAlchemy's wrapping, so the problem handlers never
+        # see them: a value PostgreSQL can't hold (a NUL in a memo) is the caller's to fix.
+        if str(getattr(exc, "sqlstate", "")).startswith("22"):
+            raise Unprocessable(
+                "A value cannot be stored (a NUL character, or a number out of range).",
+                code="request.invalid_value",
+                title="提交的内容含有无法保存的字符或数值",
+            ) from exc
+        raise
 
 
 async def lock_chain(session: AsyncSession, village_id: uuid.UUID) -> tuple[int, str]:

@@ -15,7 +15,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, func, insert, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    Uuid,
+    and_,
+    any_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -489,8 +502,9 @@ async def save_cards(
     line_owners = {
         line_id: card_id
         for line_id, card_id in await session.execute(
+            # One array parameter, not one per id: a batch may carry tens of thousands.
             select(col(ScorecardLine.id), col(ScorecardLine.scorecard_id)).where(
-                col(ScorecardLine.id).in_(line_ids)
+                col(ScorecardLine.id) == any_(bindparam("line_ids", line_ids, type_=ARRAY(Uuid)))
             )
         )
     }

@@ -218,7 +218,9 @@ def downgrade() -> None:
     # WARNING: constraint name is None; this directive will fail as
     # rendered.  Add a name, or use a naming convention; see
     # https://alembic.sqlalchemy.org/en/latest/naming.html
-    op.drop_constraint(None, "ledger_entry", type_="foreignkey")
+    op.drop_constraint(
+        "fk_ledger_entry_period_id_scoring_period", "ledger_entry", type_="foreignkey"
+    )
     op.drop_index(op.f("ix_ledger_entry_period_id"), table_name="ledger_entry")
     op.drop_index(op.f("ix_scorecard_line_village_id"), table_name="scorecard_line")
     op.drop_index(op.f("ix_scorecard_line_scorecard_id"), table_name="scorecard_line")

@@ -207,3 +207,16 @@ async def test_who_may_adjust(
     assert_problem(unknown, 404, "household.not_found")
     assert await entry_count(db, scene.village.id) == 0
     assert await audits(db, scene.village.id, "ledger.adjust") == []
+
+
+async def test_a_nul_character_in_the_reason_is_a_422_and_writes_nothing(
+    client: httpx.AsyncClient, db: AsyncSession, scene: Scene
+) -> None:
+    response = await client.post(
+        f"{API}/households/{scene.household.id}/adjustments",
+        json={"points": 5, "reason": "ab\u0000cd"},
+        headers=scene.admin_headers,
+    )
+    assert response.status_code == 422
+    assert response.json()["code"] == "request.invalid_value"
+    assert await entry_count(db, scene.village.id) == 0

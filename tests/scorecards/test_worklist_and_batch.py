@@ -198,3 +198,25 @@ async def test_a_retried_save_writes_once_and_answers_the_same(
     assert second.json() == first.json()
     assert second.json()["revision"] == 1
     assert second.headers["idempotent-replayed"] == "true"
+
+
+async def test_a_huge_offline_batch_is_a_4xx_not_a_500(
+    client: httpx.AsyncClient, scene: Scene
+) -> None:
+    """More line ids than PostgreSQL takes parameters in one statement (32,767)."""
+    cards = [
+        {
+            "household_id": str(scene.group_a[0].id),
+            "id": str(uuid.uuid4()),
+            "lines": [
+                {"id": str(uuid.uuid4()), "rule_item_id": str(uuid.uuid4()), "outcome": "compliant"}
+                for _ in range(170)
+            ],
+        }
+        for _ in range(200)
+    ]
+    response = await client.post(
+        scene.batch_url, json={"cards": cards}, headers=scene.headers["scorer"]
+    )
+    assert 400 <= response.status_code < 500, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
