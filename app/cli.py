@@ -159,7 +159,11 @@ async def _close_year(url: str, year: int) -> None:
             else f"{record.points_expired} points of {record.households_expired} households expired"
         )
         print(f"{year} closed for village {record.village_id}: {what}")
-    print(f"{len(closed)} village(s) closed for {year}; villages already closed were left alone.")
+    print(
+        f"{len(closed)} village(s) closed for {year}. Villages already closed were left alone;"
+        " villages without approved rules, or with a period of the year still being scored,"
+        " were not closed (run again once it is approved)."
+    )
 
 
 def year_end_command(args: argparse.Namespace) -> None:

@@ -25,8 +25,10 @@ from app.models import (
     LedgerChain,
     LedgerEntry,
     LedgerKind,
+    PeriodStatus,
     Role,
     RuleItem,
+    ScoringPeriod,
     Village,
     YearEndClose,
 )
@@ -601,7 +603,8 @@ async def close_year(
 ) -> list[YearEndClose]:
     """Expire unspent points of villages whose policy resets each year; record carry-overs.
 
-    Runs once per village and year: a second run finds the record and changes nothing.
+    Runs once per village and year: a second run finds the record and changes nothing. A
+    village with a period of that year still being scored is left for a later run.
     """
     statement = select(Village).order_by(col(Village.name))
     if village_ids is not None:
@@ -613,6 +616,19 @@ async def close_year(
             select(func.pg_advisory_xact_lock(func.hashtext(f"year-end:{village.id}:{year}")))
         )
         if await session.get(YearEndClose, (village.id, year)) is not None:
+            continue
+        # December is often scored in January: closing first would let its points land after
+        # the reset and survive into the new year. Such a village waits for the next run.
+        unfinished = await session.execute(
+            select(col(ScoringPeriod.id)).where(
+                col(ScoringPeriod.village_id) == village.id,
+                col(ScoringPeriod.year) == year,
+                col(ScoringPeriod.status).in_(
+                    [PeriodStatus.OPEN, PeriodStatus.SCORING, PeriodStatus.SUBMITTED]
+                ),
+            )
+        )
+        if unfinished.first() is not None:
             continue
         rules = await rule_set_in_force(session, village.id, date(year, 12, 31))
         if rules is None:

@@ -26,6 +26,7 @@ from app.models import (
     Scorecard,
     ScorecardLine,
     ScoringPeriod,
+    YearEndClose,
 )
 from app.schemas.periods import PeriodRead, PeriodResultRow, PeriodResults
 from app.schemas.rules import Deadline, PeriodLength, Policy
@@ -145,6 +146,12 @@ async def open_period(
             "A period starts on the first day of a month (or quarter) as the rules say.",
             code="period.not_period_start",
             title="考核周期须从月（季）初开始",
+        )
+    if await session.get(YearEndClose, (village.id, starts_on.year)) is not None:
+        raise Conflict(
+            "That year has been closed; its points have been settled.",
+            code="period.year_closed",
+            title="该年度已结账，不能再开考核周期",
         )
     taken = await session.execute(
         select(col(ScoringPeriod.id)).where(

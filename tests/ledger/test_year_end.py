@@ -1,11 +1,26 @@
 """Year-end close: unspent points expire where the rules reset yearly, carry over elsewhere,
 and a second run changes nothing."""
 
+from datetime import date
+
+import httpx
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from app.models import LedgerEntry, LedgerKind, RuleSetStatus, Village, YearEndClose
+from app.config import Settings
+from app.models import (
+    LedgerEntry,
+    LedgerKind,
+    PeriodKind,
+    PeriodStatus,
+    Role,
+    RuleSet,
+    RuleSetStatus,
+    ScoringPeriod,
+    Village,
+    YearEndClose,
+)
 from app.schemas.rules import Policy
 from app.services.ledger import close_year
 from tests import factories as f
@@ -158,3 +173,41 @@ async def test_close_year_touches_only_the_villages_it_is_given(db: AsyncSession
         .where(col(YearEndClose.village_id).in_([chosen.id, other.id]))
     )
     assert count == 1
+
+
+async def test_a_year_still_being_scored_is_not_closed_and_a_closed_year_takes_no_period(
+    client: httpx.AsyncClient, db: AsyncSession, settings: Settings
+) -> None:
+    """December is scored in January: closing before it is approved would let its points land
+    after the reset. The close waits; once closed, the year takes no new period."""
+    village = await village_with_rules(db, carry_over=False)
+    home = await f.create_household(db, village)
+    await post_entry(db, home, 30, year=YEAR)
+    rule_set_id = (
+        await db.execute(select(RuleSet.id).where(RuleSet.village_id == village.id))
+    ).scalar_one()
+    december = ScoringPeriod(
+        village_id=village.id, town_id=village.town_id, rule_set_id=rule_set_id, year=YEAR,
+        kind=PeriodKind.MONTH, number=12, starts_on=date(YEAR, 12, 1), ends_on=date(YEAR, 12, 31),
+        status=PeriodStatus.SCORING,
+    )  # fmt: skip
+    db.add(december)
+    await db.flush()
+    assert await close_year(db, YEAR, village_ids=[village.id]) == []
+    assert await balance_of(db, home.id) == 30
+
+    december.status = PeriodStatus.PUBLISHED
+    await db.flush()
+    [closed] = await close_year(db, YEAR, village_ids=[village.id])
+    assert closed.points_expired == 30
+    assert await balance_of(db, home.id) == 0
+
+    admin = await f.create_person(db, village)
+    await f.grant(db, admin, Role.VILLAGE_ADMIN, village=village)
+    response = await client.post(
+        f"/api/v1/villages/{village.id}/periods",
+        json={"starts_on": f"{YEAR}-11-01"},
+        headers=await f.login_headers(db, settings, admin),
+    )
+    assert response.status_code == 409
+    assert response.json()["code"] == "period.year_closed"
