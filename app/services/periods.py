@@ -29,7 +29,7 @@ from app.models import (
     YearEndClose,
 )
 from app.schemas.periods import PeriodRead, PeriodResultRow, PeriodResults
-from app.schemas.rules import Deadline, PeriodLength, Policy
+from app.schemas.rules import Deadline, PeriodLength, Policy, VetoedInRankings, VetoScope
 from app.security import Principal
 from app.services import audit, ledger
 from app.services.organisation import get_village, get_village_for_admin
@@ -271,6 +271,21 @@ async def submit(
     return period
 
 
+async def vetoed_for_the_year(session: AsyncSession, period: ScoringPeriod) -> set[uuid.UUID]:
+    """Households of the village vetoed in an earlier period of the same year."""
+    rows = await session.execute(
+        select(col(HouseholdPeriodScore.household_id))
+        .join(ScoringPeriod, col(ScoringPeriod.id) == col(HouseholdPeriodScore.period_id))
+        .where(
+            col(ScoringPeriod.village_id) == period.village_id,
+            col(ScoringPeriod.year) == period.year,
+            col(ScoringPeriod.starts_on) < period.starts_on,
+            col(HouseholdPeriodScore.vetoed),
+        )
+    )
+    return set(rows.scalars())
+
+
 async def approve(
     session: AsyncSession, principal: Principal, period_id: uuid.UUID
 ) -> ScoringPeriod:
@@ -315,8 +330,14 @@ async def approve(
     cards: dict[uuid.UUID, list[CardLine]] = defaultdict(list)
     for row in rows:
         cards[row.household_id].append(row)
+    year_vetoed = (
+        await vetoed_for_the_year(session, period)
+        if context.policy.veto_scope is VetoScope.YEAR
+        else set()
+    )
     results = [
-        household_result(context, household_id, lines) for household_id, lines in cards.items()
+        household_result(context, household_id, lines, vetoed_this_year=household_id in year_vetoed)
+        for household_id, lines in cards.items()
     ]
     await ledger.post(session, period.village_id, [e for r in results for e in r.entries])
     if results:
@@ -415,9 +436,16 @@ async def results(
         )
     ).all()
     staff = principal.is_district_admin or bool(principal.village_ids(*STAFF) & {period.village_id})
+    rule_set = await session.get(RuleSet, period.rule_set_id)
+    assert rule_set is not None
+    leave_out = (
+        Policy.model_validate(rule_set.policy).vetoed_in_rankings is VetoedInRankings.EXCLUDE
+    )
     out: list[PeriodResultRow] = []
     rank, previous, position = 0, None, 0
     for household, name, score, vetoed in rows:
+        if vetoed and leave_out and not staff:
+            continue  # the notice board leaves vetoed households out, as the policy says
         if not vetoed:
             position += 1
             if score != previous:

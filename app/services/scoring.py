@@ -62,7 +62,11 @@ def _root_of(categories: dict[uuid.UUID, RuleCategory], category_id: uuid.UUID) 
 
 
 def household_result(
-    context: PeriodContext, household_id: uuid.UUID, lines: Sequence[CardLine]
+    context: PeriodContext,
+    household_id: uuid.UUID,
+    lines: Sequence[CardLine],
+    *,
+    vetoed_this_year: bool = False,
 ) -> PeriodResult:
     policy, categories = context.policy, context.categories
     deductive = policy.scoring_mode is ScoringMode.DEDUCTIVE
@@ -141,6 +145,11 @@ def household_result(
         inspection = -base
     result.score = base + inspection
 
+    if vetoed_this_year and not result.vetoed:
+        # A year-scope veto earlier in the year (张堰: 取消本年度积分评比资格) holds every later
+        # period too; the card is still recorded.
+        result.vetoed = True
+        entry(0, "本年度已被一票否决", kind=LedgerKind.VETO)
     counts_balance = policy.redemption.spends_balance
     for posted in result.entries:
         # A veto disqualifies the period; the ledger still records what was found.

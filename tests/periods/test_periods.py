@@ -252,6 +252,34 @@ async def test_a_whole_month_from_opening_to_publication(
     assert early.status_code == 409
     assert early.json()["code"] == "period.objection_window_open"
 
+    # 张堰's veto cancels the household's whole year: April's clean card still scores nothing.
+    april = (
+        await client.post(
+            f"{API}/villages/{month.village.id}/periods",
+            json={"starts_on": f"{YEAR}-04-01"},
+            headers=month.admin,
+        )
+    ).json()
+    for household in month.households:
+        await fill_card(db, april["id"], household, month.rule_set_id)
+    assert (
+        await client.post(f"{API}/periods/{april['id']}/submit", headers=month.admin)
+    ).status_code == 200
+    assert (
+        await client.post(f"{API}/periods/{april['id']}/approve", headers=month.admin)
+    ).status_code == 200
+    april_scores = dict(
+        (
+            await db.execute(
+                select(HouseholdPeriodScore.household_id, HouseholdPeriodScore.vetoed).where(
+                    HouseholdPeriodScore.period_id == april["id"]
+                )
+            )
+        ).all()
+    )
+    assert [april_scores[h.id] for h in month.households] == [False, False, True]
+    await assert_ledger_consistent(db, month.village.id)
+
 
 @pytest.mark.parametrize(
     ("starts_on", "status", "code"),

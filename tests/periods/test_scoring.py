@@ -137,3 +137,20 @@ def test_a_month_of_penalties_stops_at_zero() -> None:
     assert result.score == 0
     assert sum(e.points for e in result.entries) == 0
     assert [e.memo for e in result.entries if e.rule_item is None] == ["扣至零分为止"]
+
+
+def test_a_veto_earlier_in_the_year_holds_this_period_too() -> None:
+    environment = category("环境卫生")
+    a = item(environment, "1", 15)
+    result = household_result(
+        context(Policy(veto_scope="year"), [environment], [a]),
+        HOUSEHOLD,
+        [line(a, 15)],
+        vetoed_this_year=True,
+    )
+    assert result.vetoed
+    assert result.score == 0
+    assert [(e.kind, e.memo) for e in result.entries if e.kind is LedgerKind.VETO] == [
+        (LedgerKind.VETO, "本年度已被一票否决")
+    ]
+    assert not any(e.counts_score or e.counts_balance for e in result.entries)
