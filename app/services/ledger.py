@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import asyncpg
-from sqlalchemy import ColumnElement, Integer, Uuid, column, func, select, update, values
+from sqlalchemy import ColumnElement, Integer, Uuid, column, func, or_, select, update, values
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -305,6 +305,13 @@ async def list_entries(
         statement = statement.where(col(LedgerEntry.kind) == kind)
     if period_id is not None:
         statement = statement.where(col(LedgerEntry.period_id) == period_id)
+    if not await sees_unpublished(session, principal, household):
+        statement = statement.where(
+            or_(
+                col(LedgerEntry.period_id).is_(None),
+                col(LedgerEntry.period_id).not_in(_unpublished_periods(household.village_id)),
+            )
+        )
     # seq is unique within the village, and a household lives in one village.
     rows, cursor = await paginate(
         session, statement, order=[col(LedgerEntry.seq)], params=params, parse=[int]
@@ -332,9 +339,64 @@ async def balance(
             )
         )
     ).scalar_one_or_none()
+    hidden_balance, hidden_score = 0, 0
+    if not await sees_unpublished(session, principal, household):
+        hidden_balance, hidden_score = await unpublished_points(session, household, year)
     return BalanceRead(
-        household_id=household.id, year=year, balance=spendable or 0, year_score=score or 0
+        household_id=household.id,
+        year=year,
+        balance=(spendable or 0) - hidden_balance,
+        year_score=(score or 0) - hidden_score,
     )
+
+
+def _unpublished_periods(village_id: uuid.UUID) -> Any:
+    """Periods approved (posted) but not yet published (公示)."""
+    return select(col(ScoringPeriod.id)).where(
+        col(ScoringPeriod.village_id) == village_id,
+        col(ScoringPeriod.status) == PeriodStatus.APPROVED,
+    )
+
+
+async def sees_unpublished(
+    session: AsyncSession, principal: Principal, household: Household
+) -> bool:
+    """Staff of the village and its town see results as soon as they are approved; villagers
+    see them when they are published, as a notice board would show them."""
+    if principal.is_district_admin or household.village_id in principal.village_ids(
+        Role.VILLAGE_ADMIN, Role.SCORING_LEADER, Role.SCORER
+    ):
+        return True
+    towns = principal.supervised_town_ids()
+    if not towns:
+        return False
+    village = await session.get(Village, household.village_id)
+    return village is not None and village.town_id in towns
+
+
+async def unpublished_points(
+    session: AsyncSession, household: Household, year: int
+) -> tuple[int, int]:
+    """(balance, year score) points of the household in periods not yet published."""
+    balance_points, score_points = (
+        await session.execute(
+            select(
+                func.coalesce(
+                    func.sum(col(LedgerEntry.points)).filter(col(LedgerEntry.counts_balance)), 0
+                ),
+                func.coalesce(
+                    func.sum(col(LedgerEntry.points)).filter(
+                        col(LedgerEntry.counts_score), col(LedgerEntry.year) == year
+                    ),
+                    0,
+                ),
+            ).where(
+                col(LedgerEntry.household_id) == household.id,
+                col(LedgerEntry.period_id).in_(_unpublished_periods(household.village_id)),
+            )
+        )
+    ).one()
+    return int(balance_points), int(score_points)
 
 
 # Changing

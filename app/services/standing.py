@@ -23,6 +23,7 @@ from app.models import (
 from app.schemas.ledger import PeriodStanding, StandingRead
 from app.schemas.rules import VetoScope
 from app.security import Principal
+from app.services.ledger import sees_unpublished, unpublished_points
 from app.timeutil import local_today
 
 
@@ -91,10 +92,13 @@ async def standing(
         if mine
         else (await session.execute(select(func.count()).select_from(year_rows))).scalar_one()
     )
+    hidden = 0
+    if not await sees_unpublished(session, principal, household):
+        _, hidden = await unpublished_points(session, household, year)
     return StandingRead(
         household_id=household.id,
         year=year,
-        year_score=own_score or 0,
+        year_score=(own_score or 0) - hidden,
         rank_in_village=mine.village_rank if mine else None,
         rank_in_group=mine.group_rank if mine else None,
         ranked_households=total,

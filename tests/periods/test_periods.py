@@ -232,6 +232,20 @@ async def test_a_whole_month_from_opening_to_publication(
 
     hidden = await client.get(f"{API}/periods/{pid}/results", headers=month.villager)
     assert hidden.status_code == 404
+    # Until 公示 the villager's own ledger and balance don't show the month either.
+    home = month.households[0].id
+    own = await client.get(
+        f"{API}/households/{home}/ledger", params={"period_id": pid}, headers=month.villager
+    )
+    assert own.json()["items"] == []
+    early_balance = await client.get(
+        f"{API}/households/{home}/balance", params={"year": YEAR}, headers=month.villager
+    )
+    assert (early_balance.json()["balance"], early_balance.json()["year_score"]) == (0, 0)
+    staff_view = await client.get(
+        f"{API}/households/{home}/balance", params={"year": YEAR}, headers=month.admin
+    )
+    assert staff_view.json()["balance"] == 115
     board = await client.get(f"{API}/periods/{pid}/results", headers=month.admin)
     rows = board.json()["rows"]
     assert [(r["number"], r["rank"], r["vetoed"]) for r in rows] == [
@@ -245,6 +259,17 @@ async def test_a_whole_month_from_opening_to_publication(
     assert (
         published.json()["objection_closes_on"] == (local_today() + timedelta(days=7)).isoformat()
     )
+    published_balance = await client.get(
+        f"{API}/households/{home}/balance", params={"year": YEAR}, headers=month.villager
+    )
+    assert (published_balance.json()["balance"], published_balance.json()["year_score"]) == (
+        115,
+        115,
+    )
+    own = await client.get(
+        f"{API}/households/{home}/ledger", params={"period_id": pid}, headers=month.villager
+    )
+    assert own.json()["items"]
     seen = await client.get(f"{API}/periods/{pid}/results", headers=month.villager)
     assert seen.status_code == 200
     assert seen.json()["rows"][0]["head_name"] == "张**"
