@@ -37,6 +37,7 @@ from app.schemas.ledger import BalanceRead, ChainVerification
 from app.schemas.rules import Policy
 from app.security import Principal
 from app.services import audit
+from app.services.households import get_household
 from app.services.rules import rule_set_in_force
 from app.timeutil import local_today
 
@@ -272,21 +273,6 @@ async def post(
 # Reading
 
 
-async def _household(
-    session: AsyncSession, principal: Principal, household_id: uuid.UUID, *, admin: bool = False
-) -> Household:
-    household = (
-        await session.execute(
-            select(Household).where(
-                col(Household.id) == household_id, household_scope(principal, admin_only=admin)
-            )
-        )
-    ).scalar_one_or_none()
-    if household is None:
-        raise NotFound("No such household.", code="household.not_found")
-    return household
-
-
 async def list_entries(
     session: AsyncSession,
     principal: Principal,
@@ -297,7 +283,7 @@ async def list_entries(
     kind: LedgerKind | None,
     period_id: uuid.UUID | None = None,
 ) -> tuple[list[LedgerEntry], str | None]:
-    household = await _household(session, principal, household_id)
+    household = await get_household(session, principal, household_id)
     statement = select(LedgerEntry).where(col(LedgerEntry.household_id) == household.id)
     if year is not None:
         statement = statement.where(col(LedgerEntry.year) == year)
@@ -322,7 +308,7 @@ async def list_entries(
 async def balance(
     session: AsyncSession, principal: Principal, household_id: uuid.UUID, year: int | None
 ) -> BalanceRead:
-    household = await _household(session, principal, household_id)
+    household = await get_household(session, principal, household_id)
     year = year or local_today().year
     spendable = (
         await session.execute(
@@ -413,7 +399,7 @@ async def adjust(
     counts_balance: bool,
 ) -> dict[str, Any]:
     """An admin's adjustment with its reason, audited with the balance before and after."""
-    household = await _household(session, principal, household_id, admin=True)
+    household = await get_household(session, principal, household_id, admin=True)
     if not (counts_score or counts_balance):
         raise Unprocessable(
             "An adjustment must count toward the score, the balance, or both.",

@@ -9,8 +9,6 @@ from sqlalchemy import ColumnElement, and_, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from app.authz import household_scope
-from app.errors import NotFound
 from app.models import (
     Household,
     HouseholdPeriodScore,
@@ -23,6 +21,7 @@ from app.models import (
 from app.schemas.ledger import PeriodStanding, StandingRead
 from app.schemas.rules import VetoScope
 from app.security import Principal
+from app.services.households import get_household
 from app.services.ledger import sees_unpublished, unpublished_points
 from app.timeutil import local_today
 
@@ -37,13 +36,7 @@ def _ranked(score: Any) -> tuple[ColumnElement[int], ColumnElement[int]]:
 async def standing(
     session: AsyncSession, principal: Principal, household_id: uuid.UUID, year: int | None
 ) -> StandingRead:
-    household = (
-        await session.execute(
-            select(Household).where(col(Household.id) == household_id, household_scope(principal))
-        )
-    ).scalar_one_or_none()
-    if household is None:
-        raise NotFound("No such household.", code="household.not_found")
+    household = await get_household(session, principal, household_id)
     year = year or local_today().year
     participating = and_(
         col(Household.village_id) == household.village_id,
