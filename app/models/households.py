@@ -16,7 +16,11 @@ class Participation(StrEnum):
 
 
 class Household(SQLModel, table=True):
-    __table_args__ = (UniqueConstraint("village_id", "number"),)
+    __table_args__ = (
+        UniqueConstraint("village_id", "number"),
+        # The target of foreign keys that carry the village too (the ledger's).
+        UniqueConstraint("id", "village_id"),
+    )
 
     id: uuid.UUID = uuid_pk()
     village_id: uuid.UUID = Field(foreign_key="village.id", index=True)

@@ -42,12 +42,22 @@ class LedgerEntry(SQLModel, table=True):
         sa.CheckConstraint("points <> 0 OR kind = 'veto'", name="points_nonzero"),
         sa.CheckConstraint("seq >= 1", name="seq_positive"),
         sa.Index("ix_ledger_entry_household_seq", "household_id", "seq"),
+        # Keys that carry the village: an entry's household and period must be its village's
+        # (a tenant key in every foreign key, as a sharded database wants), and one check per
+        # row covers what a village key and a household key would check apart; an approval
+        # posts twenty thousand rows.
+        sa.ForeignKeyConstraint(
+            ["household_id", "village_id"], ["household.id", "household.village_id"]
+        ),
+        sa.ForeignKeyConstraint(
+            ["period_id", "village_id"], ["scoring_period.id", "scoring_period.village_id"]
+        ),
     )
 
     id: uuid.UUID = uuid_pk()
     # Indexed through (village_id, seq).
-    village_id: uuid.UUID = Field(foreign_key="village.id")
-    household_id: uuid.UUID = Field(foreign_key="household.id")
+    village_id: uuid.UUID
+    household_id: uuid.UUID
     seq: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
     kind: LedgerKind = enum_field(LedgerKind, "ledger_kind")
     points: int
@@ -55,7 +65,7 @@ class LedgerEntry(SQLModel, table=True):
     counts_balance: bool
     # The scoring year the entry belongs to (its period's year, or the year it was made).
     year: int
-    period_id: uuid.UUID | None = Field(default=None, foreign_key="scoring_period.id", index=True)
+    period_id: uuid.UUID | None = Field(default=None, index=True)
     # The exact item version used, with a copy of it as it was then: renaming never rewrites.
     rule_item_id: uuid.UUID | None = Field(default=None, foreign_key="rule_item.id")
     item_code: str | None = Field(default=None, max_length=20)

@@ -33,6 +33,8 @@ class ScoringPeriod(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("village_id", "starts_on"),
         sa.CheckConstraint("ends_on >= starts_on", name="ends_after_start"),
+        # The target of foreign keys that carry the village too (the ledger's).
+        UniqueConstraint("id", "village_id"),
     )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)

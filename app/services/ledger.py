@@ -303,9 +303,18 @@ async def post(
     seq, prev_hash = await lock_chain(session, village_id)
     now = datetime.now(UTC)
     rows: list[dict[str, Any]] = []
+    item_copies: dict[int, tuple[Any, ...]] = {}
     for entry in entries:
         seq += 1
         item = entry.rule_item
+        if item is None:
+            item_id, item_code, item_title, item_points = None, None, None, None
+        else:
+            # An approval names the same twenty items a thousand times over.
+            copied = item_copies.get(id(item))
+            if copied is None:
+                copied = item_copies[id(item)] = (item.id, item.code, item.title, item.points)
+            item_id, item_code, item_title, item_points = copied
         rows.append(
             {
                 "id": uuid.uuid4(),
@@ -319,10 +328,10 @@ async def post(
                 "counts_balance": entry.counts_balance,
                 "year": entry.year,
                 "period_id": entry.period_id,
-                "rule_item_id": item.id if item else None,
-                "item_code": item.code if item else None,
-                "item_title": item.title if item else None,
-                "item_points": item.points if item else None,
+                "rule_item_id": item_id,
+                "item_code": item_code,
+                "item_title": item_title,
+                "item_points": item_points,
                 "source_type": entry.source_type,
                 "source_id": entry.source_id,
                 "reverses_id": entry.reverses_id,

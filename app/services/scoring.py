@@ -8,6 +8,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Protocol
 
 from app.models import (
@@ -54,6 +55,28 @@ class PeriodContext:
     policy: Policy
     categories: dict[uuid.UUID, RuleCategory]
     items: dict[uuid.UUID, RuleItem]
+
+    @cached_property
+    def sheet_order(self) -> dict[uuid.UUID, tuple[int, int, int, str]]:
+        """Each item's place on the rule sheet, so a villager's 积分明细 reads like the sheet on
+        the wall. Worked out once per period, not once per household."""
+        order = {}
+        for item in self.items.values():
+            category = self.categories[item.category_id]
+            root = _root_of(self.categories, item.category_id)
+            child_position = category.position if category.parent_id else -1
+            order[item.id] = (root.position, child_position, item.position, item.code)
+        return order
+
+    @cached_property
+    def categories_children_first(self) -> list[tuple[RuleCategory, list[uuid.UUID]]]:
+        """Each category with its children's ids, children before parents: the order caps
+        are applied in, worked out once per period."""
+        ordered = sorted(self.categories.values(), key=lambda c: c.parent_id is None)
+        return [
+            (category, [c.id for c in ordered if c.parent_id == category.id])
+            for category in ordered
+        ]
 
 
 def _root_of(categories: dict[uuid.UUID, RuleCategory], category_id: uuid.UUID) -> RuleCategory:
@@ -102,15 +125,8 @@ def household_result(
         entry(policy.base_score or 0, "基础分")
     own: dict[uuid.UUID, int] = defaultdict(int)  # each category's own items
 
-    def card_order(line: CardLine) -> tuple[int, int, int, str]:
-        # The rule sheet's order, so a villager's 积分明细 reads like the sheet on the wall.
-        item = context.items[line.rule_item_id]
-        category = categories[item.category_id]
-        root = _root_of(categories, item.category_id)
-        child_position = category.position if category.parent_id else -1
-        return root.position, child_position, item.position, item.code
-
-    for line in sorted(lines, key=card_order):
+    order = context.sheet_order
+    for line in sorted(lines, key=lambda line: order[line.rule_item_id]):
         item = context.items[line.rule_item_id]
         if item.kind is ItemKind.VETO:
             if line.outcome is Outcome.FINDING:
@@ -123,10 +139,8 @@ def household_result(
     # Caps bound what a category can earn (additive) or lose (deductive): children first,
     # then their parent over its own items plus its children's capped totals.
     capped: dict[uuid.UUID, int] = {}
-    for category in sorted(categories.values(), key=lambda c: c.parent_id is None):
-        total = own[category.id] + sum(
-            capped[c.id] for c in categories.values() if c.parent_id == category.id
-        )
+    for category, children in context.categories_children_first:
+        total = own[category.id] + sum(capped[child] for child in children)
         if category.cap is not None:
             bound = -category.cap if deductive else category.cap
             if (deductive and total < bound) or (not deductive and total > bound):
