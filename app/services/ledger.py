@@ -3,10 +3,10 @@
 import hashlib
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from operator import itemgetter
+from operator import getitem, itemgetter
 from typing import Any
 
 import asyncpg
@@ -97,28 +97,20 @@ def _canonical(value: Any) -> str:
     return str(value)  # int, UUID
 
 
-def entry_hash(
-    prev_hash: str, fields: dict[str, Any], canonical: Callable[[Any], str] = _canonical
-) -> str:
+def entry_hash(prev_hash: str, fields: dict[str, Any]) -> str:
     """sha256 over the previous hash and HASHED_FIELDS in order, each encoded by _canonical."""
-    data = "|".join([prev_hash, *map(canonical, _hashed_values(fields))])
+    data = "|".join([prev_hash, *map(_canonical, _hashed_values(fields))])
     return hashlib.sha256(data.encode()).hexdigest()
 
 
-def remembering_canonical() -> Callable[[Any], str]:
-    """_canonical that encodes each value once: a batch repeats its village, period, actor,
-    time, households and items in entry after entry, and an approval hashes twenty thousand."""
-    known: dict[tuple[type, Any], str] = {}
+class _EncodedColumn(dict[Any, str]):
+    """One hashed field's values as _canonical encodes them, each worked out once: a batch
+    repeats its village, period, actor, time, households and items entry after entry, and an
+    approval hashes twenty thousand. One per field, so True and 1 never share a key."""
 
-    def canonical(value: Any) -> str:
-        # The type is part of the key: True == 1 and a LedgerKind equals its string.
-        key = (value.__class__, value)
-        text = known.get(key)
-        if text is None:
-            text = known[key] = _canonical(value)
+    def __missing__(self, value: Any) -> str:
+        text = self[value] = _canonical(value)
         return text
-
-    return canonical
 
 
 def insufficient_balance() -> Conflict:
@@ -237,10 +229,12 @@ def _chained_records(rows: list[dict[str, Any]], prev_hash: str) -> Iterator[tup
     """Hash each row onto the chain as COPY asks for it: asyncpg sends every half megabyte
     while the rest is still being hashed, so PostgreSQL stores one part while Python hashes
     the next."""
-    canonical = remembering_canonical()
+    columns = [_EncodedColumn() for _ in HASHED_FIELDS]
     for row in rows:
+        # entry_hash's text, with every field looked up in its column's encodings.
+        data = "|".join([prev_hash, *map(getitem, columns, _hashed_values(row))])
         row["prev_hash"] = prev_hash
-        row["hash"] = prev_hash = entry_hash(prev_hash, row, canonical)
+        row["hash"] = prev_hash = hashlib.sha256(data.encode()).hexdigest()
         yield _entry_record(row)
 
 
