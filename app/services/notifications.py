@@ -1,0 +1,127 @@
+"""Queueing WeChat subscribe messages in the caller's transaction; app/services/
+notification_delivery.py sends them."""
+
+import re
+import uuid
+
+import sqlalchemy as sa
+from sqlalchemy import Select, func, insert, literal, select
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from app.models.auth import WechatIdentity
+from app.models.households import HouseholdMember
+from app.models.notifications import Notification, NotificationKind, NotificationStatus
+
+__all__ = ["NotificationKind", "notify_household", "notify_person", "template_data"]
+
+# WeChat's documented limits for a template field's value, by the field's type (the key
+# without its number: thing3 is a thing). time, date and amount have formats, not lengths.
+MAX_LENGTH = {
+    "thing": 20,
+    "number": 32,
+    "letter": 32,
+    "symbol": 5,
+    "character_string": 32,
+    "phone_number": 17,
+    "car_number": 8,
+    "phrase": 5,
+}
+# name: 10 Chinese characters, or 20 when it is all letters and symbols.
+NAME_CHINESE_LENGTH, NAME_LATIN_LENGTH = 10, 20
+FIELD_KEY = re.compile(r"^([a-z_]+?)(\d+)$")
+
+
+def _truncate(kind: str, value: str) -> str:
+    if kind == "name":
+        limit = NAME_LATIN_LENGTH if value.isascii() else NAME_CHINESE_LENGTH
+    elif kind in MAX_LENGTH:
+        limit = MAX_LENGTH[kind]
+    else:
+        return value
+    if len(value) <= limit:
+        return value
+    # Only a thing may carry any symbol; the other types would reject the ellipsis.
+    return value[: limit - 1] + "…" if kind == "thing" else value[:limit]
+
+
+def template_data(data: dict[str, str]) -> dict[str, dict[str, str]]:
+    """{"thing1": "..."} in WeChat's {"thing1": {"value": "..."}} shape, cut to its limits."""
+    shaped = {}
+    for key, value in data.items():
+        match = FIELD_KEY.match(key)
+        if match is None:
+            raise ValueError(f"{key!r} is not a template field key like 'thing1'")
+        shaped[key] = {"value": _truncate(match.group(1), value)}
+    return shaped
+
+
+async def _queue(
+    session: AsyncSession,
+    recipients: Select[uuid.UUID | None, str],
+    *,
+    village_id: uuid.UUID,
+    kind: NotificationKind,
+    data: dict[str, str],
+    page: str | None,
+) -> int:
+    """One outbox row per (person_id, openid) that `recipients` yields, in one statement."""
+    person_id, openid = recipients.selected_columns
+    rows = recipients.with_only_columns(
+        func.gen_random_uuid(),
+        literal(village_id, sa.Uuid),
+        person_id,
+        openid,
+        literal(kind.value, sa.String),
+        literal(page, sa.String),
+        literal(template_data(data), JSONB),
+        literal(NotificationStatus.QUEUED.value, sa.String),
+    )
+    statement = (
+        insert(Notification)
+        .from_select(
+            ["id", "village_id", "person_id", "openid", "kind", "page", "data", "status"],
+            rows,
+            include_defaults=False,
+        )
+        .returning(col(Notification.id))
+    )
+    return len((await session.execute(statement)).all())
+
+
+async def notify_person(
+    session: AsyncSession,
+    *,
+    village_id: uuid.UUID,
+    person_id: uuid.UUID,
+    kind: NotificationKind,
+    data: dict[str, str],
+    page: str | None = None,
+) -> int:
+    """Queue a message to the person if they have bound WeChat; returns how many (0 or 1)."""
+    recipients = select(col(WechatIdentity.person_id), col(WechatIdentity.openid)).where(
+        col(WechatIdentity.person_id) == person_id
+    )
+    return await _queue(session, recipients, village_id=village_id, kind=kind, data=data, page=page)
+
+
+async def notify_household(
+    session: AsyncSession,
+    *,
+    village_id: uuid.UUID,
+    household_id: uuid.UUID,
+    kind: NotificationKind,
+    data: dict[str, str],
+    page: str | None = None,
+) -> int:
+    """Queue a message to every member of the household who has bound WeChat."""
+    recipients = (
+        select(col(WechatIdentity.person_id), col(WechatIdentity.openid))
+        .join(HouseholdMember, col(HouseholdMember.person_id) == col(WechatIdentity.person_id))
+        .where(
+            col(HouseholdMember.household_id) == household_id,
+            col(HouseholdMember.village_id) == village_id,
+        )
+    )
+    return await _queue(session, recipients, village_id=village_id, kind=kind, data=data, page=page)
