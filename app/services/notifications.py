@@ -13,8 +13,15 @@ from sqlmodel import col
 from app.models.auth import WechatIdentity
 from app.models.households import HouseholdMember
 from app.models.notifications import Notification, NotificationKind, NotificationStatus
+from app.models.scoring import HouseholdPeriodScore
 
-__all__ = ["NotificationKind", "notify_household", "notify_person", "template_data"]
+__all__ = [
+    "NotificationKind",
+    "notify_household",
+    "notify_person",
+    "notify_scored_households",
+    "template_data",
+]
 
 # WeChat's documented limits for a template field's value, by the field's type (the key
 # without its number: thing3 is a thing). time, date and amount have formats, not lengths.
@@ -122,6 +129,31 @@ async def notify_household(
         .where(
             col(HouseholdMember.household_id) == household_id,
             col(HouseholdMember.village_id) == village_id,
+        )
+    )
+    return await _queue(session, recipients, village_id=village_id, kind=kind, data=data, page=page)
+
+
+async def notify_scored_households(
+    session: AsyncSession,
+    *,
+    village_id: uuid.UUID,
+    period_id: uuid.UUID,
+    kind: NotificationKind,
+    data: dict[str, str],
+    page: str | None = None,
+) -> int:
+    """Queue a message to every bound member of every household scored in the period."""
+    recipients = (
+        select(col(WechatIdentity.person_id), col(WechatIdentity.openid))
+        .join(HouseholdMember, col(HouseholdMember.person_id) == col(WechatIdentity.person_id))
+        .join(
+            HouseholdPeriodScore,
+            col(HouseholdPeriodScore.household_id) == col(HouseholdMember.household_id),
+        )
+        .where(
+            col(HouseholdPeriodScore.period_id) == period_id,
+            col(HouseholdPeriodScore.village_id) == village_id,
         )
     )
     return await _queue(session, recipients, village_id=village_id, kind=kind, data=data, page=page)
