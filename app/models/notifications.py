@@ -84,7 +84,5 @@ class WechatAccessToken(SQLModel, table=True):
     appid: str = Field(primary_key=True, max_length=64)
     # WeChat asks for at least 512 characters of storage.
     token: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
-    expires_at: datetime = Field(
-        sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False)
-    )
+    expires_at: datetime = Field(sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False))
     refreshed_at: datetime = created_at_field()

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 # Errors a retry cannot fix: a wrong openid, template id, data or page.
 PERMANENT_ERRCODES = frozenset({40003, 40037, 47003, 41030})
 ERRMSG_LENGTH = 200
+WORKER_TASK = "notification-worker"
 
 
 @dataclass(frozen=True)
@@ -242,7 +243,7 @@ async def running_worker(
     """A worker in the background of the block; on exit it finishes its sends, briefly."""
     stop = asyncio.Event()
     worker = NotificationWorker(sessionmaker, http, settings)
-    task = asyncio.create_task(worker.run(stop), name="notification-worker")
+    task = asyncio.create_task(worker.run(stop), name=WORKER_TASK)
     try:
         yield
     finally:

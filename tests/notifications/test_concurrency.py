@@ -15,8 +15,9 @@ from sqlmodel import col
 from app.config import Settings
 from app.db import create_engine, create_sessionmaker
 from app.integrations.fake_wechat import FakeWechatServer
+from app.main import create_app
 from app.models import Notification, NotificationKind, NotificationStatus, Village
-from app.services.notification_delivery import NotificationWorker, running_worker
+from app.services.notification_delivery import WORKER_TASK, NotificationWorker, running_worker
 from app.services.notifications import notify_person
 from tests import factories as f
 from tests.conftest import database_of_its_own
@@ -113,8 +114,37 @@ async def test_background_workers_deliver_and_stop_cleanly(
         async with asyncio.timeout(30):
             while len(wechat.delivered()) < MESSAGES:
                 await asyncio.sleep(0.05)
-    tasks = [t for t in asyncio.all_tasks() if t.get_name() == "notification-worker"]
+    tasks = [t for t in asyncio.all_tasks() if t.get_name() == WORKER_TASK]
 
     assert tasks == []
+    assert sent_once(wechat)
+    assert await statuses(engine_of_its_own, village) == {NotificationStatus.SENT: MESSAGES}
+
+
+async def app_tasks(
+    settings: Settings, url: str, wechat: FakeWechatServer, *, until_sent: int
+) -> list[str]:
+    """Run the app's lifespan until `until_sent` messages went out; the worker tasks it ran."""
+    app = create_app(settings, database_url=url)
+    async with app.router.lifespan_context(app):
+        names = [t.get_name() for t in asyncio.all_tasks() if t.get_name() == WORKER_TASK]
+        async with asyncio.timeout(30):
+            while len(wechat.delivered()) < until_sent:
+                await asyncio.sleep(0.05)
+    assert [t for t in asyncio.all_tasks() if t.get_name() == WORKER_TASK] == []
+    return names
+
+
+async def test_the_app_process_runs_a_worker_unless_told_not_to(
+    engine_of_its_own: AsyncEngine, wechat: FakeWechatServer, racing_settings: Settings
+) -> None:
+    url = engine_of_its_own.url.render_as_string(hide_password=False)
+    village = await queue_messages(engine_of_its_own)
+
+    off = racing_settings.model_copy(update={"notify_worker_in_app": False})
+    assert await app_tasks(off, url, wechat, until_sent=0) == []
+    assert await statuses(engine_of_its_own, village) == {NotificationStatus.QUEUED: MESSAGES}
+
+    assert await app_tasks(racing_settings, url, wechat, until_sent=MESSAGES) == [WORKER_TASK]
     assert sent_once(wechat)
     assert await statuses(engine_of_its_own, village) == {NotificationStatus.SENT: MESSAGES}
