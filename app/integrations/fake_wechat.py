@@ -6,7 +6,8 @@ js_code `<openid>` or `<openid>#<anything>` logs in as that openid; each code wo
 Subscribe messages are checked as WeChat checks them (current token, template id, the shape and
 limits of the data) and kept in `delivered`; `refuse(openid)` makes that villager answer 43101.
 Access tokens change when force-refreshed or `expire_token()` is called; an old one answers
-40001. Failures are queued per API, in code (`fail_next`) or over HTTP (`POST /__fake/fail`).
+40001. Failures are queued per API, in code (`fail_next`) or over HTTP (`POST /__fake/fail`);
+`GET /__fake/sent` lists the messages delivered, `POST /__fake/refuse` refuses an openid.
 """
 
 import hashlib
@@ -198,6 +199,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._code2session(query)
         elif url.path == "/cgi-bin/token":
             self._token(query)
+        elif url.path == "/__fake/sent":
+            with self.state.lock:
+                delivered = list(self.state.delivered)
+            self._send(200, {"sent": delivered})
         else:
             self._send(404, {"errcode": 404, "errmsg": "not found"})
 
@@ -303,7 +308,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(43101)
         with self.state.lock:
             self.state.delivered.append(body)
-        self._send(200, {"errcode": 0, "errmsg": "ok", "msgid": len(self.state.delivered)})
+            msgid = len(self.state.delivered)
+        self._send(200, {"errcode": 0, "errmsg": "ok", "msgid": msgid})
 
     def _refuse(self, body: dict[str, Any]) -> None:
         openid = body.get("openid")
