@@ -89,7 +89,10 @@ class NotificationWorker:
             async with semaphore:
                 await self._deliver(message)
 
-        await asyncio.gather(*(deliver(message) for message in batch))
+        # A failure (the database gone) cancels the rest; their leases run out and they retry.
+        async with asyncio.TaskGroup() as group:
+            for message in batch:
+                group.create_task(deliver(message))
         return len(batch)
 
     async def _claim(self) -> list[Claimed]:

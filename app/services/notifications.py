@@ -5,7 +5,7 @@ import re
 import uuid
 
 import sqlalchemy as sa
-from sqlalchemy import Select, func, insert, literal, select
+from sqlalchemy import Select, exists, func, insert, literal, or_, select
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -13,6 +13,7 @@ from sqlmodel import col
 from app.models.auth import WechatIdentity
 from app.models.households import HouseholdMember
 from app.models.notifications import Notification, NotificationKind, NotificationStatus
+from app.models.people import Person
 from app.models.scoring import HouseholdPeriodScore
 
 __all__ = [
@@ -106,9 +107,19 @@ async def notify_person(
     data: dict[str, str],
     page: str | None = None,
 ) -> int:
-    """Queue a message to the person if they have bound WeChat; returns how many (0 or 1)."""
-    recipients = select(col(WechatIdentity.person_id), col(WechatIdentity.openid)).where(
-        col(WechatIdentity.person_id) == person_id
+    """Queue a message to the person if they have bound WeChat and belong to the village (by
+    registration or household); returns how many were queued (0 or 1)."""
+    belongs = or_(
+        col(Person.village_id) == village_id,
+        exists().where(
+            col(HouseholdMember.person_id) == person_id,
+            col(HouseholdMember.village_id) == village_id,
+        ),
+    )
+    recipients = (
+        select(col(WechatIdentity.person_id), col(WechatIdentity.openid))
+        .join(Person, col(Person.id) == col(WechatIdentity.person_id))
+        .where(col(WechatIdentity.person_id) == person_id, belongs)
     )
     return await _queue(session, recipients, village_id=village_id, kind=kind, data=data, page=page)
 

@@ -4,7 +4,7 @@ cut to WeChat's limits."""
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import NotificationStatus
+from app.models import NotificationStatus, Person
 from app.services.notifications import (
     NotificationKind,
     notify_household,
@@ -58,6 +58,26 @@ async def test_nobody_to_reach_is_zero_not_an_error(db: AsyncSession) -> None:
         == 0
     )
     assert await outbox(db, village) == []
+
+
+async def test_a_person_named_with_another_village_is_not_reached(db: AsyncSession) -> None:
+    village, other = await f.create_village(db), await f.create_village(db)
+    person = await bound_villager(db, village)
+    # A member of a household of the other village, though registered in the first: reachable.
+    mover = await bound_villager(db, village)
+    await f.add_member(db, await f.create_household(db, other), mover)
+
+    async def notify(who: Person) -> int:
+        return await notify_person(
+            db,
+            village_id=other.id,
+            person_id=who.id,
+            kind=NotificationKind.CLAIM_DECIDED,
+            data={"thing1": "x"},
+        )
+
+    assert (await notify(person), await notify(mover)) == (0, 1)
+    assert [row.person_id for row in await outbox(db, other)] == [mover.id]
 
 
 async def test_a_household_reaches_each_bound_member_and_no_one_else(db: AsyncSession) -> None:
