@@ -20,6 +20,7 @@ from app.routers import (
     auth,
     households,
     ledger,
+    notifications,
     organisation,
     people,
     periods,
@@ -89,6 +90,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     api = APIRouter(prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
     for module in (auth, organisation, households, people, rules, ledger, periods, scorecards):
         api.include_router(module.router)
+    api.include_router(notifications.router)
     app.include_router(api)
 
     def openapi() -> dict[str, Any]:

@@ -3,6 +3,7 @@ notification_delivery.py sends them."""
 
 import re
 import uuid
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy import Select, exists, func, insert, literal, or_, select
@@ -15,6 +16,9 @@ from app.models.households import HouseholdMember
 from app.models.notifications import Notification, NotificationKind, NotificationStatus
 from app.models.people import Person
 from app.models.scoring import HouseholdPeriodScore
+from app.pagination import PageParams, paginate
+from app.security import Principal
+from app.services.organisation import get_village_for_admin
 
 __all__ = [
     "NotificationKind",
@@ -168,3 +172,25 @@ async def notify_scored_households(
         )
     )
     return await _queue(session, recipients, village_id=village_id, kind=kind, data=data, page=page)
+
+
+async def list_for_village(
+    session: AsyncSession,
+    principal: Principal,
+    village_id: uuid.UUID,
+    paging: PageParams,
+    status: NotificationStatus | None,
+) -> tuple[list[Notification], str | None]:
+    """The village's messages for its admin, oldest first, optionally of one status."""
+    village = await get_village_for_admin(session, principal, village_id)
+    statement = select(Notification).where(col(Notification.village_id) == village.id)
+    if status is not None:
+        statement = statement.where(col(Notification.status) == status)
+    rows, cursor = await paginate(
+        session,
+        statement,
+        order=[col(Notification.created_at), col(Notification.id)],
+        params=paging,
+        parse=[datetime.fromisoformat, uuid.UUID],
+    )
+    return [r[0] for r in rows], cursor
