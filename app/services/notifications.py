@@ -79,6 +79,8 @@ async def _queue(
     page: str | None,
 ) -> int:
     """One outbox row per (person_id, openid) that `recipients` yields, in one statement."""
+    # The session does not autoflush: the recipients may have been added in this transaction.
+    await session.flush()
     person_id, openid = recipients.selected_columns
     rows = recipients.with_only_columns(
         func.gen_random_uuid(),

@@ -2,9 +2,9 @@
 cut to WeChat's limits."""
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from app.models import NotificationStatus, Person
+from app.models import NotificationStatus, Person, WechatIdentity
 from app.services.notifications import (
     NotificationKind,
     notify_household,
@@ -169,3 +169,26 @@ def test_values_are_cut_to_wechats_limits_by_field_type() -> None:
 def test_a_key_that_is_not_a_template_field_is_a_programming_error() -> None:
     with pytest.raises(ValueError, match="template field"):
         template_data({"title": "x"})
+
+
+async def test_recipients_added_but_not_yet_flushed_are_reached(
+    db: AsyncSession, connection: AsyncConnection
+) -> None:
+    village = await f.create_village(db)
+    person = await f.create_person(db, village)
+    # As the app's sessions are: no autoflush.
+    session = AsyncSession(
+        bind=connection, join_transaction_mode="create_savepoint", autoflush=False
+    )
+    session.add(WechatIdentity(openid="openid-new", session_key="k", person_id=person.id))
+
+    queued = await notify_person(
+        session,
+        village_id=village.id,
+        person_id=person.id,
+        kind=NotificationKind.CLAIM_DECIDED,
+        data={"thing1": "x"},
+    )
+
+    assert queued == 1
+    await session.close()
