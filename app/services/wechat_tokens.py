@@ -26,9 +26,18 @@ class AccessTokens:
         self._sessionmaker = sessionmaker
         self._wechat = wechat
         self._appid = appid
+        # This process's copy, so a send costs no query; a token another process replaced is
+        # answered with 40001, and `replace` then finds the new one in the database.
+        self._known: tuple[str, datetime] | None = None
+
+    def _remember(self, token: str, expires_at: datetime) -> str:
+        self._known = (token, expires_at)
+        return token
 
     async def current(self) -> str:
         """The cached token, fetched first if it is missing or about to expire."""
+        if self._known is not None and _fresh(self._known[1]):
+            return self._known[0]
         async with self._sessionmaker() as session:
             row = (
                 await session.execute(
@@ -37,9 +46,8 @@ class AccessTokens:
                     )
                 )
             ).first()
-        if row is not None and row.expires_at - REFRESH_MARGIN > datetime.now(UTC):
-            token: str = row.token
-            return token
+        if row is not None and _fresh(row.expires_at):
+            return self._remember(row.token, row.expires_at)
         return await self._refresh(rejected=None)
 
     async def replace(self, rejected: str) -> str:
@@ -62,15 +70,18 @@ class AccessTokens:
                 )
             ).scalar_one()
             now = datetime.now(UTC)
-            if rejected is None and cached.expires_at - REFRESH_MARGIN > now:
-                return cached.token
+            if rejected is None and _fresh(cached.expires_at):
+                return self._remember(cached.token, cached.expires_at)
             if rejected is not None and cached.token != rejected and cached.expires_at > now:
-                return cached.token
+                return self._remember(cached.token, cached.expires_at)
             fetched = await self._wechat.stable_token()
             if rejected is not None and fetched.token == rejected:
                 # WeChat still hands out the token it refused: only a forced refresh replaces it.
                 fetched = await self._wechat.stable_token(force_refresh=True)
-            cached.token = fetched.token
-            cached.expires_at = now + timedelta(seconds=fetched.expires_in)
-            cached.refreshed_at = now
-            return fetched.token
+            token, expires_at = fetched.token, now + timedelta(seconds=fetched.expires_in)
+            cached.token, cached.expires_at, cached.refreshed_at = token, expires_at, now
+        return self._remember(token, expires_at)
+
+
+def _fresh(expires_at: datetime) -> bool:
+    return expires_at - REFRESH_MARGIN > datetime.now(UTC)
