@@ -152,6 +152,9 @@ def session_key_for(openid: str) -> str:
 class _Handler(BaseHTTPRequestHandler):
     state: FakeWechatState
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; with Nagle's algorithm on a kept-alive
+    # connection the body then waits ~40 ms for the client's delayed ACK.
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         return
