@@ -197,6 +197,7 @@ async def _run_notify_worker(url: str, settings: Settings) -> None:
 
 
 def notify_worker_command(args: argparse.Namespace) -> None:
+    _interrupt_on_sigterm()
     settings = get_settings()
     url, _server = _prepare_database(settings)
     asyncio.run(_run_notify_worker(url, settings))

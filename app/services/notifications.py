@@ -22,6 +22,7 @@ from app.services.organisation import get_village_for_admin
 
 __all__ = [
     "NotificationKind",
+    "list_for_village",
     "notify_household",
     "notify_person",
     "notify_scored_households",
