@@ -1,10 +1,10 @@
 # The API server for production: DATABASE_URL points at a PostgreSQL server, so the embedded
 # one is never started. ENVIRONMENT=production makes the app refuse to start without
-# DATABASE_URL, JWT_SECRET (32+ random characters) and WECHAT_SECRET.
+# DATABASE_URL, JWT_SECRET (32+ random characters), WECHAT_SECRET and the NOTIFY_TEMPLATE_* ids.
 #
 #   docker build -t village-points .
 #   docker run -p 8000:8000 -e DATABASE_URL=postgresql://… -e JWT_SECRET=… \
-#     -e WECHAT_APPID=… -e WECHAT_SECRET=… village-points
+#     -e WECHAT_APPID=… -e WECHAT_SECRET=… -e NOTIFY_TEMPLATE_PERIOD_PUBLISHED=… (etc.) village-points
 #
 # Behind a reverse proxy, set FORWARDED_ALLOW_IPS to its address: uvicorn then takes the
 # client address from X-Forwarded-For, which the per-address login throttling relies on.

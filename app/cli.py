@@ -1,4 +1,4 @@
-"""Console entry point: `village-points serve|migrate|openapi|demo`."""
+"""Console entry point: `village-points serve|migrate|openapi|demo|year-end|notify-worker`."""
 
 import argparse
 import asyncio
@@ -174,6 +174,35 @@ def year_end_command(args: argparse.Namespace) -> None:
     asyncio.run(_close_year(url, args.year or local_today().year - 1))
 
 
+async def _run_notify_worker(url: str, settings: Settings) -> None:
+    import httpx
+
+    from app.db import create_engine, create_sessionmaker
+    from app.services.notification_delivery import NotificationWorker
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    engine = create_engine(url, pool_size=settings.notify_concurrency + 1)
+    try:
+        async with httpx.AsyncClient(timeout=settings.wechat_timeout_seconds) as http:
+            worker = NotificationWorker(create_sessionmaker(engine), http, settings)
+            print("notification worker running; Ctrl-C or SIGTERM stops it", flush=True)
+            # A stop lets the batch in hand finish, so no lease is left to run out.
+            await worker.run(stop)
+    finally:
+        await engine.dispose()
+    print("notification worker stopped", flush=True)
+
+
+def notify_worker_command(args: argparse.Namespace) -> None:
+    _interrupt_on_sigterm()
+    settings = get_settings()
+    url, _server = _prepare_database(settings)
+    asyncio.run(_run_notify_worker(url, settings))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="village-points", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -206,6 +235,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     year_end.add_argument("--year", type=int, help="the year to close (default: last year)")
     year_end.set_defaults(func=year_end_command)
+    commands.add_parser(
+        "notify-worker", help="send queued WeChat subscribe messages until stopped"
+    ).set_defaults(func=notify_worker_command)
 
     args = parser.parse_args(argv)
     try:

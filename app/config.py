@@ -7,6 +7,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_JWT_SECRET = "dev-only-secret-change-me-0123456789abcdef"
 DEV_WECHAT_SECRET = "dev-wechat-secret"
+DEV_TEMPLATE_PREFIX = "dev-template-"
 
 
 class Settings(BaseSettings):
@@ -34,6 +35,23 @@ class Settings(BaseSettings):
     login_max_failures_per_account: int = 5
     login_max_failures_per_address: int = 20
 
+    # Subscribe-message templates, as chosen in the mini-program's admin console.
+    notify_template_claim_decided: str = "dev-template-claim-decided"
+    notify_template_period_published: str = "dev-template-period-published"
+    notify_template_objection_ruled: str = "dev-template-objection-ruled"
+    notify_template_order_expiring: str = "dev-template-order-expiring"
+    # Which build of the mini-program a tapped message opens; villagers can only open formal.
+    notify_miniprogram_state: Literal["developer", "trial", "formal"] = "formal"
+    # `serve` runs a notification worker inside each app process unless this is false.
+    notify_worker_in_app: bool = True
+    notify_batch_size: int = 50
+    notify_concurrency: int = 8
+    notify_poll_seconds: float = 2.0
+    notify_lease_seconds: float = 60.0
+    notify_max_attempts: int = 6
+    notify_retry_base_seconds: float = 30.0
+    notify_retry_max_seconds: float = 3600.0
+
     @model_validator(mode="after")
     def refuse_dev_secrets_in_production(self) -> "Settings":
         if self.environment == "production":
@@ -43,7 +61,18 @@ class Settings(BaseSettings):
                 raise ValueError("WECHAT_SECRET must be set in production")
             if not self.database_url:
                 raise ValueError("DATABASE_URL must point at a PostgreSQL server in production")
+            if any(t.startswith(DEV_TEMPLATE_PREFIX) for t in self.notify_templates().values()):
+                raise ValueError("NOTIFY_TEMPLATE_* must be set to real template ids in production")
         return self
+
+    def notify_templates(self) -> dict[str, str]:
+        """Template id by notification kind (the kinds' values)."""
+        return {
+            "claim_decided": self.notify_template_claim_decided,
+            "period_published": self.notify_template_period_published,
+            "objection_ruled": self.notify_template_objection_ruled,
+            "order_expiring": self.notify_template_order_expiring,
+        }
 
 
 @lru_cache

@@ -667,6 +667,8 @@ def _instructions(s: DemoSummary, base: str, *, default_url: bool) -> str:
             '  TOKEN=$(curl -s $API/auth/wechat/login -H "$JSON" \\',
             f'    -d \'{{"code": "{DEMO_OPENID}#1"}}\' | pick tokens access_token)',
             '  curl -s $API/me -H "Authorization: Bearer $TOKEN"',
+            "The months published above queued subscribe messages to that openid; the app's",
+            "notification worker sends them to the fake WeChat server: GET /__fake/sent there.",
         ]
     if s.unbound and s.invite_code and s.invite_expires:
         until = s.invite_expires.astimezone(UTC).strftime("%Y-%m-%d")

@@ -1,5 +1,5 @@
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import httpx
@@ -20,18 +20,21 @@ from app.routers import (
     auth,
     households,
     ledger,
+    notifications,
     organisation,
     people,
     periods,
     rules,
     scorecards,
 )
+from app.services.notification_delivery import running_worker
 
 API_PREFIX = "/api/v1"
 
 
 def create_app(settings: Settings | None = None, *, database_url: str | None = None) -> FastAPI:
-    """Build the app; the lifespan opens the engine and the WeChat HTTP client.
+    """Build the app; the lifespan opens the engine, the WeChat HTTP client and, unless
+    NOTIFY_WORKER_IN_APP is false, a notification worker.
 
     Tests call this without running the lifespan and set `app.state` themselves.
     """
@@ -46,7 +49,12 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         async with httpx.AsyncClient(timeout=settings.wechat_timeout_seconds) as http:
             app.state.http = http
             try:
-                yield
+                async with AsyncExitStack() as background:
+                    if settings.notify_worker_in_app:
+                        await background.enter_async_context(
+                            running_worker(app.state.sessionmaker, http, settings)
+                        )
+                    yield
             finally:
                 await engine.dispose()
 
@@ -82,6 +90,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     api = APIRouter(prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
     for module in (auth, organisation, households, people, rules, ledger, periods, scorecards):
         api.include_router(module.router)
+    api.include_router(notifications.router)
     app.include_router(api)
 
     def openapi() -> dict[str, Any]:

@@ -3,7 +3,11 @@
 It is a real HTTP server, so the product's httpx client is exercised as in production.
 js_code `<openid>` or `<openid>#<anything>` logs in as that openid; each code works once
 (a reused one answers 40163, as WeChat does). A phone code `phone:<number>` yields that number.
-Failures are queued per API, in code (`fail_next`) or over HTTP (`POST /__fake/fail`).
+Subscribe messages are checked as WeChat checks them (current token, template id, the shape and
+limits of the data) and kept in `delivered`; `refuse(openid)` makes that villager answer 43101.
+Access tokens change when force-refreshed or `expire_token()` is called; an old one answers
+40001. Failures are queued per API, in code (`fail_next`) or over HTTP (`POST /__fake/fail`);
+`GET /__fake/sent` lists the messages delivered, `POST /__fake/refuse` refuses an openid.
 """
 
 import hashlib
@@ -17,8 +21,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
-Api = Literal["code2session", "token", "phone"]
-APIS: tuple[Api, ...] = ("code2session", "token", "phone")
+Api = Literal["code2session", "token", "phone", "send"]
+APIS: tuple[Api, ...] = ("code2session", "token", "phone", "send")
 ERRMSG = {
     -1: "system error",
     40029: "invalid code",
@@ -27,7 +31,13 @@ ERRMSG = {
     40226: "invalid user: high risk",
     40013: "invalid appid",
     40125: "invalid appsecret",
+    40001: "invalid credential, access_token is invalid or not latest",
+    40037: "invalid template_id",
+    43101: "user refuse to accept the msg",
+    47003: "argument invalid!",
 }
+# The subscribe-message data limits the fake enforces, so truncation is tested end to end.
+THING_MAX_LENGTH = 20
 
 
 @dataclass
@@ -44,7 +54,15 @@ class FakeWechatState:
     used_codes: set[str] = field(default_factory=set)
     failures: dict[str, deque[Failure]] = field(default_factory=lambda: {a: deque() for a in APIS})
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    token_generation: int = 0
+    token_expires_in: int = 7200
+    refused_openids: set[str] = field(default_factory=set)
+    delivered: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def current_token(self) -> str:
+        seed = f"{self.appid}:{self.secret}:{self.token_generation}"
+        return hashlib.sha256(seed.encode()).hexdigest()
 
 
 class _Server(ThreadingHTTPServer):
@@ -97,10 +115,32 @@ class FakeWechatServer:
         with self.state.lock:
             return [params for name, params in self.state.calls if name == api]
 
+    def refuse(self, openid: str) -> None:
+        """That villager has not subscribed: sends to them answer 43101."""
+        with self.state.lock:
+            self.state.refused_openids.add(openid)
+
+    def expire_token(self) -> None:
+        """WeChat invalidates the current access token (as a force refresh elsewhere would)."""
+        with self.state.lock:
+            self.state.token_generation += 1
+
+    def current_token(self) -> str:
+        with self.state.lock:
+            return self.state.current_token()
+
+    def delivered(self) -> list[dict[str, Any]]:
+        """The subscribe messages WeChat accepted, in order."""
+        with self.state.lock:
+            return list(self.state.delivered)
+
     def reset(self) -> None:
         with self.state.lock:
             self.state.used_codes.clear()
             self.state.calls.clear()
+            self.state.refused_openids.clear()
+            self.state.delivered.clear()
+            self.state.token_expires_in = 7200
             for queue in self.state.failures.values():
                 queue.clear()
 
@@ -112,6 +152,9 @@ def session_key_for(openid: str) -> str:
 class _Handler(BaseHTTPRequestHandler):
     state: FakeWechatState
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; with Nagle's algorithm on a kept-alive
+    # connection the body then waits ~40 ms for the client's delayed ACK.
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         return
@@ -159,6 +202,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._code2session(query)
         elif url.path == "/cgi-bin/token":
             self._token(query)
+        elif url.path == "/__fake/sent":
+            with self.state.lock:
+                delivered = list(self.state.delivered)
+            self._send(200, {"sent": delivered})
         else:
             self._send(404, {"errcode": 404, "errmsg": "not found"})
 
@@ -170,8 +217,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._token(body)
         elif url.path == "/wxa/business/getuserphonenumber":
             self._phone(query, body)
+        elif url.path == "/cgi-bin/message/subscribe/send":
+            self._send_message(query, body)
         elif url.path == "/__fake/fail":
             self._control(body)
+        elif url.path == "/__fake/refuse":
+            self._refuse(body)
         else:
             self._send(404, {"errcode": 404, "errmsg": "not found"})
 
@@ -204,14 +255,18 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if params.get("appid") != self.state.appid or params.get("secret") != self.state.secret:
             return self._error(40125)
-        token = hashlib.sha256(f"{self.state.appid}:{self.state.secret}".encode()).hexdigest()
-        self._send(200, {"access_token": token, "expires_in": 7200})
+        with self.state.lock:
+            if params.get("force_refresh") is True:
+                self.state.token_generation += 1
+            token, expires_in = self.state.current_token(), self.state.token_expires_in
+        self._send(200, {"access_token": token, "expires_in": expires_in})
 
     def _phone(self, query: dict[str, str], body: dict[str, Any]) -> None:
         self._record("phone", {**query, **body})
         if self._injected_failure("phone"):
             return
-        expected = hashlib.sha256(f"{self.state.appid}:{self.state.secret}".encode()).hexdigest()
+        with self.state.lock:
+            expected = self.state.current_token()
         if query.get("access_token") != expected:
             return self._error(40001)
         code = str(body.get("code", ""))
@@ -232,6 +287,41 @@ class _Handler(BaseHTTPRequestHandler):
             },
         )
 
+    def _send_message(self, query: dict[str, str], body: dict[str, Any]) -> None:
+        self._record("send", {**query, **body})
+        if self._injected_failure("send"):
+            return
+        with self.state.lock:
+            expected = self.state.current_token()
+            refused = body.get("touser") in self.state.refused_openids
+        if query.get("access_token") != expected:
+            return self._error(40001)
+        if not body.get("touser"):
+            return self._error(40003)
+        if not body.get("template_id"):
+            return self._error(40037)
+        data = body.get("data")
+        if (
+            not isinstance(data, dict)
+            or not data
+            or not all(_valid_field(k, v) for k, v in data.items())
+        ):
+            return self._error(47003)
+        if refused:
+            return self._error(43101)
+        with self.state.lock:
+            self.state.delivered.append(body)
+            msgid = len(self.state.delivered)
+        self._send(200, {"errcode": 0, "errmsg": "ok", "msgid": msgid})
+
+    def _refuse(self, body: dict[str, Any]) -> None:
+        openid = body.get("openid")
+        if not isinstance(openid, str) or not openid:
+            return self._send(400, {"error": "openid is required"})
+        with self.state.lock:
+            self.state.refused_openids.add(openid)
+        self._send(200, {"refused": openid})
+
     def _control(self, body: dict[str, Any]) -> None:
         api = body.get("api")
         if api not in APIS:
@@ -245,3 +335,9 @@ class _Handler(BaseHTTPRequestHandler):
             for _ in range(int(body.get("times") or 1)):
                 self.state.failures[api].append(failure)
         self._send(200, {"queued": api})
+
+
+def _valid_field(key: str, field: Any) -> bool:
+    if not isinstance(field, dict) or not isinstance(field.get("value"), str) or not field["value"]:
+        return False
+    return not key.startswith("thing") or len(field["value"]) <= THING_MAX_LENGTH

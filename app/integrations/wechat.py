@@ -1,4 +1,5 @@
-"""WeChat server APIs over HTTP: code2Session, stable access token, phone number."""
+"""WeChat server APIs over HTTP: code2Session, stable access token, phone number, subscribe
+messages."""
 
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +14,9 @@ INVALID_CODE = 40029
 CODE_USED = 40163
 RATE_LIMITED = 45011
 HIGH_RISK_USER = 40226
+# The access token is invalid (40001, 40014) or has expired (42001): fetch it again.
+TOKEN_REJECTED = frozenset({40001, 40014, 42001})
+USER_REFUSED = 43101
 # The width of wechat_identity's openid, unionid and session_key columns.
 MAX_ID_LENGTH = 64
 
@@ -22,6 +26,20 @@ class WechatSession:
     openid: str
     session_key: str
     unionid: str | None
+
+
+@dataclass(frozen=True)
+class AccessToken:
+    token: str
+    expires_in: int  # seconds the token has left, as WeChat counts them
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """WeChat's errcode (0 is sent), or None when WeChat gave no usable answer."""
+
+    errcode: int | None
+    errmsg: str
 
 
 class WechatUnexpected(AppError):
@@ -120,9 +138,10 @@ class WechatClient:
             raise WechatUnexpected("code2Session answered ids longer than WeChat's.")
         return WechatSession(openid, session_key, unionid)
 
-    async def access_token(self) -> str:
-        # The stable token endpoint hands every process the same token, so no shared cache
-        # is needed and one process never invalidates another's token.
+    async def stable_token(self, *, force_refresh: bool = False) -> AccessToken:
+        # The stable token endpoint hands every caller the same token while it is valid (and
+        # the next one in its last five minutes), so no caller invalidates another's token.
+        # force_refresh does invalidate it: WeChat allows it 20 times a day, 30 s apart.
         body = await self._call(
             "POST",
             "/cgi-bin/stable_token",
@@ -130,13 +149,18 @@ class WechatClient:
                 "grant_type": "client_credential",
                 "appid": self._settings.wechat_appid,
                 "secret": self._settings.wechat_secret,
-                "force_refresh": False,
+                "force_refresh": force_refresh,
             },
         )
-        token = body.get("access_token")
+        token, expires_in = body.get("access_token"), body.get("expires_in")
         if not isinstance(token, str) or not token:
             raise WechatUnexpected("The access-token API answered without a token.")
-        return token
+        if not isinstance(expires_in, int) or expires_in <= 0:
+            raise WechatUnexpected("The access-token API answered without expires_in.")
+        return AccessToken(token, expires_in)
+
+    async def access_token(self) -> str:
+        return (await self.stable_token()).token
 
     async def phone_number(self, phone_code: str) -> str:
         token = await self.access_token()
@@ -151,3 +175,24 @@ class WechatClient:
         if not isinstance(phone, str) or not phone:
             raise WechatUnexpected("The phone-number API answered without a number.")
         return phone
+
+    async def send_subscribe_message(
+        self, access_token: str, message: dict[str, Any]
+    ) -> SendResult:
+        """subscribeMessage.send, once: the notification worker decides what to retry."""
+        try:
+            response = await self._http.post(
+                self._base + "/cgi-bin/message/subscribe/send",
+                params={"access_token": access_token},
+                json=message,
+            )
+        except httpx.TransportError as exc:
+            return SendResult(None, f"WeChat could not be reached: {type(exc).__name__}")
+        if response.status_code >= 400:
+            return SendResult(None, f"WeChat answered HTTP {response.status_code}")
+        try:
+            body = response.json()
+            errcode = int(body.get("errcode") or 0)
+        except (ValueError, TypeError, AttributeError):
+            return SendResult(None, "WeChat answered something that is not an errcode")
+        return SendResult(errcode, str(body.get("errmsg", "")))

@@ -13,6 +13,12 @@ from app.models.ledger import (
     LedgerKind,
     YearEndClose,
 )
+from app.models.notifications import (
+    Notification,
+    NotificationKind,
+    NotificationStatus,
+    WechatAccessToken,
+)
 from app.models.organisation import Town, Village, VillageGroup, VillageGroupKind
 from app.models.people import VILLAGE_ROLES, InviteCode, Person, Role, RoleGrant
 from app.models.rules import (
@@ -75,4 +81,8 @@ __all__ = [
     "VillageGroup",
     "VillageGroupKind",
     "WechatIdentity",
+    "Notification",
+    "NotificationKind",
+    "NotificationStatus",
+    "WechatAccessToken",
 ]

@@ -31,7 +31,8 @@ from app.models import (
 from app.schemas.periods import PeriodRead, PeriodResultRow, PeriodResults
 from app.schemas.rules import Deadline, PeriodLength, Policy, VetoedInRankings, VetoScope
 from app.security import Principal
-from app.services import audit, ledger
+from app.services import audit, ledger, notifications
+from app.services.notifications import NotificationKind
 from app.services.organisation import get_village, get_village_for_admin
 from app.services.rules import QUARTER_STARTS, rule_set_in_force
 from app.services.scoring import CardLine, PeriodContext, household_result, is_due
@@ -379,7 +380,29 @@ async def publish(
     period.objection_closes_on = local_today() + timedelta(days=window)
     await session.flush()
     _audit(session, principal, "period.publish", period, before)
+    await notifications.notify_scored_households(
+        session,
+        village_id=period.village_id,
+        period_id=period.id,
+        kind=NotificationKind.PERIOD_PUBLISHED,
+        data=publication_message(period),
+    )
     return period
+
+
+def publication_message(period: ScoringPeriod) -> dict[str, str]:
+    """The period_published template: what was published, and until when objections come."""
+    if period.kind is PeriodKind.MONTH:
+        label = f"{period.year}年{period.number}月积分结果"
+    else:
+        label = f"{period.year}年第{period.number}季度积分结果"
+    closes = period.objection_closes_on
+    assert closes is not None
+    return {
+        "thing1": label,
+        "date2": f"{closes.year}年{closes.month}月{closes.day}日",
+        "thing3": "请进小程序查看本户得分",
+    }
 
 
 async def close(session: AsyncSession, principal: Principal, period_id: uuid.UUID) -> ScoringPeriod:

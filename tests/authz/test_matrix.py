@@ -182,6 +182,7 @@ MATRIX: dict[tuple[str, str], Row] = {
             "file": ("households.csv", "户号,姓名,户主\r\nIMP-1,新户主,是\r\n".encode(), "text/csv")
         },
     ),
+    ("GET", "/api/v1/villages/{village_id}/notifications"): Row(_roles(DA, VA)),
 }
 
 
