@@ -1,7 +1,7 @@
 """notification outbox
 
 Revision ID: fec3492ef72b
-Revises: 160b70910c0d
+Revises: 528e2efbc043
 Create Date: 2026-11-22 22:15:37.332797+00:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "fec3492ef72b"
-down_revision: str | None = "160b70910c0d"
+down_revision: str | None = "528e2efbc043"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
