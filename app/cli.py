@@ -174,6 +174,36 @@ def year_end_command(args: argparse.Namespace) -> None:
     asyncio.run(_close_year(url, args.year or local_today().year - 1))
 
 
+async def _clean_photos(settings: Settings, url: str) -> int:
+    from datetime import timedelta
+
+    from app.db import create_engine, create_sessionmaker
+    from app.services.photos import image_key, remove_unattached, thumbnail_key
+    from app.storage import photo_store
+
+    engine = create_engine(url, pool_size=1)
+    store = photo_store(settings)
+    try:
+        async with create_sessionmaker(engine)() as session, session.begin():
+            removed = await remove_unattached(
+                session, older_than=timedelta(hours=settings.photo_unattached_hours)
+            )
+    finally:
+        await engine.dispose()
+    # Only after the rows are gone for good: a rolled-back run must leave every file served.
+    for photo_id in removed:
+        await store.delete(image_key(photo_id))
+        await store.delete(thumbnail_key(photo_id))
+    return len(removed)
+
+
+def photos_cleanup_command(args: argparse.Namespace) -> None:
+    settings = get_settings()
+    url, _server = _prepare_database(settings)
+    removed = asyncio.run(_clean_photos(settings, url))
+    print(f"{removed} photo(s) never attached within {settings.photo_unattached_hours} h removed.")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="village-points", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -206,6 +236,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     year_end.add_argument("--year", type=int, help="the year to close (default: last year)")
     year_end.set_defaults(func=year_end_command)
+    commands.add_parser(
+        "photos-cleanup", help="remove uploaded photos never attached to a claim"
+    ).set_defaults(func=photos_cleanup_command)
 
     args = parser.parse_args(argv)
     try:

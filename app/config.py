@@ -34,6 +34,16 @@ class Settings(BaseSettings):
     login_max_failures_per_account: int = 5
     login_max_failures_per_address: int = 20
 
+    # Empty means data_dir/photos.
+    photo_dir: Path | None = None
+    photo_max_bytes: int = 10 * 1024 * 1024
+    photo_max_pixels: int = 40_000_000
+    photo_unattached_hours: int = 24
+
+    @property
+    def photo_folder(self) -> Path:
+        return self.photo_dir or self.data_dir / "photos"
+
     @model_validator(mode="after")
     def refuse_dev_secrets_in_production(self) -> "Settings":
         if self.environment == "production":

@@ -15,14 +15,26 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
-from app.models import AuditEntry, PeriodKind, PeriodStatus, Role, Scorecard, ScoringPeriod
+from app.models import (
+    AuditEntry,
+    PeriodKind,
+    PeriodStatus,
+    Photo,
+    Role,
+    Scorecard,
+    ScoringPeriod,
+)
+from app.services.photos import image_key
+from app.storage import LocalPhotoStore
 from app.timeutil import local_today
 from tests import factories as f
+from tests.photos.images import png
 
 ANY = "any"  # any signed-in person, villagers included
 VILLAGER = "villager"
 TEMPLATE = "zhangyan-governance-2024"
 ROLES = [VILLAGER, *(r.value for r in Role)]
+PNG = png((4, 3))
 
 
 @dataclass
@@ -182,6 +194,11 @@ MATRIX: dict[tuple[str, str], Row] = {
             "file": ("households.csv", "户号,姓名,户主\r\nIMP-1,新户主,是\r\n".encode(), "text/csv")
         },
     ),
+    # Anyone may upload into their own village (a caller with none gets 404 for it).
+    ("POST", "/api/v1/photos"): Row(
+        {ANY}, scoped=False, served_by=VILLAGER, files=lambda w: {"file": ("p.png", PNG, "x/y")}
+    ),
+    ("GET", "/api/v1/photos/{photo_id}"): Row({ANY}, served_by=VILLAGER),
 }
 
 
@@ -208,6 +225,7 @@ class World:
     entry_id: uuid.UUID
     period_id: uuid.UUID
     headers: dict[str, dict[str, str]] = field(default_factory=dict)
+    photo_id: uuid.UUID = field(default_factory=uuid.uuid4)
 
     def path(self, template: str) -> str:
         return template.format(
@@ -224,6 +242,7 @@ class World:
             code=TEMPLATE,
             entry_id=self.entry_id,
             period_id=self.period_id,
+            photo_id=self.photo_id,
         )
 
 
@@ -285,6 +304,7 @@ async def build_world(db: AsyncSession, settings: Settings) -> World:
     villager_person = await db.get(f.Person, villager.person_id)
     assert villager_person is not None
     world.headers[VILLAGER] = await f.login_headers(db, settings, villager_person)
+    world.photo_id = await _photo(db, settings, villager_person)
     for role in Role:
         person = await f.create_person(db, village)
         if role is Role.DISTRICT_ADMIN:
@@ -295,6 +315,22 @@ async def build_world(db: AsyncSession, settings: Settings) -> World:
             await f.grant(db, person, role, village=village)
         world.headers[role.value] = await f.login_headers(db, settings, person)
     return world
+
+
+async def _photo(db: AsyncSession, settings: Settings, uploader: f.Person) -> uuid.UUID:
+    assert uploader.village_id is not None
+    photo = Photo(
+        village_id=uploader.village_id,
+        uploader_id=uploader.id,
+        media_type="image/png",
+        width=4,
+        height=3,
+        size_bytes=len(PNG),
+    )
+    db.add(photo)
+    await db.flush()
+    await LocalPhotoStore(settings.photo_folder).put(image_key(photo.id), PNG)
+    return photo.id
 
 
 @pytest.fixture
