@@ -18,6 +18,7 @@ from app.errors import (
 from app.idempotency import install_replay_handler
 from app.routers import (
     auth,
+    claims,
     households,
     ledger,
     organisation,
@@ -84,6 +85,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     for module in (auth, organisation, households, people, rules, ledger, periods, scorecards):
         api.include_router(module.router)
     api.include_router(photos.router)
+    api.include_router(claims.router)
     app.include_router(api)
 
     def openapi() -> dict[str, Any]:

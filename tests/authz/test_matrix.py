@@ -17,6 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.config import Settings
 from app.models import (
     AuditEntry,
+    Claim,
+    ClaimStatus,
     PeriodKind,
     PeriodStatus,
     Photo,
@@ -199,7 +201,26 @@ MATRIX: dict[tuple[str, str], Row] = {
         {ANY}, scoped=False, served_by=VILLAGER, files=lambda w: {"file": ("p.png", PNG, "x/y")}
     ),
     ("GET", "/api/v1/photos/{photo_id}"): Row({ANY}, served_by=VILLAGER),
+    # A caller without a household of their own is refused by the service (claim.no_household).
+    ("POST", "/api/v1/claims"): Row(
+        {ANY}, lambda w: claim_body(w), scoped=False, served_by=VILLAGER
+    ),
+    ("POST", "/api/v1/households/{household_id}/claims"): Row(
+        _roles(DA, SL, SC), lambda w: claim_body(w)
+    ),
+    ("GET", "/api/v1/households/{household_id}/claims"): Row({ANY}, served_by=SC.value),
+    ("GET", "/api/v1/claims/{claim_id}"): Row({ANY}, served_by=SC.value),
+    ("POST", "/api/v1/claims/{claim_id}/reviews"): Row(
+        _roles(DA, SL, SC), lambda w: {"decision": "approve"}
+    ),
+    ("POST", "/api/v1/claims/{claim_id}/withdraw"): Row({ANY}, served_by=VILLAGER),
+    ("GET", "/api/v1/villages/{village_id}/claim-queue"): Row(_roles(DA, SL, SC)),
+    ("GET", "/api/v1/villages/{village_id}/claims"): Row(_roles(DA, TS, VA)),
 }
+
+
+def claim_body(w: "World") -> dict[str, Any]:
+    return {"rule_item_id": str(w.item_id), "activity_on": str(local_today()), "description": "x"}
 
 
 def card_body(w: "World") -> dict[str, Any]:
@@ -226,6 +247,7 @@ class World:
     period_id: uuid.UUID
     headers: dict[str, dict[str, str]] = field(default_factory=dict)
     photo_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    claim_id: uuid.UUID = field(default_factory=uuid.uuid4)
 
     def path(self, template: str) -> str:
         return template.format(
@@ -243,6 +265,7 @@ class World:
             entry_id=self.entry_id,
             period_id=self.period_id,
             photo_id=self.photo_id,
+            claim_id=self.claim_id,
         )
 
 
@@ -305,6 +328,7 @@ async def build_world(db: AsyncSession, settings: Settings) -> World:
     assert villager_person is not None
     world.headers[VILLAGER] = await f.login_headers(db, settings, villager_person)
     world.photo_id = await _photo(db, settings, villager_person)
+    world.claim_id = await _claim(db, villager_household, item, villager_person)
     for role in Role:
         person = await f.create_person(db, village)
         if role is Role.DISTRICT_ADMIN:
@@ -331,6 +355,24 @@ async def _photo(db: AsyncSession, settings: Settings, uploader: f.Person) -> uu
     await db.flush()
     await LocalPhotoStore(settings.photo_folder).put(image_key(photo.id), PNG)
     return photo.id
+
+
+async def _claim(
+    db: AsyncSession, household: f.Household, item: f.RuleItem, claimant: f.Person
+) -> uuid.UUID:
+    claim = Claim(
+        village_id=household.village_id,
+        household_id=household.id,
+        rule_item_id=item.id,
+        item_lineage_id=item.lineage_id,
+        activity_on=local_today(),
+        description="参加志愿服务",
+        status=ClaimStatus.PENDING,
+        submitted_by=claimant.id,
+    )
+    db.add(claim)
+    await db.flush()
+    return claim.id
 
 
 @pytest.fixture
