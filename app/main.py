@@ -17,6 +17,7 @@ from app.errors import (
 )
 from app.idempotency import install_replay_handler
 from app.routers import (
+    activities,
     auth,
     claims,
     households,
@@ -86,6 +87,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         api.include_router(module.router)
     api.include_router(photos.router)
     api.include_router(claims.router)
+    api.include_router(activities.router)
     app.include_router(api)
 
     def openapi() -> dict[str, Any]:

@@ -6,6 +6,7 @@ A route added without a row here fails `test_every_route_has_a_row`.
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -16,6 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
 from app.models import (
+    Activity,
+    ActivityStatus,
     AuditEntry,
     Claim,
     ClaimStatus,
@@ -216,7 +219,33 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("POST", "/api/v1/claims/{claim_id}/withdraw"): Row({ANY}, served_by=VILLAGER),
     ("GET", "/api/v1/villages/{village_id}/claim-queue"): Row(_roles(DA, SL, SC)),
     ("GET", "/api/v1/villages/{village_id}/claims"): Row(_roles(DA, TS, VA)),
+    ("POST", "/api/v1/villages/{village_id}/activities"): Row(
+        _roles(DA, VA), lambda w: activity_body(w)
+    ),
+    ("GET", "/api/v1/villages/{village_id}/activities"): Row({ANY}),
+    ("GET", "/api/v1/activities/{activity_id}"): Row({ANY}),
+    ("GET", "/api/v1/activities/{activity_id}/code"): Row(_roles(DA, VA)),
+    # Only villagers of the village check in; anyone else finds no such activity.
+    ("POST", "/api/v1/activities/{activity_id}/check-ins"): Row(
+        {ANY}, lambda w: {"code": "NOT-THE-CODE"}, served_by=VILLAGER
+    ),
+    ("GET", "/api/v1/activities/{activity_id}/check-ins"): Row(_roles(DA, VA)),
+    ("POST", "/api/v1/activities/{activity_id}/attendance"): Row(
+        _roles(DA, VA), lambda w: {"attended_check_in_ids": []}
+    ),
 }
+
+
+def activity_body(w: "World") -> dict[str, Any]:
+    now = datetime.now(UTC)
+    return {
+        "title": "清理河道",
+        "place": "河边",
+        "starts_at": now.isoformat(),
+        "ends_at": (now + timedelta(hours=1)).isoformat(),
+        "rule_item_id": str(w.item_id),
+        "places": 5,
+    }
 
 
 def claim_body(w: "World") -> dict[str, Any]:
@@ -248,6 +277,7 @@ class World:
     headers: dict[str, dict[str, str]] = field(default_factory=dict)
     photo_id: uuid.UUID = field(default_factory=uuid.uuid4)
     claim_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    activity_id: uuid.UUID = field(default_factory=uuid.uuid4)
 
     def path(self, template: str) -> str:
         return template.format(
@@ -266,6 +296,7 @@ class World:
             period_id=self.period_id,
             photo_id=self.photo_id,
             claim_id=self.claim_id,
+            activity_id=self.activity_id,
         )
 
 
@@ -329,6 +360,7 @@ async def build_world(db: AsyncSession, settings: Settings) -> World:
     world.headers[VILLAGER] = await f.login_headers(db, settings, villager_person)
     world.photo_id = await _photo(db, settings, villager_person)
     world.claim_id = await _claim(db, villager_household, item, villager_person)
+    world.activity_id = await _activity(db, village.id, item, scorer)
     for role in Role:
         person = await f.create_person(db, village)
         if role is Role.DISTRICT_ADMIN:
@@ -373,6 +405,26 @@ async def _claim(
     db.add(claim)
     await db.flush()
     return claim.id
+
+
+async def _activity(
+    db: AsyncSession, village_id: uuid.UUID, item: f.RuleItem, organiser: f.Person
+) -> uuid.UUID:
+    now = datetime.now(UTC)
+    activity = Activity(
+        village_id=village_id,
+        title="清理河道",
+        place="河边",
+        starts_at=now - timedelta(hours=1),
+        ends_at=now + timedelta(hours=1),
+        rule_item_id=item.id,
+        places=5,
+        status=ActivityStatus.ANNOUNCED,
+        organiser_id=organiser.id,
+    )
+    db.add(activity)
+    await db.flush()
+    return activity.id
 
 
 @pytest.fixture
