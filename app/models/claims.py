@@ -58,7 +58,9 @@ class Claim(SQLModel, table=True):
     decided_by: uuid.UUID | None = Field(default=None, foreign_key="person.id")
     decision_reason: str | None = Field(default=None, max_length=500)
     points_awarded: int | None = None
-    ledger_entry_id: uuid.UUID | None = Field(default=None, foreign_key="ledger_entry.id")
+    # No foreign key: the ledger must stay truncation-proof, and a referencing table would
+    # make TRUNCATE fail on the reference instead of on the append-only trigger.
+    ledger_entry_id: uuid.UUID | None = None
 
 
 class ClaimReview(SQLModel, table=True):
@@ -102,7 +104,9 @@ class BonusAward(SQLModel, table=True):
     activity_on: date
     cap_starts_on: date
     points: int
-    ledger_entry_id: uuid.UUID | None = Field(default=None, foreign_key="ledger_entry.id")
+    # No foreign key: the ledger must stay truncation-proof, and a referencing table would
+    # make TRUNCATE fail on the reference instead of on the append-only trigger.
+    ledger_entry_id: uuid.UUID | None = None
     source_type: str = Field(max_length=20)
     source_id: uuid.UUID
     created_at: datetime = created_at_field()

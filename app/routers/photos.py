@@ -3,6 +3,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.formparsers import MultiPartException
 
 from app.config import Settings
 from app.db import SessionDep
@@ -40,7 +42,8 @@ async def _read_upload(request: Request, limit: int) -> bytes:
         raise service.too_large(limit)
     try:
         form = await request.form(max_files=1, max_fields=2)
-    except Exception as exc:  # the multipart parser raises several kinds for a broken body
+    except (StarletteHTTPException, MultiPartException) as exc:
+        # A broken body, or more parts than one photo needs.
         raise Unprocessable(
             "Send the photo as multipart/form-data in a field named file.",
             code="photo.missing_file",

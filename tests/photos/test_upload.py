@@ -197,3 +197,19 @@ async def test_cleanup_removes_old_unattached_photos_and_their_files(
     assert await store.get(old) is None
     assert await store.get(fresh) is not None
     assert await db.get(Photo, fresh) is not None
+
+
+async def test_more_than_one_file_is_refused(
+    client: httpx.AsyncClient, db: AsyncSession, villager: dict[str, str]
+) -> None:
+    before = await photo_count(db)
+    response = await client.post(
+        f"{API}/photos",
+        headers=villager,
+        files=[
+            ("file", ("a.jpg", images.jpeg(), "image/jpeg")),
+            ("file", ("b.png", images.png(), "image/png")),
+        ],
+    )
+    assert_problem(response, 422, "photo.missing_file")
+    assert await photo_count(db) == before

@@ -2,7 +2,7 @@
 
 Revision ID: 211e0d3ec1a8
 Revises: 160b70910c0d
-Create Date: 2026-11-22 22:15:59.266096+00:00
+Create Date: 2026-11-22 22:34:47.503636+00:00
 """
 
 from collections.abc import Sequence
@@ -74,45 +74,6 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_activity_village_id"), "activity", ["village_id"], unique=False)
     op.create_table(
-        "activity_check_in",
-        sa.Column("id", sa.Uuid(), nullable=False),
-        sa.Column("activity_id", sa.Uuid(), nullable=False),
-        sa.Column("village_id", sa.Uuid(), nullable=False),
-        sa.Column("person_id", sa.Uuid(), nullable=False),
-        sa.Column("household_id", sa.Uuid(), nullable=False),
-        sa.Column(
-            "created_at",
-            sa.DateTime(timezone=True),
-            server_default=sa.text("now()"),
-            nullable=False,
-        ),
-        sa.Column("attended", sa.Boolean(), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["activity_id"],
-            ["activity.id"],
-        ),
-        sa.ForeignKeyConstraint(
-            ["household_id"],
-            ["household.id"],
-        ),
-        sa.ForeignKeyConstraint(
-            ["person_id"],
-            ["person.id"],
-        ),
-        sa.ForeignKeyConstraint(
-            ["village_id"],
-            ["village.id"],
-        ),
-        sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("activity_id", "person_id"),
-    )
-    op.create_index(
-        op.f("ix_activity_check_in_activity_id"), "activity_check_in", ["activity_id"], unique=False
-    )
-    op.create_index(
-        op.f("ix_activity_check_in_village_id"), "activity_check_in", ["village_id"], unique=False
-    )
-    op.create_table(
         "bonus_award",
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("village_id", sa.Uuid(), nullable=False),
@@ -135,10 +96,6 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(
             ["household_id"],
             ["household.id"],
-        ),
-        sa.ForeignKeyConstraint(
-            ["ledger_entry_id"],
-            ["ledger_entry.id"],
         ),
         sa.ForeignKeyConstraint(
             ["rule_item_id"],
@@ -208,10 +165,6 @@ def upgrade() -> None:
             ["household.id"],
         ),
         sa.ForeignKeyConstraint(
-            ["ledger_entry_id"],
-            ["ledger_entry.id"],
-        ),
-        sa.ForeignKeyConstraint(
             ["rule_item_id"],
             ["rule_item.id"],
         ),
@@ -242,6 +195,45 @@ def upgrade() -> None:
         ["household_id", "item_lineage_id", "activity_on"],
         unique=True,
         postgresql_where=sa.text("status IN ('pending', 'approved')"),
+    )
+    op.create_table(
+        "activity_check_in",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("activity_id", sa.Uuid(), nullable=False),
+        sa.Column("village_id", sa.Uuid(), nullable=False),
+        sa.Column("person_id", sa.Uuid(), nullable=False),
+        sa.Column("household_id", sa.Uuid(), nullable=False),
+        sa.Column(
+            "created_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
+        ),
+        sa.Column("attended", sa.Boolean(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["activity_id"],
+            ["activity.id"],
+        ),
+        sa.ForeignKeyConstraint(
+            ["household_id"],
+            ["household.id"],
+        ),
+        sa.ForeignKeyConstraint(
+            ["person_id"],
+            ["person.id"],
+        ),
+        sa.ForeignKeyConstraint(
+            ["village_id"],
+            ["village.id"],
+        ),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("activity_id", "person_id"),
+    )
+    op.create_index(
+        op.f("ix_activity_check_in_activity_id"), "activity_check_in", ["activity_id"], unique=False
+    )
+    op.create_index(
+        op.f("ix_activity_check_in_village_id"), "activity_check_in", ["village_id"], unique=False
     )
     op.create_table(
         "claim_review",
@@ -348,6 +340,9 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_claim_review_village_id"), table_name="claim_review")
     op.drop_index(op.f("ix_claim_review_claim_id"), table_name="claim_review")
     op.drop_table("claim_review")
+    op.drop_index(op.f("ix_activity_check_in_village_id"), table_name="activity_check_in")
+    op.drop_index(op.f("ix_activity_check_in_activity_id"), table_name="activity_check_in")
+    op.drop_table("activity_check_in")
     op.drop_index(
         "uq_claim_household_item_day",
         table_name="claim",
@@ -359,9 +354,6 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_bonus_award_village_id"), table_name="bonus_award")
     op.drop_index("ix_bonus_award_cap", table_name="bonus_award")
     op.drop_table("bonus_award")
-    op.drop_index(op.f("ix_activity_check_in_village_id"), table_name="activity_check_in")
-    op.drop_index(op.f("ix_activity_check_in_activity_id"), table_name="activity_check_in")
-    op.drop_table("activity_check_in")
     op.drop_index(op.f("ix_activity_village_id"), table_name="activity")
     op.drop_table("activity")
     # ### end Alembic commands ###
