@@ -22,6 +22,7 @@ from app.models import (
     PeriodKind,
     PeriodStatus,
     Photo,
+    Role,
     ScoringPeriod,
     YearEndClose,
 )
@@ -524,3 +525,18 @@ async def test_claims_of_other_villages_are_not_found(
         f"{API}/villages/{scene.village.id}/claim-queue", headers=other.scorers[0]
     )
     assert_problem(queue, 404, "village.not_found")
+
+
+async def test_a_scorer_limited_to_other_groups_does_not_review(
+    client: httpx.AsyncClient, db: AsyncSession, settings: Settings, scene: Scene
+) -> None:
+    other_group = await f.create_group(db, scene.village)
+    person = await f.create_person(db, scene.village)
+    await f.grant(db, person, Role.SCORER, village=scene.village, groups=[other_group])
+    headers = await f.login_headers(db, settings, person)
+    claim = (await submit(client, scene.villager, scene.items.volunteer)).json()
+    response = await review(client, headers, claim["id"])
+    assert_problem(response, 404, "claim.not_found")
+    queue = await client.get(f"{API}/villages/{scene.village.id}/claim-queue", headers=headers)
+    assert queue.json()["items"] == []
+    assert (await db.execute(select(func.count()).select_from(ClaimReview))).scalar_one() == 0
