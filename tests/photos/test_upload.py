@@ -2,6 +2,7 @@
 only the uploader (until attached) may read a photo."""
 
 import io
+from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import httpx
@@ -212,4 +213,36 @@ async def test_more_than_one_file_is_refused(
         ],
     )
     assert_problem(response, 422, "photo.missing_file")
+    assert await photo_count(db) == before
+
+
+async def test_a_chunked_body_over_the_limit_is_cut_off(
+    client: httpx.AsyncClient, db: AsyncSession, villager: dict[str, str], settings: Settings
+) -> None:
+    """Without a declared length the bytes are counted as they arrive."""
+    boundary = "vp-boundary"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n'
+        "Content-Type: image/jpeg\r\n\r\n"
+    ).encode()
+    sent = 0
+
+    async def body() -> AsyncIterator[bytes]:
+        nonlocal sent
+        yield head + images.jpeg()
+        for _ in range(settings.photo_max_bytes // 65536 + 10):
+            sent += 65536
+            yield b"\0" * 65536
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    before = await photo_count(db)
+    response = await client.post(
+        f"{API}/photos",
+        headers={**villager, "Content-Type": f"multipart/form-data; boundary={boundary}"},
+        content=body(),
+    )
+    assert_problem(response, 413, "photo.too_large")
+    assert "content-length" not in response.request.headers
+    # Cut off at the limit: the rest of the body was never asked for.
+    assert sent < settings.photo_max_bytes + 3 * 65536
     assert await photo_count(db) == before
