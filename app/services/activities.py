@@ -63,8 +63,10 @@ def code_is_valid(settings: Settings, activity_id: uuid.UUID, code: str, at: dat
     """This minute's code or the previous one's: a scan made just before the minute turned
     still counts, an older photo of the code does not."""
     window = _window(at)
+    # Compared as bytes: compare_digest refuses str with characters outside ASCII.
+    given = code.upper().encode()
     return any(
-        hmac.compare_digest(code.upper(), _code_for(settings, activity_id, w))
+        hmac.compare_digest(given, _code_for(settings, activity_id, w).encode())
         for w in (window, window - 1)
     )
 

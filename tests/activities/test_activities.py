@@ -120,6 +120,8 @@ async def test_the_code_rotates_every_minute(
     other = await announce(client, scene)
     borrowed = await check_in(client, scene.villager, activity, code_now(settings, other))
     assert_problem(borrowed, 422, "activity.code_invalid")
+    chinese = await check_in(client, scene.villager, activity, "签到码")
+    assert_problem(chinese, 422, "activity.code_invalid")
     assert await check_in_count(db) == 0
 
 
