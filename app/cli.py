@@ -178,22 +178,25 @@ async def _clean_photos(settings: Settings, url: str) -> int:
     from datetime import timedelta
 
     from app.db import create_engine, create_sessionmaker
-    from app.services.photos import image_key, remove_unattached, thumbnail_key
+    from app.services.photos import image_key, orphan_keys, remove_unattached, thumbnail_key
     from app.storage import photo_store
 
     engine = create_engine(url, pool_size=1)
     store = photo_store(settings)
+    older_than = timedelta(hours=settings.photo_unattached_hours)
     try:
         async with create_sessionmaker(engine)() as session, session.begin():
-            removed = await remove_unattached(
-                session, older_than=timedelta(hours=settings.photo_unattached_hours)
-            )
+            removed = await remove_unattached(session, older_than=older_than)
+        async with create_sessionmaker(engine)() as session:
+            orphans = await orphan_keys(session, store, older_than=older_than)
     finally:
         await engine.dispose()
     # Only after the rows are gone for good: a rolled-back run must leave every file served.
     for photo_id in removed:
         await store.delete(image_key(photo_id))
         await store.delete(thumbnail_key(photo_id))
+    for key in orphans:
+        await store.delete(key)
     return len(removed)
 
 

@@ -3,6 +3,7 @@ only keeps bytes under a key, so an S3-compatible store can stand in for the loc
 
 import os
 import tempfile
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -16,6 +17,8 @@ class PhotoStore(Protocol):
 
     async def delete(self, key: str) -> None:
         """Deleting a key that is not there is not an error: cleanup may run twice."""
+
+    async def keys_older_than(self, cutoff: datetime) -> list[str]: ...
 
 
 class LocalPhotoStore:
@@ -49,6 +52,17 @@ class LocalPhotoStore:
 
     async def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
+
+    async def keys_older_than(self, cutoff: datetime) -> list[str]:
+        if not self.folder.exists():
+            return []
+        limit = cutoff.timestamp()
+        return [
+            path.name
+            for path in self.folder.glob("*/*")
+            # Files being written are named .upload-*; they are never keys.
+            if not path.name.startswith(".") and path.stat().st_mtime < limit
+        ]
 
 
 def photo_store(settings: Settings) -> PhotoStore:

@@ -271,3 +271,25 @@ async def remove_unattached(
         .returning(col(Photo.id))
     )
     return list(deleted.scalars())
+
+
+async def orphan_keys(
+    session: AsyncSession, store: PhotoStore, *, older_than: timedelta, now: datetime | None = None
+) -> list[str]:
+    """Stored files no photo row points at: written by an upload whose transaction then failed.
+    Only files older than `older_than` are considered, long past any upload still running."""
+    keys = await store.keys_older_than((now or datetime.now(UTC)) - older_than)
+    ids: dict[str, uuid.UUID] = {}
+    for key in keys:
+        try:
+            ids[key] = uuid.UUID(key.removesuffix("-thumb"))
+        except ValueError:
+            continue
+    if not ids:
+        return []
+    known = set(
+        (
+            await session.execute(select(col(Photo.id)).where(col(Photo.id).in_(set(ids.values()))))
+        ).scalars()
+    )
+    return [key for key, photo_id in ids.items() if photo_id not in known]

@@ -1,6 +1,8 @@
 """The photos-cleanup job removes uploads never attached, once, however many run at once."""
 
 import asyncio
+import os
+import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -71,6 +73,13 @@ async def test_cleanup_is_safe_to_run_twice_and_at_once(
             for row in (abandoned, attached, fresh):
                 await store.put(image_key(row.id), images.jpeg())
                 await store.put(thumbnail_key(row.id), images.jpeg())
+            for path in tmp_path.glob("*/*"):
+                os.utime(path, (old.timestamp(), old.timestamp()))
+        # Files of uploads whose transaction failed: no row points at them.
+        orphan, recent_orphan = str(uuid.uuid4()), str(uuid.uuid4())
+        await store.put(orphan, images.jpeg())
+        os.utime(store._path(orphan), (old.timestamp(), old.timestamp()))
+        await store.put(recent_orphan, images.jpeg())
 
         removed = await asyncio.gather(*(_clean_photos(settings, committed_url) for _ in range(3)))
         assert sorted(removed) == [0, 0, 1]
@@ -86,3 +95,7 @@ async def test_cleanup_is_safe_to_run_twice_and_at_once(
     assert await store.get(thumbnail_key(abandoned.id)) is None
     for kept in (attached, fresh):
         assert await store.get(image_key(kept.id)) is not None
+        assert await store.get(thumbnail_key(kept.id)) is not None
+    assert await store.get(orphan) is None
+    # Younger than the limit: perhaps an upload still committing.
+    assert await store.get(recent_orphan) is not None
