@@ -58,8 +58,8 @@ class Claim(SQLModel, table=True):
     decided_by: uuid.UUID | None = Field(default=None, foreign_key="person.id")
     decision_reason: str | None = Field(default=None, max_length=500)
     points_awarded: int | None = None
-    # No foreign key: the ledger must stay truncation-proof, and a referencing table would
-    # make TRUNCATE fail on the reference instead of on the append-only trigger.
+    # No foreign key into ledger_entry: its append-only trigger is what refuses a TRUNCATE,
+    # and a referencing table would answer first (and be dragged into TRUNCATE … CASCADE).
     ledger_entry_id: uuid.UUID | None = None
 
 
@@ -104,9 +104,7 @@ class BonusAward(SQLModel, table=True):
     activity_on: date
     cap_starts_on: date
     points: int
-    # No foreign key: the ledger must stay truncation-proof, and a referencing table would
-    # make TRUNCATE fail on the reference instead of on the append-only trigger.
-    ledger_entry_id: uuid.UUID | None = None
+    ledger_entry_id: uuid.UUID | None = None  # no foreign key, as Claim.ledger_entry_id
     source_type: str = Field(max_length=20)
     source_id: uuid.UUID
     created_at: datetime = created_at_field()
