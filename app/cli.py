@@ -1,4 +1,4 @@
-"""Console entry point: `village-points serve|migrate|openapi|demo|year-end|notify-worker`."""
+"""Console entry point: `village-points <command>`; `village-points --help` lists the commands."""
 
 import argparse
 import asyncio
@@ -203,6 +203,39 @@ def notify_worker_command(args: argparse.Namespace) -> None:
     asyncio.run(_run_notify_worker(url, settings))
 
 
+async def _clean_photos(settings: Settings, url: str) -> int:
+    from datetime import timedelta
+
+    from app.db import create_engine, create_sessionmaker
+    from app.services.photos import image_key, orphan_keys, remove_unattached, thumbnail_key
+    from app.storage import photo_store
+
+    engine = create_engine(url, pool_size=1)
+    store = photo_store(settings)
+    older_than = timedelta(hours=settings.photo_unattached_hours)
+    try:
+        async with create_sessionmaker(engine)() as session, session.begin():
+            removed = await remove_unattached(session, older_than=older_than)
+        async with create_sessionmaker(engine)() as session:
+            orphans = await orphan_keys(session, store, older_than=older_than)
+    finally:
+        await engine.dispose()
+    # Only after the rows are gone for good: a rolled-back run must leave every file served.
+    for photo_id in removed:
+        await store.delete(image_key(photo_id))
+        await store.delete(thumbnail_key(photo_id))
+    for key in orphans:
+        await store.delete(key)
+    return len(removed)
+
+
+def photos_cleanup_command(args: argparse.Namespace) -> None:
+    settings = get_settings()
+    url, _server = _prepare_database(settings)
+    removed = asyncio.run(_clean_photos(settings, url))
+    print(f"{removed} photo(s) never attached within {settings.photo_unattached_hours} h removed.")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="village-points", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -238,6 +271,9 @@ def main(argv: list[str] | None = None) -> None:
     commands.add_parser(
         "notify-worker", help="send queued WeChat subscribe messages until stopped"
     ).set_defaults(func=notify_worker_command)
+    commands.add_parser(
+        "photos-cleanup", help="remove uploaded photos never attached to a claim"
+    ).set_defaults(func=photos_cleanup_command)
 
     args = parser.parse_args(argv)
     try:

@@ -51,6 +51,15 @@ class Settings(BaseSettings):
     notify_max_attempts: int = 6
     notify_retry_base_seconds: float = 30.0
     notify_retry_max_seconds: float = 3600.0
+    # Empty means data_dir/photos.
+    photo_dir: Path | None = None
+    photo_max_bytes: int = 10 * 1024 * 1024
+    photo_max_pixels: int = 40_000_000
+    photo_unattached_hours: int = 24
+
+    @property
+    def photo_folder(self) -> Path:
+        return self.photo_dir or self.data_dir / "photos"
 
     @model_validator(mode="after")
     def refuse_dev_secrets_in_production(self) -> "Settings":

@@ -584,6 +584,127 @@ async def _ensure_history(session: AsyncSession) -> list[str]:
     return lines
 
 
+async def _ensure_claims(session: AsyncSession) -> list[str]:
+    """In the home village: claims pending, approved and rejected, one recorded on a
+    villager's behalf, and an activity announced for tomorrow morning."""
+    from app.models import Claim, ReviewDecision, RuleItem
+    from app.schemas.activities import ActivityCreate
+    from app.schemas.claims import ClaimCreate, ReviewCreate
+    from app.services import activities, claims
+    from app.timeutil import SHANGHAI
+
+    village = (
+        await session.execute(select(Village).where(col(Village.name) == HOME.name))
+    ).scalar_one()
+    if (
+        await session.execute(select(col(Claim.id)).where(col(Claim.village_id) == village.id))
+    ).first() is not None:
+        return []
+    today = local_today()
+    rule_set = await rules.rule_set_in_force(session, village.id, today)
+    if rule_set is None:
+        return []
+    claimable = {
+        item.code: item
+        for item in (
+            await session.execute(
+                select(RuleItem).where(
+                    col(RuleItem.rule_set_id) == rule_set.id, col(RuleItem.claimable)
+                )
+            )
+        ).scalars()
+    }
+    volunteer, blood = claimable["3.1"], claimable["3.2"]
+
+    async def staff(username: str, role: Role) -> Principal:
+        person_id = (
+            await session.execute(select(col(Person.id)).where(col(Person.username) == username))
+        ).scalar_one()
+        grant = Grant(role, village.town_id, village.id)
+        return Principal(person_id=person_id, session_id=uuid.uuid4(), grants=(grant,))
+
+    leader = await staff(f"{HOME.slug}-leader", Role.SCORING_LEADER)
+    scorer = await staff(f"{HOME.slug}-scorer", Role.SCORER)
+    admin = await staff(f"{HOME.slug}-admin", Role.VILLAGE_ADMIN)
+    # Heads of households where none of the staff live (nobody reviews their own household).
+    staff_ids = [leader.person_id, scorer.person_id, admin.person_id]
+    staff_homes = select(col(HouseholdMember.household_id)).where(
+        col(HouseholdMember.person_id).in_(staff_ids)
+    )
+    heads = (
+        await session.execute(
+            select(col(HouseholdMember.person_id), col(Household.id))
+            .join(Household, col(Household.id) == col(HouseholdMember.household_id))
+            .where(
+                col(Household.village_id) == village.id,
+                col(HouseholdMember.is_head),
+                col(Household.participation) == Participation.ACTIVE,
+                col(Household.id).not_in(staff_homes),
+            )
+            .order_by(col(Household.number))
+            .limit(4)
+        )
+    ).all()
+
+    def villager(person_id: uuid.UUID, household_id: uuid.UUID) -> Principal:
+        return Principal(
+            person_id=person_id,
+            session_id=uuid.uuid4(),
+            household_id=household_id,
+            household_village_id=village.id,
+        )
+
+    earlier = max(date(today.year, 1, 1), today - timedelta(days=3))
+    await claims.submit(
+        session,
+        villager(*heads[0]),
+        ClaimCreate(rule_item_id=volunteer.id, activity_on=today, description="清扫村口道路落叶"),
+    )
+    approved = await claims.submit(
+        session,
+        villager(*heads[1]),
+        ClaimCreate(rule_item_id=blood.id, activity_on=earlier, description="在镇卫生院无偿献血"),
+    )
+    await claims.review(session, leader, approved.id, ReviewCreate(decision=ReviewDecision.APPROVE))
+    rejected = await claims.submit(
+        session,
+        villager(*heads[2]),
+        ClaimCreate(rule_item_id=volunteer.id, activity_on=earlier, description="帮邻居搬家"),
+    )
+    await claims.review(
+        session,
+        leader,
+        rejected.id,
+        ReviewCreate(
+            decision=ReviewDecision.REJECT, comment="邻里互助值得肯定，但不属于志愿服务项目"
+        ),
+    )
+    await claims.submit_on_behalf(
+        session,
+        scorer,
+        heads[3][1],
+        ClaimCreate(rule_item_id=volunteer.id, activity_on=today, description="参加村里河道清理"),
+    )
+    tomorrow = datetime.combine(today + timedelta(days=1), datetime.min.time(), SHANGHAI)
+    activity = await activities.create(
+        session,
+        admin,
+        village.id,
+        ActivityCreate(
+            title="垃圾分类宣传志愿活动",
+            place="村委会广场",
+            starts_at=tomorrow + timedelta(hours=9),
+            ends_at=tomorrow + timedelta(hours=11),
+            rule_item_id=volunteer.id,
+            places=10,
+        ),
+    )
+    return [
+        f"{HOME.name} claims: 2 pending (one recorded by the scorer), 1 approved, 1 rejected;"
+        f" activity {activity.title} tomorrow 09:00-11:00, {activity.places} places"
+    ]
+
+
 async def _fill(session: AsyncSession) -> DemoSummary | None:
     await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
     created = False
@@ -596,6 +717,7 @@ async def _fill(session: AsyncSession) -> DemoSummary | None:
     invite = await _issue_invite(session)
     rules = await _ensure_rules(session)
     history = await _ensure_history(session)
+    history += await _ensure_claims(session)
     town = (await session.execute(select(col(Town.name)).order_by(col(Town.created_at)))).scalars()
     return DemoSummary(
         created=created,

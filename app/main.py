@@ -17,13 +17,16 @@ from app.errors import (
 )
 from app.idempotency import install_replay_handler
 from app.routers import (
+    activities,
     auth,
+    claims,
     households,
     ledger,
     notifications,
     organisation,
     people,
     periods,
+    photos,
     rules,
     scorecards,
 )
@@ -91,6 +94,9 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     for module in (auth, organisation, households, people, rules, ledger, periods, scorecards):
         api.include_router(module.router)
     api.include_router(notifications.router)
+    api.include_router(photos.router)
+    api.include_router(claims.router)
+    api.include_router(activities.router)
     app.include_router(api)
 
     def openapi() -> dict[str, Any]:

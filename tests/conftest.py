@@ -109,7 +109,11 @@ def wechat(fake_wechat_server: FakeWechatServer) -> FakeWechatServer:
 
 
 @pytest.fixture(scope="session")
-def settings(fake_wechat_server: FakeWechatServer, database_url: str) -> Settings:
+def settings(
+    fake_wechat_server: FakeWechatServer,
+    database_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Settings:
     return Settings(
         environment="test",
         database_url=database_url,
@@ -117,6 +121,7 @@ def settings(fake_wechat_server: FakeWechatServer, database_url: str) -> Setting
         wechat_appid=TEST_APPID,
         wechat_secret=TEST_SECRET,
         wechat_timeout_seconds=1.0,
+        photo_dir=tmp_path_factory.mktemp("photos"),
     )
 
 

@@ -1,7 +1,9 @@
 """Importing this package registers every table on the shared metadata."""
 
+from app.models.activities import Activity, ActivityCheckIn, ActivityStatus
 from app.models.audit import AuditEntry
 from app.models.auth import LoginAttempt, LoginMethod, LoginSession, RefreshToken, WechatIdentity
+from app.models.claims import BonusAward, Claim, ClaimReview, ClaimStatus, ReviewDecision
 from app.models.households import Household, HouseholdMember, Participation
 from app.models.idempotency import IdempotencyRecord
 from app.models.ledger import (
@@ -21,6 +23,7 @@ from app.models.notifications import (
 )
 from app.models.organisation import Town, Village, VillageGroup, VillageGroupKind
 from app.models.people import VILLAGE_ROLES, InviteCode, Person, Role, RoleGrant
+from app.models.photos import Photo
 from app.models.rules import (
     EDITABLE_STATUSES,
     Cadence,
@@ -85,4 +88,13 @@ __all__ = [
     "NotificationKind",
     "NotificationStatus",
     "WechatAccessToken",
+    "BonusAward",
+    "Claim",
+    "ClaimReview",
+    "ClaimStatus",
+    "ReviewDecision",
+    "Photo",
+    "Activity",
+    "ActivityCheckIn",
+    "ActivityStatus",
 ]

@@ -6,6 +6,7 @@ A route added without a row here fails `test_every_route_has_a_row`.
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -15,14 +16,30 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
-from app.models import AuditEntry, PeriodKind, PeriodStatus, Role, Scorecard, ScoringPeriod
+from app.models import (
+    Activity,
+    ActivityStatus,
+    AuditEntry,
+    Claim,
+    ClaimStatus,
+    PeriodKind,
+    PeriodStatus,
+    Photo,
+    Role,
+    Scorecard,
+    ScoringPeriod,
+)
+from app.services.photos import image_key
+from app.storage import LocalPhotoStore
 from app.timeutil import local_today
 from tests import factories as f
+from tests.photos.images import png
 
 ANY = "any"  # any signed-in person, villagers included
 VILLAGER = "villager"
 TEMPLATE = "zhangyan-governance-2024"
 ROLES = [VILLAGER, *(r.value for r in Role)]
+PNG = png((4, 3))
 
 
 @dataclass
@@ -183,7 +200,57 @@ MATRIX: dict[tuple[str, str], Row] = {
         },
     ),
     ("GET", "/api/v1/villages/{village_id}/notifications"): Row(_roles(DA, VA)),
+    # Anyone may upload into their own village (a caller with none gets 404 for it).
+    ("POST", "/api/v1/photos"): Row(
+        {ANY}, scoped=False, served_by=VILLAGER, files=lambda w: {"file": ("p.png", PNG, "x/y")}
+    ),
+    ("GET", "/api/v1/photos/{photo_id}"): Row({ANY}, served_by=VILLAGER),
+    # A caller without a household of their own is refused by the service (claim.no_household).
+    ("POST", "/api/v1/claims"): Row(
+        {ANY}, lambda w: claim_body(w), scoped=False, served_by=VILLAGER
+    ),
+    ("POST", "/api/v1/households/{household_id}/claims"): Row(
+        _roles(DA, SL, SC), lambda w: claim_body(w)
+    ),
+    ("GET", "/api/v1/households/{household_id}/claims"): Row({ANY}, served_by=SC.value),
+    ("GET", "/api/v1/claims/{claim_id}"): Row({ANY}, served_by=SC.value),
+    ("POST", "/api/v1/claims/{claim_id}/reviews"): Row(
+        _roles(DA, SL, SC), lambda w: {"decision": "approve"}
+    ),
+    ("POST", "/api/v1/claims/{claim_id}/withdraw"): Row({ANY}, served_by=VILLAGER),
+    ("GET", "/api/v1/villages/{village_id}/claim-queue"): Row(_roles(DA, SL, SC)),
+    ("GET", "/api/v1/villages/{village_id}/claims"): Row(_roles(DA, TS, VA)),
+    ("POST", "/api/v1/villages/{village_id}/activities"): Row(
+        _roles(DA, VA), lambda w: activity_body(w)
+    ),
+    ("GET", "/api/v1/villages/{village_id}/activities"): Row({ANY}),
+    ("GET", "/api/v1/activities/{activity_id}"): Row({ANY}),
+    ("GET", "/api/v1/activities/{activity_id}/code"): Row(_roles(DA, VA)),
+    # Only villagers of the village check in; anyone else finds no such activity.
+    ("POST", "/api/v1/activities/{activity_id}/check-ins"): Row(
+        {ANY}, lambda w: {"code": "NOT-THE-CODE"}, served_by=VILLAGER
+    ),
+    ("GET", "/api/v1/activities/{activity_id}/check-ins"): Row(_roles(DA, VA)),
+    ("POST", "/api/v1/activities/{activity_id}/attendance"): Row(
+        _roles(DA, VA), lambda w: {"attended_check_in_ids": []}
+    ),
 }
+
+
+def activity_body(w: "World") -> dict[str, Any]:
+    now = datetime.now(UTC)
+    return {
+        "title": "清理河道",
+        "place": "河边",
+        "starts_at": now.isoformat(),
+        "ends_at": (now + timedelta(hours=1)).isoformat(),
+        "rule_item_id": str(w.item_id),
+        "places": 5,
+    }
+
+
+def claim_body(w: "World") -> dict[str, Any]:
+    return {"rule_item_id": str(w.item_id), "activity_on": str(local_today()), "description": "x"}
 
 
 def card_body(w: "World") -> dict[str, Any]:
@@ -209,6 +276,9 @@ class World:
     entry_id: uuid.UUID
     period_id: uuid.UUID
     headers: dict[str, dict[str, str]] = field(default_factory=dict)
+    photo_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    claim_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    activity_id: uuid.UUID = field(default_factory=uuid.uuid4)
 
     def path(self, template: str) -> str:
         return template.format(
@@ -225,6 +295,9 @@ class World:
             code=TEMPLATE,
             entry_id=self.entry_id,
             period_id=self.period_id,
+            photo_id=self.photo_id,
+            claim_id=self.claim_id,
+            activity_id=self.activity_id,
         )
 
 
@@ -286,6 +359,9 @@ async def build_world(db: AsyncSession, settings: Settings) -> World:
     villager_person = await db.get(f.Person, villager.person_id)
     assert villager_person is not None
     world.headers[VILLAGER] = await f.login_headers(db, settings, villager_person)
+    world.photo_id = await _photo(db, settings, villager_person)
+    world.claim_id = await _claim(db, villager_household, item, villager_person)
+    world.activity_id = await _activity(db, village.id, item, scorer)
     for role in Role:
         person = await f.create_person(db, village)
         if role is Role.DISTRICT_ADMIN:
@@ -296,6 +372,60 @@ async def build_world(db: AsyncSession, settings: Settings) -> World:
             await f.grant(db, person, role, village=village)
         world.headers[role.value] = await f.login_headers(db, settings, person)
     return world
+
+
+async def _photo(db: AsyncSession, settings: Settings, uploader: f.Person) -> uuid.UUID:
+    assert uploader.village_id is not None
+    photo = Photo(
+        village_id=uploader.village_id,
+        uploader_id=uploader.id,
+        media_type="image/png",
+        width=4,
+        height=3,
+        size_bytes=len(PNG),
+    )
+    db.add(photo)
+    await db.flush()
+    await LocalPhotoStore(settings.photo_folder).put(image_key(photo.id), PNG)
+    return photo.id
+
+
+async def _claim(
+    db: AsyncSession, household: f.Household, item: f.RuleItem, claimant: f.Person
+) -> uuid.UUID:
+    claim = Claim(
+        village_id=household.village_id,
+        household_id=household.id,
+        rule_item_id=item.id,
+        item_lineage_id=item.lineage_id,
+        activity_on=local_today(),
+        description="参加志愿服务",
+        status=ClaimStatus.PENDING,
+        submitted_by=claimant.id,
+    )
+    db.add(claim)
+    await db.flush()
+    return claim.id
+
+
+async def _activity(
+    db: AsyncSession, village_id: uuid.UUID, item: f.RuleItem, organiser: f.Person
+) -> uuid.UUID:
+    now = datetime.now(UTC)
+    activity = Activity(
+        village_id=village_id,
+        title="清理河道",
+        place="河边",
+        starts_at=now - timedelta(hours=1),
+        ends_at=now + timedelta(hours=1),
+        rule_item_id=item.id,
+        places=5,
+        status=ActivityStatus.ANNOUNCED,
+        organiser_id=organiser.id,
+    )
+    db.add(activity)
+    await db.flush()
+    return activity.id
 
 
 @pytest.fixture

@@ -1,0 +1,678 @@
+"""Claims (自主申报): a household reports a claimable bonus item; the scoring group of its
+village decides; an approval posts the bonus to the ledger, capped per period."""
+
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, func, select, true, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from app.authz import household_scope, village_scope
+from app.errors import Conflict, Forbidden, NotFound, Unprocessable
+from app.models import (
+    BonusAward,
+    Claim,
+    ClaimReview,
+    ClaimStatus,
+    Household,
+    HouseholdPeriodScore,
+    ItemKind,
+    LedgerKind,
+    Participation,
+    ReviewDecision,
+    Role,
+    RuleItem,
+    RuleSet,
+    ScoringPeriod,
+    Village,
+    YearEndClose,
+)
+from app.pagination import PageParams, paginate
+from app.schemas.claims import ClaimCreate, ClaimRead, ReviewCreate, ReviewRead
+from app.schemas.rules import Policy, VetoScope
+from app.security import Principal
+from app.services import audit, ledger, photos
+from app.services.households import get_household
+from app.services.rules import current_period_start, rule_set_in_force
+from app.timeutil import SHANGHAI, local_today
+
+REVIEWERS = (Role.SCORER, Role.SCORING_LEADER)
+LIVE = (ClaimStatus.PENDING, ClaimStatus.APPROVED)
+
+
+# Bonus posting, shared by approved claims and confirmed activity attendance
+
+
+async def post_bonus(
+    session: AsyncSession,
+    *,
+    village_id: uuid.UUID,
+    household_id: uuid.UUID,
+    item: RuleItem,
+    policy: Policy,
+    activity_on: date,
+    source_type: str,
+    source_id: uuid.UUID,
+    actor_id: uuid.UUID,
+    memo: str,
+) -> BonusAward:
+    """Post the item's bonus for the household, no more than what its per-period cap leaves.
+
+    The cap counts every award for the item in the period the activity fell in. The village's
+    chain lock is taken before the awards are summed, and every award is posted under it, so
+    two approvals at once cannot both take the last of a cap.
+
+    The entry carries no scoring period: a period's score is what its approval computed from
+    the scorecards (bonus points stand outside the period cap), and a published period never
+    changes; the bonus counts in the year's score and, where the policy spends points, in
+    the balance. The entry's year is the activity's, or the current year once that one has
+    been closed.
+    """
+    await ledger.lock_chain(session, village_id)
+    cap_starts_on = current_period_start(policy.period, activity_on)
+    points = item.points
+    if item.period_cap is not None:
+        used = (
+            await session.execute(
+                select(func.coalesce(func.sum(col(BonusAward.points)), 0)).where(
+                    col(BonusAward.household_id) == household_id,
+                    col(BonusAward.item_lineage_id) == item.lineage_id,
+                    col(BonusAward.cap_starts_on) == cap_starts_on,
+                )
+            )
+        ).scalar_one()
+        points = max(0, min(points, item.period_cap - int(used)))
+    year = activity_on.year
+    if await _year_closed(session, village_id, year):
+        year = local_today().year
+    entry_id = None
+    if points > 0:
+        [row] = await ledger.post(
+            session,
+            village_id,
+            [
+                ledger.NewEntry(
+                    household_id=household_id,
+                    kind=LedgerKind.BONUS,
+                    points=points,
+                    counts_score=True,
+                    counts_balance=policy.redemption.spends_balance,
+                    year=year,
+                    rule_item=item,
+                    source_type=source_type,
+                    source_id=source_id,
+                    actor_id=actor_id,
+                    memo=memo,
+                )
+            ],
+        )
+        entry_id = row["id"]
+    award = BonusAward(
+        village_id=village_id,
+        household_id=household_id,
+        rule_item_id=item.id,
+        item_lineage_id=item.lineage_id,
+        activity_on=activity_on,
+        cap_starts_on=cap_starts_on,
+        points=points,
+        ledger_entry_id=entry_id,
+        source_type=source_type,
+        source_id=source_id,
+    )
+    session.add(award)
+    await session.flush()
+    return award
+
+
+async def _year_closed(session: AsyncSession, village_id: uuid.UUID, year: int) -> bool:
+    closed = await session.execute(
+        select(col(YearEndClose.year)).where(
+            col(YearEndClose.village_id) == village_id, col(YearEndClose.year) == year
+        )
+    )
+    return closed.first() is not None
+
+
+async def claimable_item(
+    session: AsyncSession, village_id: uuid.UUID, item_id: uuid.UUID, on: date
+) -> tuple[RuleItem, Policy]:
+    """The version of the item in force on `on`, if it is a claimable bonus there."""
+    rule_set = await rule_set_in_force(session, village_id, on)
+    item = None
+    if rule_set is not None:
+        lineage = select(col(RuleItem.lineage_id)).where(
+            col(RuleItem.id) == item_id, col(RuleItem.village_id) == village_id
+        )
+        item = (
+            await session.execute(
+                select(RuleItem).where(
+                    col(RuleItem.rule_set_id) == rule_set.id,
+                    col(RuleItem.lineage_id).in_(lineage.scalar_subquery()),
+                )
+            )
+        ).scalar_one_or_none()
+    if rule_set is None or item is None or item.kind is not ItemKind.BONUS or not item.claimable:
+        raise Unprocessable(
+            "The item is not a claimable bonus item of the rules in force on that day.",
+            code="claim.item_not_claimable",
+            title="该项目不能自主申报",
+        )
+    return item, Policy.model_validate(rule_set.policy)
+
+
+# Submitting
+
+
+async def submit(session: AsyncSession, principal: Principal, data: ClaimCreate) -> Claim:
+    """A villager's claim for their own household."""
+    if principal.household_id is None:
+        raise Forbidden("Only a member of a household can claim for it.", code="claim.no_household")
+    household = await get_household(session, principal, principal.household_id)
+    return await _create(session, principal, household, data, on_behalf=False)
+
+
+async def submit_on_behalf(
+    session: AsyncSession, principal: Principal, household_id: uuid.UUID, data: ClaimCreate
+) -> Claim:
+    """线下登记: a scorer records a claim for a household of their village, marked as such."""
+    household = await get_household(session, principal, household_id)
+    if not (
+        principal.is_district_admin or household.village_id in principal.village_ids(*REVIEWERS)
+    ):
+        raise NotFound("No such household.", code="household.not_found")
+    if principal.household_id == household.id:
+        raise own_household()
+    return await _create(session, principal, household, data, on_behalf=True)
+
+
+def own_household() -> Forbidden:
+    return Forbidden(
+        "Nobody records or reviews a claim of their own household.",
+        code="claim.own_household",
+        title="不能处理本户的申报",
+    )
+
+
+async def _create(
+    session: AsyncSession,
+    principal: Principal,
+    household: Household,
+    data: ClaimCreate,
+    *,
+    on_behalf: bool,
+) -> Claim:
+    if household.participation is not Participation.ACTIVE:
+        raise Conflict(
+            "The household does not take part in the points scheme.",
+            code="claim.household_not_participating",
+            title="本户未参加积分制，不能申报",
+        )
+    if data.activity_on > local_today():
+        raise Unprocessable(
+            "The activity's day is in the future.",
+            code="claim.date_in_future",
+            title="活动日期不能晚于今天",
+        )
+    if await _year_closed(session, household.village_id, data.activity_on.year):
+        raise Conflict(
+            "That year's points are closed.", code="claim.year_closed", title="该年度积分已结算"
+        )
+    item, policy = await claimable_item(
+        session, household.village_id, data.rule_item_id, data.activity_on
+    )
+    if item.evidence_required and not data.photo_ids:
+        raise Unprocessable(
+            "This item needs at least one photo.",
+            code="claim.photos_required",
+            title="该项目需要上传照片",
+        )
+    if policy.veto_scope is VetoScope.YEAR and await _vetoed_in_year(
+        session, household, data.activity_on.year
+    ):
+        raise Conflict(
+            "The household was vetoed (一票否决) for the year.",
+            code="claim.household_vetoed",
+            title="本户本年度已被一票否决，不能申报",
+        )
+    if await _live_claim_exists(session, household.id, item.lineage_id, data.activity_on):
+        raise duplicate()
+    if item.period_cap is not None:
+        await _check_cap_left(session, household.id, item, policy, data.activity_on)
+    claim = Claim(
+        village_id=household.village_id,
+        household_id=household.id,
+        village_group_id=household.village_group_id,
+        rule_item_id=item.id,
+        item_lineage_id=item.lineage_id,
+        activity_on=data.activity_on,
+        description=data.description,
+        status=ClaimStatus.PENDING,
+        submitted_by=principal.person_id,
+        on_behalf=on_behalf,
+    )
+    try:
+        async with session.begin_nested():
+            session.add(claim)
+    except IntegrityError as exc:
+        # The same claim submitted twice at once: the partial unique index let one through.
+        raise duplicate() from exc
+    await photos.attach(session, principal, data.photo_ids, claim)
+    return claim
+
+
+def duplicate() -> Conflict:
+    return Conflict(
+        "The household already claimed this item for that day.",
+        code="claim.duplicate",
+        title="本户已就该项目申报过当天的活动",
+    )
+
+
+async def _live_claim_exists(
+    session: AsyncSession, household_id: uuid.UUID, lineage_id: uuid.UUID, on: date
+) -> bool:
+    found = await session.execute(
+        select(col(Claim.id)).where(
+            col(Claim.household_id) == household_id,
+            col(Claim.item_lineage_id) == lineage_id,
+            col(Claim.activity_on) == on,
+            col(Claim.status).in_(LIVE),
+        )
+    )
+    return found.first() is not None
+
+
+async def _vetoed_in_year(session: AsyncSession, household: Household, year: int) -> bool:
+    found = await session.execute(
+        select(col(HouseholdPeriodScore.household_id))
+        .join(ScoringPeriod, col(ScoringPeriod.id) == col(HouseholdPeriodScore.period_id))
+        .where(
+            col(HouseholdPeriodScore.household_id) == household.id,
+            col(HouseholdPeriodScore.vetoed),
+            col(ScoringPeriod.village_id) == household.village_id,
+            col(ScoringPeriod.year) == year,
+        )
+    )
+    return found.first() is not None
+
+
+async def _check_cap_left(
+    session: AsyncSession, household_id: uuid.UUID, item: RuleItem, policy: Policy, on: date
+) -> None:
+    assert item.period_cap is not None
+    used = (
+        await session.execute(
+            select(func.coalesce(func.sum(col(BonusAward.points)), 0)).where(
+                col(BonusAward.household_id) == household_id,
+                col(BonusAward.item_lineage_id) == item.lineage_id,
+                col(BonusAward.cap_starts_on) == current_period_start(policy.period, on),
+            )
+        )
+    ).scalar_one()
+    if int(used) >= item.period_cap:
+        raise Conflict(
+            f"The household already has the item's {item.period_cap} points for that period.",
+            code="claim.over_cap",
+            title="本期该项目加分已达上限",
+        )
+
+
+# Reviewing
+
+
+def _reviewer_scope(principal: Principal) -> ColumnElement[bool]:
+    """Claims the principal reviews: scorers and leaders of the village (a scorer limited to
+    some village groups, only theirs)."""
+    if principal.is_district_admin:
+        return true()
+    return col(Claim.village_id).in_(principal.village_ids(*REVIEWERS)) & household_scope(principal)
+
+
+async def _claim_for_review(
+    session: AsyncSession, principal: Principal, claim_id: uuid.UUID
+) -> Claim:
+    claim = (
+        await session.execute(
+            select(Claim)
+            .join(Household, col(Household.id) == col(Claim.household_id))
+            .where(col(Claim.id) == claim_id, _reviewer_scope(principal))
+            # Reviews of one claim take turns: the one that reaches the quorum decides, and
+            # the others then find it decided.
+            .with_for_update(of=Claim)
+        )
+    ).scalar_one_or_none()
+    if claim is None:
+        raise not_found()
+    return claim
+
+
+def not_found() -> NotFound:
+    return NotFound("No such claim.", code="claim.not_found")
+
+
+def already_decided(claim: Claim) -> Conflict:
+    return Conflict(
+        f"The claim is already {claim.status.value}.",
+        code="claim.already_decided",
+        title="该申报已处理",
+        status_now=claim.status.value,
+    )
+
+
+async def review(
+    session: AsyncSession, principal: Principal, claim_id: uuid.UUID, data: ReviewCreate
+) -> Claim:
+    """One scorer's approve or reject; the claim is decided at the policy's quorum, or at once
+    by the group leader where the policy lets the leader decide alone."""
+    if data.decision is ReviewDecision.REJECT and not data.comment:
+        raise Unprocessable(
+            "A rejection needs a reason.", code="claim.reason_required", title="驳回须填写理由"
+        )
+    claim = await _claim_for_review(session, principal, claim_id)
+    if principal.household_id == claim.household_id:
+        raise own_household()
+    if claim.status is not ClaimStatus.PENDING:
+        raise already_decided(claim)
+    reviewed = await session.execute(
+        select(col(ClaimReview.id)).where(
+            col(ClaimReview.claim_id) == claim.id,
+            col(ClaimReview.reviewer_id) == principal.person_id,
+        )
+    )
+    if reviewed.first() is not None:
+        raise Conflict(
+            "You already reviewed this claim.",
+            code="claim.already_reviewed",
+            title="您已审核过该申报",
+        )
+    item = await session.get(RuleItem, claim.rule_item_id)
+    assert item is not None
+    rule_set = await session.get(RuleSet, item.rule_set_id)
+    assert rule_set is not None
+    policy = Policy.model_validate(rule_set.policy)
+    as_leader = policy.claims.leader_decides_alone and claim.village_id in principal.village_ids(
+        Role.SCORING_LEADER
+    )
+    session.add(
+        ClaimReview(
+            claim_id=claim.id,
+            village_id=claim.village_id,
+            reviewer_id=principal.person_id,
+            decision=data.decision,
+            comment=data.comment,
+            as_leader=as_leader,
+        )
+    )
+    await session.flush()
+    counts = dict(
+        (
+            await session.execute(
+                select(col(ClaimReview.decision), func.count())
+                .where(col(ClaimReview.claim_id) == claim.id)
+                .group_by(col(ClaimReview.decision))
+            )
+        ).all()
+    )
+    quorum = policy.claims.review_quorum
+    if as_leader or counts.get(data.decision, 0) >= quorum:
+        await _decide(session, principal, claim, data.decision, data.comment, item, policy)
+    return claim
+
+
+async def _decide(
+    session: AsyncSession,
+    principal: Principal,
+    claim: Claim,
+    decision: ReviewDecision,
+    reason: str,
+    item: RuleItem,
+    policy: Policy,
+) -> None:
+    """The one place a claim gets decided (approved or rejected).
+
+    The status moves only from pending, in the database, so a claim is decided once however
+    many reviewers reach the quorum together; an approval then posts its bonus (once more
+    guarded by the award's unique source). A "claim decided" notification belongs here.
+    """
+    status = ClaimStatus.APPROVED if decision is ReviewDecision.APPROVE else ClaimStatus.REJECTED
+    now = datetime.now(UTC)
+    moved = await session.execute(
+        update(Claim)
+        .where(col(Claim.id) == claim.id, col(Claim.status) == ClaimStatus.PENDING)
+        .values(
+            status=status,
+            decided_at=now,
+            decided_by=principal.person_id,
+            decision_reason=reason or None,
+        )
+        .returning(col(Claim.id))
+    )
+    if moved.first() is None:
+        await session.refresh(claim)
+        raise already_decided(claim)
+    if status is ClaimStatus.APPROVED:
+        award = await post_bonus(
+            session,
+            village_id=claim.village_id,
+            household_id=claim.household_id,
+            item=item,
+            policy=policy,
+            activity_on=claim.activity_on,
+            source_type="claim",
+            source_id=claim.id,
+            actor_id=principal.person_id,
+            memo=f"自主申报 {claim.activity_on.isoformat()}",
+        )
+        await session.execute(
+            update(Claim)
+            .where(col(Claim.id) == claim.id)
+            .values(points_awarded=award.points, ledger_entry_id=award.ledger_entry_id)
+        )
+    await session.refresh(claim)
+    audit.record(
+        session,
+        principal,
+        "claim.decide",
+        "claim",
+        claim.id,
+        before={"status": ClaimStatus.PENDING.value},
+        after={"status": status.value, "reason": reason, "points": claim.points_awarded},
+        village_id=claim.village_id,
+    )
+
+
+async def withdraw(session: AsyncSession, principal: Principal, claim_id: uuid.UUID) -> Claim:
+    """The household takes back a claim still pending."""
+    claim = (
+        await session.execute(
+            select(Claim).where(
+                col(Claim.id) == claim_id, col(Claim.household_id) == principal.household_id
+            )
+        )
+    ).scalar_one_or_none()
+    if claim is None:
+        raise not_found()
+    moved = await session.execute(
+        update(Claim)
+        .where(col(Claim.id) == claim.id, col(Claim.status) == ClaimStatus.PENDING)
+        .values(
+            status=ClaimStatus.WITHDRAWN,
+            decided_at=datetime.now(UTC),
+            decided_by=principal.person_id,
+        )
+        .returning(col(Claim.id))
+    )
+    await session.refresh(claim)
+    if moved.first() is None:
+        raise already_decided(claim)
+    return claim
+
+
+# Reading
+
+
+async def get_claim(session: AsyncSession, principal: Principal, claim_id: uuid.UUID) -> Claim:
+    """Seen by the household, the scorers who see the household, its admin and its town."""
+    claim = (
+        await session.execute(
+            select(Claim)
+            .join(Household, col(Household.id) == col(Claim.household_id))
+            .where(col(Claim.id) == claim_id, household_scope(principal))
+        )
+    ).scalar_one_or_none()
+    if claim is None:
+        raise not_found()
+    return claim
+
+
+@dataclass
+class Listing:
+    claims: list[ClaimRead]
+    next_cursor: str | None
+
+
+def _parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+async def _page(session: AsyncSession, statement: Select[Any], params: PageParams) -> Listing:
+    rows, cursor = await paginate(
+        session,
+        statement,
+        order=[col(Claim.created_at), col(Claim.id)],
+        params=params,
+        parse=[_parse_time, uuid.UUID],
+    )
+    return Listing(await claims_read(session, [r[0] for r in rows]), cursor)
+
+
+async def review_queue(
+    session: AsyncSession,
+    principal: Principal,
+    village_id: uuid.UUID,
+    params: PageParams,
+    *,
+    group_id: uuid.UUID | None,
+    item_id: uuid.UUID | None,
+) -> Listing:
+    """Pending claims the caller may still review, oldest first; never their own household's."""
+    if not (principal.is_district_admin or village_id in principal.village_ids(*REVIEWERS)):
+        raise NotFound("No such village.", code="village.not_found")
+    mine = select(col(ClaimReview.claim_id)).where(
+        col(ClaimReview.reviewer_id) == principal.person_id
+    )
+    statement = (
+        select(Claim)
+        .join(Household, col(Household.id) == col(Claim.household_id))
+        .where(
+            col(Claim.village_id) == village_id,
+            col(Claim.status) == ClaimStatus.PENDING,
+            _reviewer_scope(principal),
+            col(Claim.id).not_in(mine),
+        )
+    )
+    if principal.household_id is not None:
+        statement = statement.where(col(Claim.household_id) != principal.household_id)
+    if group_id is not None:
+        statement = statement.where(col(Claim.village_group_id) == group_id)
+    if item_id is not None:
+        lineage = select(col(RuleItem.lineage_id)).where(col(RuleItem.id) == item_id)
+        statement = statement.where(col(Claim.item_lineage_id).in_(lineage.scalar_subquery()))
+    return await _page(session, statement, params)
+
+
+async def household_claims(
+    session: AsyncSession, principal: Principal, household_id: uuid.UUID, params: PageParams
+) -> Listing:
+    household = await get_household(session, principal, household_id)
+    statement = select(Claim).where(col(Claim.household_id) == household.id)
+    return await _page(session, statement, params)
+
+
+async def village_claims(
+    session: AsyncSession,
+    principal: Principal,
+    village_id: uuid.UUID,
+    params: PageParams,
+    *,
+    status: ClaimStatus | None,
+) -> Listing:
+    """The village admin's (and the town's) overview: every claim with its age."""
+    in_scope = await session.execute(
+        select(col(Village.id)).where(
+            col(Village.id) == village_id,
+            village_scope(principal, col(Village.id), roles=(Role.VILLAGE_ADMIN,)),
+        )
+    )
+    if in_scope.first() is None:
+        raise NotFound("No such village.", code="village.not_found")
+    statement = select(Claim).where(col(Claim.village_id) == village_id)
+    if status is not None:
+        statement = statement.where(col(Claim.status) == status)
+    return await _page(session, statement, params)
+
+
+async def claims_read(session: AsyncSession, claims: list[Claim]) -> list[ClaimRead]:
+    if not claims:
+        return []
+    ids = [c.id for c in claims]
+    items = {
+        i.id: i
+        for i in (
+            await session.execute(
+                select(RuleItem).where(col(RuleItem.id).in_({c.rule_item_id for c in claims}))
+            )
+        ).scalars()
+    }
+    numbers = dict(
+        (
+            await session.execute(
+                select(col(Household.id), col(Household.number)).where(
+                    col(Household.id).in_({c.household_id for c in claims})
+                )
+            )
+        ).all()
+    )
+    reviews: dict[uuid.UUID, list[ReviewRead]] = defaultdict(list)
+    for row in (
+        await session.execute(
+            select(ClaimReview)
+            .where(col(ClaimReview.claim_id).in_(ids))
+            .order_by(col(ClaimReview.created_at), col(ClaimReview.id))
+        )
+    ).scalars():
+        reviews[row.claim_id].append(ReviewRead.model_validate(row))
+    photo_ids = await photos.photos_of(session, ids)
+    today = local_today()
+    return [
+        ClaimRead(
+            id=c.id,
+            village_id=c.village_id,
+            household_id=c.household_id,
+            household_number=numbers[c.household_id],
+            village_group_id=c.village_group_id,
+            rule_item_id=c.rule_item_id,
+            item_code=items[c.rule_item_id].code,
+            item_title=items[c.rule_item_id].title,
+            item_points=items[c.rule_item_id].points,
+            activity_on=c.activity_on,
+            description=c.description,
+            status=c.status,
+            on_behalf=c.on_behalf,
+            submitted_by=c.submitted_by,
+            created_at=c.created_at,
+            age_days=(today - c.created_at.astimezone(SHANGHAI).date()).days,
+            decided_at=c.decided_at,
+            decision_reason=c.decision_reason,
+            points_awarded=c.points_awarded,
+            photo_ids=photo_ids[c.id],
+            thumbnail_urls=[f"/api/v1/photos/{p}?thumbnail=true" for p in photo_ids[c.id]],
+            reviews=reviews[c.id],
+        )
+        for c in claims
+    ]

@@ -1,0 +1,295 @@
+"""Photo evidence: decoded from the bytes alone, re-encoded (no EXIF, nothing trailing), kept in
+a PhotoStore, and shown only to callers who may see what the photo is attached to."""
+
+import io
+import uuid
+import warnings
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import pillow_heif
+from PIL import Image, ImageOps
+from sqlalchemy import ColumnElement, delete, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+from starlette.concurrency import run_in_threadpool
+
+from app.authz import household_scope
+from app.errors import AppError, NotFound, Unprocessable
+from app.models import Claim, Household, Photo, Role
+from app.security import Principal
+from app.storage import PhotoStore
+
+pillow_heif.register_heif_opener()
+
+# Pillow's own guard, set deliberately rather than left at its default: past this it warns
+# (which decode() turns into a refusal) and past twice this it raises.
+Image.MAX_IMAGE_PIXELS = 40_000_000
+THUMBNAIL_SIZE = (320, 320)
+MAX_PER_CLAIM = 9
+
+
+class PhotoRefused(AppError):
+    status = 422
+    code = "photo.unreadable"
+    title = "图片无法识别，请重新拍摄或选择照片"
+
+
+def unsupported_type() -> AppError:
+    return AppError(
+        "Only JPEG, PNG, WebP and HEIC images are accepted (decided from the content).",
+        status=415,
+        code="photo.unsupported_type",
+        title="只能上传 JPEG、PNG、WebP 或 HEIC 格式的照片",
+    )
+
+
+def too_large(limit: int) -> AppError:
+    return AppError(
+        f"A photo may be at most {limit} bytes.",
+        status=413,
+        code="photo.too_large",
+        title="照片太大",
+    )
+
+
+def sniff(data: bytes) -> str | None:
+    """The image format from its leading bytes; the name and the declared type are ignored."""
+    if data.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    if data[4:8] == b"ftyp" and data[8:12] in (b"heic", b"heix", b"mif1", b"msf1", b"heim"):
+        return "HEIF"
+    return None
+
+
+# What each accepted format is stored as: HEIC is re-encoded to JPEG, which every phone shows.
+OUTPUT = {"JPEG": "JPEG", "PNG": "PNG", "WEBP": "WEBP", "HEIF": "JPEG"}
+MEDIA_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
+
+
+@dataclass
+class Encoded:
+    media_type: str
+    width: int
+    height: int
+    image: bytes
+    thumbnail: bytes
+
+
+def _save(image: Image.Image, fmt: str) -> bytes:
+    if fmt == "JPEG" and image.mode not in ("RGB", "L"):
+        image = image.convert("RGB")
+    buffer = io.BytesIO()
+    # No exif= or pnginfo= is passed, so nothing of the original's metadata is written.
+    image.save(buffer, fmt, quality=85) if fmt != "PNG" else image.save(buffer, fmt)
+    return buffer.getvalue()
+
+
+def reencode(data: bytes, max_pixels: int) -> Encoded:
+    """Decode the image and write it afresh: EXIF (GPS positions of homes), comments and any
+    bytes after the image are left behind. CPU-bound: run it in a thread."""
+    fmt = sniff(data)
+    if fmt is None:
+        raise unsupported_type()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=[fmt]) as opened:
+                width, height = opened.size
+                # Refused from the header, before a single pixel is decompressed.
+                if width * height > max_pixels:
+                    raise PhotoRefused(
+                        f"The image has {width}x{height} pixels; at most {max_pixels} are taken.",
+                        code="photo.too_many_pixels",
+                        title="照片尺寸过大",
+                    )
+                opened.load()
+                # Phones record the camera's rotation in EXIF; apply it before EXIF is dropped.
+                image = ImageOps.exif_transpose(opened)
+    except PhotoRefused:
+        raise
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        raise PhotoRefused(
+            "The image is too large to decode.", code="photo.too_many_pixels", title="照片尺寸过大"
+        ) from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise PhotoRefused("The image could not be decoded.") from exc
+    output = OUTPUT[fmt]
+    thumbnail = image.copy()
+    thumbnail.thumbnail(THUMBNAIL_SIZE)
+    return Encoded(
+        media_type=MEDIA_TYPES[output],
+        width=image.width,
+        height=image.height,
+        image=_save(image, output),
+        thumbnail=_save(thumbnail, "JPEG"),
+    )
+
+
+def image_key(photo_id: uuid.UUID) -> str:
+    return str(photo_id)
+
+
+def thumbnail_key(photo_id: uuid.UUID) -> str:
+    return f"{photo_id}-thumb"
+
+
+def uploader_village(principal: Principal, village_id: uuid.UUID | None) -> uuid.UUID:
+    """The village an upload belongs to: the caller's own, or one they work in as staff."""
+    staff_villages = principal.village_ids(Role.VILLAGE_ADMIN, Role.SCORING_LEADER, Role.SCORER)
+    if village_id is None:
+        village_id = principal.household_village_id or next(iter(sorted(staff_villages)), None)
+    if village_id is None or not (
+        village_id == principal.household_village_id
+        or village_id in staff_villages
+        or principal.is_district_admin
+    ):
+        raise NotFound("No such village.", code="village.not_found")
+    return village_id
+
+
+async def upload(
+    session: AsyncSession,
+    store: PhotoStore,
+    principal: Principal,
+    data: bytes,
+    *,
+    village_id: uuid.UUID | None,
+    max_pixels: int,
+) -> Photo:
+    village = uploader_village(principal, village_id)
+    encoded = await run_in_threadpool(reencode, data, max_pixels)
+    photo = Photo(
+        village_id=village,
+        uploader_id=principal.person_id,
+        media_type=encoded.media_type,
+        width=encoded.width,
+        height=encoded.height,
+        size_bytes=len(encoded.image),
+    )
+    session.add(photo)
+    await session.flush()
+    # Bytes whose row then fails to commit are never served (no row points at them).
+    await store.put(image_key(photo.id), encoded.image)
+    await store.put(thumbnail_key(photo.id), encoded.thumbnail)
+    return photo
+
+
+def _visible(principal: Principal) -> ColumnElement[bool]:
+    """A photo is seen by its uploader, and by whoever may see the household it is evidence
+    for (the household itself, its scorers, the village admin, the town)."""
+    attached_to_visible = col(Photo.claim_id).in_(
+        select(col(Claim.id))
+        .join(Household, col(Household.id) == col(Claim.household_id))
+        .where(household_scope(principal))
+    )
+    return or_(col(Photo.uploader_id) == principal.person_id, attached_to_visible)
+
+
+async def read(
+    session: AsyncSession,
+    store: PhotoStore,
+    principal: Principal,
+    photo_id: uuid.UUID,
+    *,
+    thumbnail: bool,
+) -> tuple[bytes, str]:
+    photo = (
+        await session.execute(select(Photo).where(col(Photo.id) == photo_id, _visible(principal)))
+    ).scalar_one_or_none()
+    data = None
+    if photo is not None:
+        data = await store.get(thumbnail_key(photo.id) if thumbnail else image_key(photo.id))
+    if photo is None or data is None:
+        raise NotFound("No such photo.", code="photo.not_found")
+    return data, "image/jpeg" if thumbnail else photo.media_type
+
+
+async def attach(
+    session: AsyncSession,
+    principal: Principal,
+    photo_ids: list[uuid.UUID],
+    claim: Claim,
+) -> None:
+    """Attach the caller's own unattached uploads of the claim's village, all or none.
+
+    One conditional UPDATE: a photo the cleanup job removed, or another claim took, in the
+    meantime is simply not matched.
+    """
+    if not photo_ids:
+        return
+    if len(set(photo_ids)) != len(photo_ids):
+        raise Unprocessable("A photo is listed twice.", code="claim.photo_repeated")
+    attached = await session.execute(
+        update(Photo)
+        .where(
+            col(Photo.id).in_(photo_ids),
+            col(Photo.uploader_id) == principal.person_id,
+            col(Photo.village_id) == claim.village_id,
+            col(Photo.claim_id).is_(None),
+        )
+        .values(claim_id=claim.id, attached_at=datetime.now(UTC))
+        .returning(col(Photo.id))
+    )
+    if len(attached.all()) != len(photo_ids):
+        raise Unprocessable(
+            "Every photo must be an upload of your own, not yet used for another claim.",
+            code="claim.photo_unavailable",
+            title="照片不可用，请重新上传",
+        )
+
+
+async def photos_of(
+    session: AsyncSession, claim_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, list[uuid.UUID]]:
+    rows = await session.execute(
+        select(col(Photo.claim_id), col(Photo.id))
+        .where(col(Photo.claim_id).in_(claim_ids))
+        .order_by(col(Photo.attached_at), col(Photo.id))
+    )
+    found: dict[uuid.UUID, list[uuid.UUID]] = {c: [] for c in claim_ids}
+    for claim_id, photo_id in rows:
+        if claim_id is not None:
+            found[claim_id].append(photo_id)
+    return found
+
+
+async def remove_unattached(
+    session: AsyncSession, *, older_than: timedelta, now: datetime | None = None
+) -> list[uuid.UUID]:
+    """Delete the rows of uploads never attached; the caller removes their bytes after the
+    commit. One DELETE … RETURNING: two cleanups running at once each delete a row at most
+    once, and a photo being attached at that moment is either attached or deleted, not both."""
+    cutoff = (now or datetime.now(UTC)) - older_than
+    deleted = await session.execute(
+        delete(Photo)
+        .where(col(Photo.claim_id).is_(None), col(Photo.created_at) < cutoff)
+        .returning(col(Photo.id))
+    )
+    return list(deleted.scalars())
+
+
+async def orphan_keys(
+    session: AsyncSession, store: PhotoStore, *, older_than: timedelta, now: datetime | None = None
+) -> list[str]:
+    """Stored files no photo row points at: written by an upload whose transaction then failed.
+    Only files older than `older_than` are considered, long past any upload still running."""
+    keys = await store.keys_older_than((now or datetime.now(UTC)) - older_than)
+    ids: dict[str, uuid.UUID] = {}
+    for key in keys:
+        try:
+            ids[key] = uuid.UUID(key.removesuffix("-thumb"))
+        except ValueError:
+            continue
+    if not ids:
+        return []
+    known = set(
+        (
+            await session.execute(select(col(Photo.id)).where(col(Photo.id).in_(set(ids.values()))))
+        ).scalars()
+    )
+    return [key for key, photo_id in ids.items() if photo_id not in known]
