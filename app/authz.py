@@ -59,8 +59,21 @@ def household_scope(principal: Principal, *, admin_only: bool = False) -> Column
             principal, col(Household.village_id), roles=(Role.VILLAGE_ADMIN,), towns=False
         )
     clauses: list[ColumnElement[bool]] = [
-        village_scope(principal, col(Household.village_id), roles=(Role.VILLAGE_ADMIN,))
+        village_scope(principal, col(Household.village_id), roles=(Role.VILLAGE_ADMIN,)),
+        scorer_household_scope(principal),
     ]
+    if principal.household_id:
+        clauses.append(col(Household.id) == principal.household_id)
+    return or_(*clauses)
+
+
+def scorer_household_scope(principal: Principal) -> ColumnElement[bool]:
+    """Households the principal inspects and whose claims they review, as scorer or leader:
+    their village, or only their village groups (包片) where the grant names some. Other roles
+    the same person holds widen what they may read, never what they may judge."""
+    if principal.is_district_admin:
+        return true()
+    clauses: list[ColumnElement[bool]] = []
     for grant in principal.grants:
         if grant.role not in (Role.SCORER, Role.SCORING_LEADER) or grant.village_id is None:
             continue
@@ -68,9 +81,7 @@ def household_scope(principal: Principal, *, admin_only: bool = False) -> Column
             clauses.append(col(Household.village_group_id).in_(grant.village_group_ids))
         else:
             clauses.append(col(Household.village_id) == grant.village_id)
-    if principal.household_id:
-        clauses.append(col(Household.id) == principal.household_id)
-    return or_(*clauses)
+    return or_(*clauses) if clauses else false()
 
 
 # What a village admin may hand out in their own village; everything else is the district's.

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, select, true, update
+from sqlalchemy import ColumnElement, Select, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from app.authz import household_scope, village_scope
+from app.authz import household_scope, scorer_household_scope, village_scope
 from app.errors import Conflict, Forbidden, NotFound, Unprocessable
 from app.models import (
     BonusAward,
@@ -180,10 +180,14 @@ async def submit_on_behalf(
     session: AsyncSession, principal: Principal, household_id: uuid.UUID, data: ClaimCreate
 ) -> Claim:
     """线下登记: a scorer records a claim for a household of their village, marked as such."""
-    household = await get_household(session, principal, household_id)
-    if not (
-        principal.is_district_admin or household.village_id in principal.village_ids(*REVIEWERS)
-    ):
+    household = (
+        await session.execute(
+            select(Household).where(
+                col(Household.id) == household_id, scorer_household_scope(principal)
+            )
+        )
+    ).scalar_one_or_none()
+    if household is None:
         raise NotFound("No such household.", code="household.not_found")
     if principal.household_id == household.id:
         raise own_household()
@@ -327,10 +331,8 @@ async def _check_cap_left(
 
 def _reviewer_scope(principal: Principal) -> ColumnElement[bool]:
     """Claims the principal reviews: scorers and leaders of the village (a scorer limited to
-    some village groups, only theirs)."""
-    if principal.is_district_admin:
-        return true()
-    return col(Claim.village_id).in_(principal.village_ids(*REVIEWERS)) & household_scope(principal)
+    some village groups, only theirs). The caller joins Household."""
+    return scorer_household_scope(principal)
 
 
 async def _claim_for_review(
@@ -376,6 +378,14 @@ async def review(
     claim = await _claim_for_review(session, principal, claim_id)
     if principal.household_id == claim.household_id:
         raise own_household()
+    if claim.submitted_by == principal.person_id:
+        # Whoever recorded a claim (线下登记) does not also judge it: a leader deciding alone
+        # would otherwise award points with nobody else involved.
+        raise Forbidden(
+            "Whoever recorded a claim does not review it.",
+            code="claim.own_record",
+            title="不能审核自己登记的申报",
+        )
     if claim.status is not ClaimStatus.PENDING:
         raise already_decided(claim)
     reviewed = await session.execute(
@@ -574,6 +584,7 @@ async def review_queue(
             col(Claim.status) == ClaimStatus.PENDING,
             _reviewer_scope(principal),
             col(Claim.id).not_in(mine),
+            col(Claim.submitted_by) != principal.person_id,
         )
     )
     if principal.household_id is not None:

@@ -540,3 +540,52 @@ async def test_a_scorer_limited_to_other_groups_does_not_review(
     queue = await client.get(f"{API}/villages/{scene.village.id}/claim-queue", headers=headers)
     assert queue.json()["items"] == []
     assert (await db.execute(select(func.count()).select_from(ClaimReview))).scalar_one() == 0
+
+
+async def test_whoever_records_a_claim_does_not_review_it(
+    client: httpx.AsyncClient, db: AsyncSession, scene: Scene
+) -> None:
+    """A leader who may decide alone must not both record a claim and approve it."""
+    recorded = await client.post(
+        f"{API}/households/{scene.household.id}/claims",
+        headers=scene.leader,
+        json=claim_body(scene.items.volunteer),
+    )
+    assert recorded.status_code == 201, recorded.text
+    claim_id = recorded.json()["id"]
+
+    assert_problem(await review(client, scene.leader, claim_id), 403, "claim.own_record")
+    queue = await client.get(f"{API}/villages/{scene.village.id}/claim-queue", headers=scene.leader)
+    assert queue.json()["items"] == []
+    assert (await db.execute(select(func.count()).select_from(ClaimReview))).scalar_one() == 0
+    assert await bonus_entries(db, scene.household) == []
+    # Anyone else of the group still reviews it.
+    assert (await review(client, scene.scorers[0], claim_id)).status_code == 200
+
+
+async def test_other_roles_do_not_widen_whom_a_limited_scorer_judges(
+    client: httpx.AsyncClient, db: AsyncSession, settings: Settings, scene: Scene
+) -> None:
+    """A village admin (or town supervisor) who is also a scorer for another village group
+    reads every household, but reviews and records only for their own groups."""
+    other_group = await f.create_group(db, scene.village)
+    person = await f.create_person(db, scene.village)
+    await f.grant(db, person, Role.SCORER, village=scene.village, groups=[other_group])
+    await f.grant(db, person, Role.VILLAGE_ADMIN, village=scene.village)
+    headers = await f.login_headers(db, settings, person)
+    claim = (await submit(client, scene.villager, scene.items.volunteer)).json()
+
+    assert_problem(await review(client, headers, claim["id"]), 404, "claim.not_found")
+    queue = await client.get(f"{API}/villages/{scene.village.id}/claim-queue", headers=headers)
+    assert queue.json()["items"] == []
+    on_behalf = await client.post(
+        f"{API}/households/{scene.household.id}/claims",
+        headers=headers,
+        json=claim_body(scene.items.blood, on=TODAY - timedelta(days=1)),
+    )
+    assert_problem(on_behalf, 404, "household.not_found")
+    assert (await db.execute(select(func.count()).select_from(ClaimReview))).scalar_one() == 0
+    assert await claim_count(db) == 1
+    # As village admin they still read the household's claims.
+    listed = await client.get(f"{API}/households/{scene.household.id}/claims", headers=headers)
+    assert [c["id"] for c in listed.json()["items"]] == [claim["id"]]
