@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, select, true, update
+from sqlalchemy import ColumnElement, Select, func, or_, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -24,6 +24,7 @@ from app.models import (
     ItemKind,
     LedgerKind,
     Participation,
+    PeriodStatus,
     ReviewDecision,
     Role,
     RuleItem,
@@ -67,11 +68,14 @@ async def post_bonus(
     chain lock is taken before the awards are summed, and every award is posted under it, so
     two approvals at once cannot both take the last of a cap.
 
-    The entry carries no scoring period: a period's score is what its approval computed from
-    the scorecards (bonus points stand outside the period cap), and a published period never
-    changes; the bonus counts in the year's score and, where the policy spends points, in
-    the balance. The entry's year is the activity's, or the current year once that one has
-    been closed.
+    The entry belongs to a scoring period not yet approved (see `_bonus_period`), whose
+    approval then adds it to the period score: bonus points stand outside the period cap, and
+    an approved or published period never changes. The period is chosen under the chain lock,
+    which approval also holds from before it reads the bonuses until it marks the period
+    approved, so a bonus lands either in time to be counted or in another period. Without such
+    a period the bonus counts in the year's score only, its year the activity's, or the
+    current year once that one has been closed. Where the policy spends points it counts in
+    the balance too.
     """
     await ledger.lock_chain(session, village_id)
     cap_starts_on = current_period_start(policy.period, activity_on)
@@ -87,9 +91,13 @@ async def post_bonus(
             )
         ).scalar_one()
         points = max(0, min(points, item.period_cap - int(used)))
-    year = activity_on.year
-    if await _year_closed(session, village_id, year):
-        year = local_today().year
+    period = await _bonus_period(session, village_id, activity_on)
+    if period is not None:
+        period_id, year = period
+    else:
+        period_id, year = None, activity_on.year
+        if await _year_closed(session, village_id, year):
+            year = local_today().year
     entry_id = None
     if points > 0:
         [row] = await ledger.post(
@@ -103,6 +111,7 @@ async def post_bonus(
                     counts_score=True,
                     counts_balance=policy.redemption.spends_balance,
                     year=year,
+                    period_id=period_id,
                     rule_item=item,
                     source_type=source_type,
                     source_id=source_id,
@@ -127,6 +136,36 @@ async def post_bonus(
     session.add(award)
     await session.flush()
     return award
+
+
+NOT_YET_APPROVED = (PeriodStatus.OPEN, PeriodStatus.SCORING, PeriodStatus.SUBMITTED)
+
+
+async def _bonus_period(
+    session: AsyncSession, village_id: uuid.UUID, activity_on: date
+) -> tuple[uuid.UUID, int] | None:
+    """(id, year) of the period a bonus is posted into: the one the activity fell in while it
+    is not yet approved, else the one covering today while that is not, else none. The caller
+    holds the chain lock, so the status read here holds until it commits."""
+    today = local_today()
+    found = (
+        await session.execute(
+            select(col(ScoringPeriod.id), col(ScoringPeriod.year))
+            .where(
+                col(ScoringPeriod.village_id) == village_id,
+                col(ScoringPeriod.status).in_(NOT_YET_APPROVED),
+                or_(
+                    (col(ScoringPeriod.starts_on) <= activity_on)
+                    & (col(ScoringPeriod.ends_on) >= activity_on),
+                    (col(ScoringPeriod.starts_on) <= today) & (col(ScoringPeriod.ends_on) >= today),
+                ),
+            )
+            # The activity's period first: it starts no later than today's.
+            .order_by(col(ScoringPeriod.starts_on))
+            .limit(1)
+        )
+    ).first()
+    return (found.id, found.year) if found is not None else None
 
 
 async def _year_closed(session: AsyncSession, village_id: uuid.UUID, year: int) -> bool:
