@@ -37,8 +37,9 @@ from app.pagination import PageParams, paginate
 from app.schemas.claims import ClaimCreate, ClaimRead, ReviewCreate, ReviewRead
 from app.schemas.rules import Policy, VetoScope
 from app.security import Principal
-from app.services import audit, ledger, photos
+from app.services import audit, ledger, notifications, photos
 from app.services.households import get_household
+from app.services.notifications import NotificationKind
 from app.services.rules import current_period_start, rule_set_in_force
 from app.timeutil import SHANGHAI, local_today
 
@@ -476,7 +477,7 @@ async def _decide(
 
     The status moves only from pending, in the database, so a claim is decided once however
     many reviewers reach the quorum together; an approval then posts its bonus (once more
-    guarded by the award's unique source). A "claim decided" notification belongs here.
+    guarded by the award's unique source). The household is told in the same transaction.
     """
     status = ClaimStatus.APPROVED if decision is ReviewDecision.APPROVE else ClaimStatus.REJECTED
     now = datetime.now(UTC)
@@ -523,6 +524,44 @@ async def _decide(
         after={"status": status.value, "reason": reason, "points": claim.points_awarded},
         village_id=claim.village_id,
     )
+    await _tell_household(session, claim, item, now)
+
+
+async def _tell_household(
+    session: AsyncSession, claim: Claim, item: RuleItem, decided_at: datetime
+) -> None:
+    """The claim_decided subscribe message: to the villager who claimed, or, for a claim a
+    scorer recorded on the household's behalf, to every bound member of the household."""
+    if claim.status is ClaimStatus.APPROVED:
+        outcome = (
+            f"获得{claim.points_awarded}分" if claim.points_awarded else "本期该项加分已达上限"
+        )
+    else:
+        outcome = claim.decision_reason or "未通过审核"
+    local = decided_at.astimezone(SHANGHAI)
+    data = {
+        "thing1": item.title,
+        "phrase2": "已通过" if claim.status is ClaimStatus.APPROVED else "未通过",
+        "thing3": outcome,
+        # WeChat's time type: "2019年10月1日 15:01" (a dashed date or seconds are refused).
+        "time4": f"{local.year}年{local.month}月{local.day}日 {local:%H:%M}",
+    }
+    if claim.on_behalf:
+        await notifications.notify_household(
+            session,
+            village_id=claim.village_id,
+            household_id=claim.household_id,
+            kind=NotificationKind.CLAIM_DECIDED,
+            data=data,
+        )
+    else:
+        await notifications.notify_person(
+            session,
+            village_id=claim.village_id,
+            person_id=claim.submitted_by,
+            kind=NotificationKind.CLAIM_DECIDED,
+            data=data,
+        )
 
 
 async def withdraw(session: AsyncSession, principal: Principal, claim_id: uuid.UUID) -> Claim:
