@@ -527,25 +527,35 @@ async def _decide(
     await _tell_household(session, claim, item, now)
 
 
+def decided_message(title: str, approved: bool, detail: str, at: datetime) -> dict[str, str]:
+    """The claim_decided template (thing1 what was claimed, phrase2 the decision, thing3 the
+    points or the reason, time4 when), shared by claims and activity attendance."""
+    local = at.astimezone(SHANGHAI)
+    return {
+        "thing1": title,
+        "phrase2": "已通过" if approved else "未通过",
+        "thing3": detail,
+        # WeChat's time type: "2019年10月1日 15:01" (a dashed date or seconds are refused).
+        "time4": f"{local.year}年{local.month}月{local.day}日 {local:%H:%M}",
+    }
+
+
+def points_detail(points: int) -> str:
+    return f"获得{points}分" if points else "本期该项加分已达上限"
+
+
 async def _tell_household(
     session: AsyncSession, claim: Claim, item: RuleItem, decided_at: datetime
 ) -> None:
     """The claim_decided subscribe message: to the villager who claimed, or, for a claim a
     scorer recorded on the household's behalf, to every bound member of the household."""
-    if claim.status is ClaimStatus.APPROVED:
-        outcome = (
-            f"获得{claim.points_awarded}分" if claim.points_awarded else "本期该项加分已达上限"
-        )
-    else:
-        outcome = claim.decision_reason or "未通过审核"
-    local = decided_at.astimezone(SHANGHAI)
-    data = {
-        "thing1": item.title,
-        "phrase2": "已通过" if claim.status is ClaimStatus.APPROVED else "未通过",
-        "thing3": outcome,
-        # WeChat's time type: "2019年10月1日 15:01" (a dashed date or seconds are refused).
-        "time4": f"{local.year}年{local.month}月{local.day}日 {local:%H:%M}",
-    }
+    approved = claim.status is ClaimStatus.APPROVED
+    detail = (
+        points_detail(claim.points_awarded or 0)
+        if approved
+        else claim.decision_reason or "未通过审核"
+    )
+    data = decided_message(item.title, approved, detail, decided_at)
     if claim.on_behalf:
         await notifications.notify_household(
             session,

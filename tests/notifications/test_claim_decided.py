@@ -2,6 +2,7 @@
 the villager who claimed, or every bound member when a scorer recorded it on their behalf."""
 
 import re
+import uuid
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -11,6 +12,7 @@ from app.integrations.fake_wechat import FakeWechatServer
 from app.models import NotificationKind, NotificationStatus, Person, WechatIdentity
 from app.services.notification_delivery import NotificationWorker
 from tests import factories as f
+from tests.activities.conftest import announce, check_in, code_now, villager_of
 from tests.auth.conftest import assert_problem
 from tests.claims.conftest import API, Scene, build_scene, claim_body, review, submit
 from tests.notifications.conftest import outbox
@@ -129,3 +131,35 @@ async def test_the_worker_delivers_it_through_wechat(
     assert sent["data"]["phrase2"] == {"value": "已通过"}
     [message] = await outbox(db, scene.village)
     assert message.status is NotificationStatus.SENT
+
+
+async def test_confirming_attendance_tells_everyone_who_checked_in(
+    client: httpx.AsyncClient, db: AsyncSession, settings: Settings
+) -> None:
+    scene = await scene_with_wechat(db, settings)
+    activity = await announce(client, scene)
+    came = await check_in(client, scene.villager, activity, code_now(settings, activity))
+    assert came.status_code == 201, came.text
+    _, neighbour = await villager_of(db, settings, scene)
+    absent = await check_in(client, neighbour, activity, code_now(settings, activity))
+    assert absent.status_code == 201, absent.text
+    neighbour_person = await db.get(Person, uuid.UUID(absent.json()["person_id"]))
+    assert neighbour_person is not None
+    await bind(db, neighbour_person, "openid-neighbour")
+
+    confirmed = await client.post(
+        f"{API}/activities/{activity['id']}/attendance",
+        headers=scene.admin,
+        json={"attended_check_in_ids": [came.json()["id"]]},
+    )
+    assert confirmed.status_code == 200, confirmed.text
+
+    messages = await outbox(db, scene.village)
+    # The spouse did not check in: only the two who did hear of it.
+    assert sorted(
+        (m.openid, m.data["phrase2"]["value"], m.data["thing3"]["value"]) for m in messages
+    ) == [
+        ("openid-claimant", "已通过", "获得2分"),
+        ("openid-neighbour", "未通过", "未确认到场"),
+    ]
+    assert {m.data["thing1"]["value"] for m in messages} == {"清理河道"}
