@@ -173,6 +173,14 @@ async def test_a_bonus_lands_in_its_open_period_and_counts_in_its_score_at_appro
         (str(scene.household.id), 9, 1),
         (str(neighbour.id), 2, 2),
     ]
+    # Until publication the villager sees the bonus they were told of, not the card's result.
+    mine = f"{API}/households/{scene.household.id}"
+    balance = (await client.get(f"{mine}/balance", headers=scene.villager)).json()
+    assert (balance["balance"], balance["year_score"]) == (2, 2)
+    entries = (await client.get(f"{mine}/ledger", headers=scene.villager)).json()["items"]
+    assert [(e["kind"], e["points"]) for e in entries] == [("bonus", 2)]
+    staff = (await client.get(f"{mine}/balance", headers=scene.admin)).json()
+    assert (staff["balance"], staff["year_score"]) == (9, 9)
 
 
 async def test_a_bonus_for_a_published_month_lands_in_todays_open_period(
