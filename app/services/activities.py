@@ -30,8 +30,9 @@ from app.pagination import PageParams, paginate
 from app.schemas.activities import ActivityCreate, AttendanceConfirm, CheckInCode
 from app.schemas.rules import Policy
 from app.security import Principal
-from app.services import audit
-from app.services.claims import claimable_item, post_bonus
+from app.services import audit, notifications
+from app.services.claims import claimable_item, decided_message, points_detail, post_bonus
+from app.services.notifications import NotificationKind
 from app.services.organisation import get_village, get_village_for_admin
 from app.timeutil import SHANGHAI
 
@@ -311,7 +312,7 @@ async def confirm_attendance(
     rule_set = await session.get(RuleSet, item.rule_set_id)
     assert rule_set is not None
     policy = Policy.model_validate(rule_set.policy)
-    posted = 0
+    awarded: dict[uuid.UUID, int] = {}
     for household_id in households:
         award = await post_bonus(
             session,
@@ -325,7 +326,19 @@ async def confirm_attendance(
             actor_id=principal.person_id,
             memo=f"志愿活动：{activity.title}",
         )
-        posted += award.points
+        awarded[household_id] = award.points
+    posted = sum(awarded.values())
+    # Everyone who checked in learns the outcome, as a claimant would.
+    for check_in_row in check_ins.values():
+        came = check_in_row.id in attended
+        detail = points_detail(awarded[check_in_row.household_id]) if came else "未确认到场"
+        await notifications.notify_person(
+            session,
+            village_id=activity.village_id,
+            person_id=check_in_row.person_id,
+            kind=NotificationKind.CLAIM_DECIDED,
+            data=decided_message(activity.title, came, detail, now),
+        )
     await session.refresh(activity)
     audit.record(
         session, principal, "activity.confirm", "activity", activity.id,

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, select, update
+from sqlalchemy import ColumnElement, Select, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -24,6 +24,7 @@ from app.models import (
     ItemKind,
     LedgerKind,
     Participation,
+    PeriodStatus,
     ReviewDecision,
     Role,
     RuleItem,
@@ -36,8 +37,9 @@ from app.pagination import PageParams, paginate
 from app.schemas.claims import ClaimCreate, ClaimRead, ReviewCreate, ReviewRead
 from app.schemas.rules import Policy, VetoScope
 from app.security import Principal
-from app.services import audit, ledger, photos
+from app.services import audit, ledger, notifications, photos
 from app.services.households import get_household
+from app.services.notifications import NotificationKind
 from app.services.rules import current_period_start, rule_set_in_force
 from app.timeutil import SHANGHAI, local_today
 
@@ -67,11 +69,14 @@ async def post_bonus(
     chain lock is taken before the awards are summed, and every award is posted under it, so
     two approvals at once cannot both take the last of a cap.
 
-    The entry carries no scoring period: a period's score is what its approval computed from
-    the scorecards (bonus points stand outside the period cap), and a published period never
-    changes; the bonus counts in the year's score and, where the policy spends points, in
-    the balance. The entry's year is the activity's, or the current year once that one has
-    been closed.
+    The entry belongs to a scoring period not yet approved (see `_bonus_period`), whose
+    approval then adds it to the period score: bonus points stand outside the period cap, and
+    an approved or published period never changes. The period is chosen under the chain lock,
+    which approval also holds from before it reads the bonuses until it marks the period
+    approved, so a bonus lands either in time to be counted or in another period. Without such
+    a period the bonus counts in the year's score only, its year the activity's, or the
+    current year once that one has been closed. Where the policy spends points it counts in
+    the balance too.
     """
     await ledger.lock_chain(session, village_id)
     cap_starts_on = current_period_start(policy.period, activity_on)
@@ -87,9 +92,13 @@ async def post_bonus(
             )
         ).scalar_one()
         points = max(0, min(points, item.period_cap - int(used)))
-    year = activity_on.year
-    if await _year_closed(session, village_id, year):
-        year = local_today().year
+    period = await _bonus_period(session, village_id, activity_on)
+    if period is not None:
+        period_id, year = period
+    else:
+        period_id, year = None, activity_on.year
+        if await _year_closed(session, village_id, year):
+            year = local_today().year
     entry_id = None
     if points > 0:
         [row] = await ledger.post(
@@ -103,6 +112,7 @@ async def post_bonus(
                     counts_score=True,
                     counts_balance=policy.redemption.spends_balance,
                     year=year,
+                    period_id=period_id,
                     rule_item=item,
                     source_type=source_type,
                     source_id=source_id,
@@ -127,6 +137,36 @@ async def post_bonus(
     session.add(award)
     await session.flush()
     return award
+
+
+NOT_YET_APPROVED = (PeriodStatus.OPEN, PeriodStatus.SCORING, PeriodStatus.SUBMITTED)
+
+
+async def _bonus_period(
+    session: AsyncSession, village_id: uuid.UUID, activity_on: date
+) -> tuple[uuid.UUID, int] | None:
+    """(id, year) of the period a bonus is posted into: the one the activity fell in while it
+    is not yet approved, else the one covering today while that is not, else none. The caller
+    holds the chain lock, so the status read here holds until it commits."""
+    today = local_today()
+    found = (
+        await session.execute(
+            select(col(ScoringPeriod.id), col(ScoringPeriod.year))
+            .where(
+                col(ScoringPeriod.village_id) == village_id,
+                col(ScoringPeriod.status).in_(NOT_YET_APPROVED),
+                or_(
+                    (col(ScoringPeriod.starts_on) <= activity_on)
+                    & (col(ScoringPeriod.ends_on) >= activity_on),
+                    (col(ScoringPeriod.starts_on) <= today) & (col(ScoringPeriod.ends_on) >= today),
+                ),
+            )
+            # The activity's period first: it starts no later than today's.
+            .order_by(col(ScoringPeriod.starts_on))
+            .limit(1)
+        )
+    ).first()
+    return (found.id, found.year) if found is not None else None
 
 
 async def _year_closed(session: AsyncSession, village_id: uuid.UUID, year: int) -> bool:
@@ -447,7 +487,7 @@ async def _decide(
 
     The status moves only from pending, in the database, so a claim is decided once however
     many reviewers reach the quorum together; an approval then posts its bonus (once more
-    guarded by the award's unique source). A "claim decided" notification belongs here.
+    guarded by the award's unique source). The household is told in the same transaction.
     """
     status = ClaimStatus.APPROVED if decision is ReviewDecision.APPROVE else ClaimStatus.REJECTED
     now = datetime.now(UTC)
@@ -494,6 +534,54 @@ async def _decide(
         after={"status": status.value, "reason": reason, "points": claim.points_awarded},
         village_id=claim.village_id,
     )
+    await _tell_household(session, claim, item, now)
+
+
+def decided_message(title: str, approved: bool, detail: str, at: datetime) -> dict[str, str]:
+    """The claim_decided template (thing1 what was claimed, phrase2 the decision, thing3 the
+    points or the reason, time4 when), shared by claims and activity attendance."""
+    local = at.astimezone(SHANGHAI)
+    return {
+        "thing1": title,
+        "phrase2": "已通过" if approved else "未通过",
+        "thing3": detail,
+        # WeChat's time type: "2019年10月1日 15:01" (a dashed date or seconds are refused).
+        "time4": f"{local.year}年{local.month}月{local.day}日 {local:%H:%M}",
+    }
+
+
+def points_detail(points: int) -> str:
+    return f"获得{points}分" if points else "本期该项加分已达上限"
+
+
+async def _tell_household(
+    session: AsyncSession, claim: Claim, item: RuleItem, decided_at: datetime
+) -> None:
+    """The claim_decided subscribe message: to the villager who claimed, or, for a claim a
+    scorer recorded on the household's behalf, to every bound member of the household."""
+    approved = claim.status is ClaimStatus.APPROVED
+    detail = (
+        points_detail(claim.points_awarded or 0)
+        if approved
+        else claim.decision_reason or "未通过审核"
+    )
+    data = decided_message(item.title, approved, detail, decided_at)
+    if claim.on_behalf:
+        await notifications.notify_household(
+            session,
+            village_id=claim.village_id,
+            household_id=claim.household_id,
+            kind=NotificationKind.CLAIM_DECIDED,
+            data=data,
+        )
+    else:
+        await notifications.notify_person(
+            session,
+            village_id=claim.village_id,
+            person_id=claim.submitted_by,
+            kind=NotificationKind.CLAIM_DECIDED,
+            data=data,
+        )
 
 
 async def withdraw(session: AsyncSession, principal: Principal, claim_id: uuid.UUID) -> Claim:

@@ -19,7 +19,6 @@ from sqlalchemy import (
     column,
     func,
     literal,
-    or_,
     select,
     update,
 )
@@ -366,12 +365,7 @@ async def list_entries(
     if period_id is not None:
         statement = statement.where(col(LedgerEntry.period_id) == period_id)
     if not await sees_unpublished(session, principal, household):
-        statement = statement.where(
-            or_(
-                col(LedgerEntry.period_id).is_(None),
-                col(LedgerEntry.period_id).not_in(_unpublished_periods(household.village_id)),
-            )
-        )
+        statement = statement.where(~_unpublished_result(household.village_id))
     # seq is unique within the village, and a household lives in one village.
     rows, cursor = await paginate(
         session, statement, order=[col(LedgerEntry.seq)], params=params, parse=[int]
@@ -410,11 +404,19 @@ async def balance(
     )
 
 
-def _unpublished_periods(village_id: uuid.UUID) -> Any:
-    """Periods approved (posted) but not yet published (公示)."""
-    return select(col(ScoringPeriod.id)).where(
+def _unpublished_result(village_id: uuid.UUID) -> ColumnElement[bool]:
+    """Entries of periods approved (posted) but not yet published (公示). Bonuses posted into
+    such a period before its approval are not: the household saw them when the claim or the
+    activity was decided, and was told so."""
+    unpublished = select(col(ScoringPeriod.id)).where(
         col(ScoringPeriod.village_id) == village_id,
         col(ScoringPeriod.status) == PeriodStatus.APPROVED,
+    )
+    # Not null first: NOT (NULL IN ...) would be null and drop the period-less entries too.
+    return (
+        col(LedgerEntry.period_id).is_not(None)
+        & col(LedgerEntry.period_id).in_(unpublished)
+        & (col(LedgerEntry.kind) != LedgerKind.BONUS)
     )
 
 
@@ -452,7 +454,7 @@ async def unpublished_points(
                 ),
             ).where(
                 col(LedgerEntry.household_id) == household.id,
-                col(LedgerEntry.period_id).in_(_unpublished_periods(household.village_id)),
+                _unpublished_result(household.village_id),
             )
         )
     ).one()

@@ -15,6 +15,7 @@ from app.models import (
     HouseholdMember,
     HouseholdPeriodScore,
     ItemKind,
+    LedgerEntry,
     Participation,
     PeriodKind,
     PeriodStatus,
@@ -290,7 +291,17 @@ async def vetoed_for_the_year(session: AsyncSession, period: ScoringPeriod) -> s
 async def approve(
     session: AsyncSession, principal: Principal, period_id: uuid.UUID
 ) -> ScoringPeriod:
-    """两委审定: compute every household's score and post it, all households or none."""
+    """两委审定: compute every household's score and post it, all households or none.
+
+    A household's period score is its card's result plus the bonuses already posted into the
+    period (claims.post_bonus). The chain lock is taken before anything is read and held until
+    the period is approved, so no bonus slips in between being summed and the period closing
+    to bonuses. It is taken before the period's row lock, in the order post_bonus takes them
+    (its entry's foreign key into the period locks the period's row), so the two never wait
+    on each other in a cycle.
+    """
+    found = await get_period(session, principal, period_id, admin=True)
+    await ledger.lock_chain(session, found.village_id)
     period = await get_period(session, principal, period_id, admin=True, lock=True)
     if period.status is not PeriodStatus.SUBMITTED:
         raise _not_in(period, PeriodStatus.SUBMITTED)
@@ -340,19 +351,40 @@ async def approve(
         household_result(context, household_id, lines, vetoed_this_year=household_id in year_vetoed)
         for household_id, lines in cards.items()
     ]
+    bonuses = dict(
+        (
+            await session.execute(
+                select(col(LedgerEntry.household_id), func.sum(col(LedgerEntry.points)))
+                .where(col(LedgerEntry.period_id) == period.id, col(LedgerEntry.counts_score))
+                .group_by(col(LedgerEntry.household_id))
+            )
+        ).all()
+    )
     await ledger.post(session, period.village_id, [e for r in results for e in r.entries])
-    if results:
+    # A vetoed household's card stops counting, but bonuses posted before the veto was known
+    # stay as they were: each was decided on its own evidence, and reversing them here would
+    # take points the household may already have spent. The row keeps score = the sum of its
+    # entries (invariant 4) and is marked vetoed, so the publication list and the standings
+    # leave it out of the ranking all the same.
+    scores = {
+        r.household_id: {"score": r.score + int(bonuses.get(r.household_id, 0)), "vetoed": r.vetoed}
+        for r in results
+    }
+    for household_id, points in bonuses.items():
+        if household_id not in scores:
+            # Bonus but no card (the household stopped taking part after its claim).
+            scores[household_id] = {"score": int(points), "vetoed": household_id in year_vetoed}
+    if scores:
         await session.execute(
             insert(HouseholdPeriodScore),
             [
                 {
-                    "household_id": r.household_id,
+                    "household_id": household_id,
                     "period_id": period.id,
                     "village_id": period.village_id,
-                    "score": r.score,
-                    "vetoed": r.vetoed,
+                    **score,
                 }
-                for r in results
+                for household_id, score in scores.items()
             ],
         )
     before = audit.snapshot(period)

@@ -39,6 +39,7 @@ class Items:
     blood: RuleItem  # 5 points, claimable, photos required
     honour: RuleItem  # a bonus, but not claimable
     inspection: RuleItem
+    veto: RuleItem  # 一票否决, scored monthly
 
 
 @dataclass
@@ -61,9 +62,11 @@ async def headers_for(db: AsyncSession, settings: Settings, person: Person) -> d
     return await f.login_headers(db, settings, person)
 
 
-async def add_items(db: AsyncSession, village: Village, *, policy: Policy) -> Items:
+async def add_items(
+    db: AsyncSession, village: Village, *, policy: Policy, year: int = TODAY.year
+) -> Items:
     rule_set, category, inspection = await f.create_rule_set(
-        db, village, year=TODAY.year, status=RuleSetStatus.DRAFT, policy=policy
+        db, village, year=year, status=RuleSetStatus.DRAFT, policy=policy
     )
     bonus = RuleCategory(rule_set_id=rule_set.id, village_id=village.id, name="加分项")
     db.add(bonus)
@@ -89,7 +92,18 @@ async def add_items(db: AsyncSession, village: Village, *, policy: Policy) -> It
         blood=item("J2", "无偿献血", 5, claimable=True, evidence_required=True),
         honour=item("J3", "获评县级以上荣誉", 10),
         inspection=inspection,
+        veto=RuleItem(
+            rule_set_id=rule_set.id,
+            village_id=village.id,
+            category_id=category.id,
+            code="V1",
+            title="违法建设",
+            points=0,
+            kind=ItemKind.VETO,
+            cadence=Cadence.MONTHLY,
+        ),
     )
+    db.add(items.veto)
     await db.flush()
     rule_set.status = RuleSetStatus.APPROVED
     await db.flush()

@@ -15,11 +15,22 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
 from app.db import create_engine, create_sessionmaker
-from app.models import BonusAward, Claim, ClaimReview, ClaimStatus, LedgerEntry, Role
+from app.models import (
+    BonusAward,
+    Claim,
+    ClaimReview,
+    ClaimStatus,
+    HouseholdPeriodScore,
+    LedgerEntry,
+    PeriodStatus,
+    Role,
+)
 from app.schemas.rules import ClaimPolicy, Policy
+from app.services import ledger
 from tests import factories as f
 from tests.auth.conftest import wait_for_lock_waiters
-from tests.claims.conftest import build_scene, review, submit
+from tests.claims.conftest import API, TODAY, build_scene, review, submit
+from tests.claims.test_periods import add_card, add_period
 from tests.conftest import database_of_its_own
 from tests.ledger.conftest import assert_ledger_consistent
 
@@ -111,4 +122,45 @@ async def test_racing_reviewers_post_the_bonus_once(
             )
         ).scalar_one()
         assert reviews == 3
+        await assert_ledger_consistent(session, scene.village.id)
+
+
+@pytest.mark.parametrize("round_", range(3))
+async def test_a_bonus_racing_the_periods_approval_is_counted_or_lands_elsewhere(
+    engine_of_its_own: AsyncEngine,
+    committed_client: httpx.AsyncClient,
+    settings: Settings,
+    round_: int,
+) -> None:
+    """The approval of a claim and of its activity's period, let go together from behind the
+    village's chain lock: the bonus is either in the period and in its score, or in no period,
+    never in the period but missing from its score."""
+    sessionmaker = create_sessionmaker(engine_of_its_own)
+    async with sessionmaker() as session, session.begin():
+        scene = await build_scene(session, settings)
+        period = await add_period(session, scene, TODAY, PeriodStatus.SUBMITTED)
+        await add_card(session, scene, period, scene.household, 7)
+    client = committed_client
+    claim = (await submit(client, scene.villager, scene.items.volunteer)).json()
+
+    async with sessionmaker() as holder, holder.begin():
+        await ledger.lock_chain(holder, scene.village.id)
+        race = asyncio.gather(
+            review(client, scene.leader, claim["id"]),
+            client.post(f"{API}/periods/{period.id}/approve", headers=scene.admin),
+        )
+        await wait_for_lock_waiters(engine_of_its_own, 2)
+        await holder.rollback()
+    decided, approved = await asyncio.wait_for(race, timeout=30)
+    assert (decided.status_code, approved.status_code) == (200, 200), (decided.text, approved.text)
+
+    async with sessionmaker() as session:
+        entry = (
+            await session.execute(
+                select(LedgerEntry).where(LedgerEntry.source_id == uuid.UUID(claim["id"]))
+            )
+        ).scalar_one()
+        score = await session.get(HouseholdPeriodScore, (scene.household.id, period.id))
+        assert score is not None
+        assert (entry.period_id, score.score) in {(period.id, 7 + 2), (None, 7)}
         await assert_ledger_consistent(session, scene.village.id)

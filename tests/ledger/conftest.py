@@ -108,6 +108,24 @@ YEAR_SCORES = text(
     """
 )
 
+# Period scores exist from approval on; before it, a period's entries (bonuses) have no row yet,
+# and a row without its period approved would be a bug too.
+PERIOD_SCORES = text(
+    """
+    SELECT household_id, period_id, p.status, s.score AS summary, e.total AS entries
+    FROM (
+        SELECT household_id, period_id, score FROM household_period_score WHERE village_id = :v
+    ) AS s
+    FULL JOIN (
+        SELECT household_id, period_id, sum(points) AS total FROM ledger_entry
+        WHERE village_id = :v AND counts_score AND period_id IS NOT NULL
+        GROUP BY household_id, period_id
+    ) AS e USING (household_id, period_id)
+    JOIN scoring_period AS p ON p.id = period_id
+    """
+)
+APPROVED = ("approved", "published", "closed")
+
 
 async def summary_mismatches(session: AsyncSession, village_id: uuid.UUID) -> tuple[int, list[str]]:
     """(rows compared, a line for each summary that differs from its entries)."""
@@ -122,11 +140,20 @@ async def summary_mismatches(session: AsyncSession, village_id: uuid.UUID) -> tu
             bad.append(
                 f"score {row.household_id} {row.year}: summary {row.summary}, sum {row.entries}"
             )
+    for row in await session.execute(PERIOD_SCORES, {"v": village_id}):
+        compared += 1
+        expected = (row.entries or 0) if row.status in APPROVED else None
+        if row.summary != expected:
+            bad.append(
+                f"period score {row.household_id} {row.period_id} ({row.status}): "
+                f"summary {row.summary}, sum {row.entries}"
+            )
     return compared, bad
 
 
 async def assert_ledger_consistent(session: AsyncSession, village_id: uuid.UUID) -> None:
-    """Invariant 4 for a whole village: summaries equal their sums, and the chain verifies."""
+    """Invariant 4 for a whole village: summaries (balances, year and period scores) equal
+    their sums, and the chain verifies."""
     compared, bad = await summary_mismatches(session, village_id)
     assert compared > 0, "nothing to compare: the village has no entries"
     assert bad == []
