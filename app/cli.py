@@ -174,6 +174,31 @@ def year_end_command(args: argparse.Namespace) -> None:
     asyncio.run(_close_year(url, args.year or local_today().year - 1))
 
 
+async def _expire_orders(url: str) -> int:
+    from app.db import create_engine, create_sessionmaker
+    from app.services.shop_orders import expire_due_orders
+
+    engine = create_engine(url, pool_size=1)
+    sessionmaker = create_sessionmaker(engine)
+    total = 0
+    try:
+        # One village's batch per transaction, until none is due.
+        while True:
+            async with sessionmaker() as session, session.begin():
+                expired = await expire_due_orders(session)
+            if not expired:
+                return total
+            total += expired
+    finally:
+        await engine.dispose()
+
+
+def expire_orders_command(args: argparse.Namespace) -> None:
+    _interrupt_on_sigterm()
+    url, _server = _prepare_database(get_settings())
+    print(f"{asyncio.run(_expire_orders(url))} shop order(s) expired; points and stock returned.")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="village-points", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -206,6 +231,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     year_end.add_argument("--year", type=int, help="the year to close (default: last year)")
     year_end.set_defaults(func=year_end_command)
+    commands.add_parser(
+        "expire-orders",
+        help="expire uncollected shop orders past their deadline (run every few minutes)",
+    ).set_defaults(func=expire_orders_command)
 
     args = parser.parse_args(argv)
     try:

@@ -25,6 +25,7 @@ from app.routers import (
     periods,
     rules,
     scorecards,
+    shop,
 )
 
 API_PREFIX = "/api/v1"
@@ -82,6 +83,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     api = APIRouter(prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
     for module in (auth, organisation, households, people, rules, ledger, periods, scorecards):
         api.include_router(module.router)
+    api.include_router(shop.router)
     app.include_router(api)
 
     def openapi() -> dict[str, Any]:

@@ -33,6 +33,19 @@ from app.models.scoring import (
     ScorecardLine,
     ScoringPeriod,
 )
+from app.models.shop import (
+    HouseholdCard,
+    OrderChannel,
+    OrderStatus,
+    Shop,
+    ShopAllowance,
+    ShopCodeUse,
+    ShopItem,
+    ShopOrder,
+    ShopOrderLine,
+    StockChange,
+    StockMovement,
+)
 
 __all__ = [
     "HouseholdPeriodScore",
@@ -75,4 +88,15 @@ __all__ = [
     "VillageGroup",
     "VillageGroupKind",
     "WechatIdentity",
+    "HouseholdCard",
+    "OrderChannel",
+    "OrderStatus",
+    "Shop",
+    "ShopAllowance",
+    "ShopCodeUse",
+    "ShopItem",
+    "ShopOrder",
+    "ShopOrderLine",
+    "StockChange",
+    "StockMovement",
 ]

@@ -6,6 +6,7 @@ A route added without a row here fails `test_every_route_has_a_row`.
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -15,7 +16,19 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
-from app.models import AuditEntry, PeriodKind, PeriodStatus, Role, Scorecard, ScoringPeriod
+from app.models import (
+    AuditEntry,
+    OrderChannel,
+    OrderStatus,
+    PeriodKind,
+    PeriodStatus,
+    Role,
+    Scorecard,
+    ScoringPeriod,
+    Shop,
+    ShopItem,
+    ShopOrder,
+)
 from app.timeutil import local_today
 from tests import factories as f
 
@@ -182,6 +195,36 @@ MATRIX: dict[tuple[str, str], Row] = {
             "file": ("households.csv", "户号,姓名,户主\r\nIMP-1,新户主,是\r\n".encode(), "text/csv")
         },
     ),
+    ("POST", "/api/v1/villages/{village_id}/shops"): Row(
+        _roles(DA, VA), lambda w: {"name": "新超市"}
+    ),
+    ("GET", "/api/v1/villages/{village_id}/shops"): Row({ANY}),
+    ("GET", "/api/v1/shops/{shop_id}/items"): Row({ANY}),
+    ("POST", "/api/v1/shops/{shop_id}/items"): Row(
+        _roles(DA, VA), lambda w: {"name": "毛巾", "category": "生活用品", "price_points": 5}
+    ),
+    ("PATCH", "/api/v1/shop-items/{shop_item_id}"): Row(
+        _roles(DA, VA), lambda w: {"price_points": 6}
+    ),
+    ("POST", "/api/v1/shop-items/{shop_item_id}/stock"): Row(
+        _roles(DA, VA), lambda w: {"kind": "restock", "delta": 5, "reason": "补货"}
+    ),
+    ("GET", "/api/v1/shop-items/{shop_item_id}/stock-movements"): Row(_roles(DA, VA)),
+    ("POST", "/api/v1/shops/{shop_id}/orders"): Row(
+        {VILLAGER}, lambda w: {"lines": [{"item_id": str(w.shop_item_id), "quantity": 1}]}
+    ),
+    ("GET", "/api/v1/shop-orders/{order_id}"): Row({ANY}, served_by=SA.value),
+    ("POST", "/api/v1/shop-orders/{order_id}/cancel"): Row({VILLAGER}),
+    ("POST", "/api/v1/shops/{shop_id}/pay-code"): Row({VILLAGER}),
+    ("POST", "/api/v1/shops/{shop_id}/scans"): Row(_roles(DA, VA, SA), lambda w: {"code": "x"}),
+    ("POST", "/api/v1/shops/{shop_id}/counter-redemptions"): Row(
+        _roles(DA, VA, SA),
+        lambda w: {"code": "x", "lines": [{"item_id": str(w.shop_item_id), "quantity": 1}]},
+    ),
+    ("POST", "/api/v1/shops/{shop_id}/pickups"): Row(_roles(DA, VA, SA), lambda w: {"code": "x"}),
+    ("POST", "/api/v1/shop-orders/{order_id}/refund"): Row(
+        _roles(DA, VA, SA), lambda w: {"reason": "退货"}
+    ),
 }
 
 
@@ -208,6 +251,9 @@ class World:
     entry_id: uuid.UUID
     period_id: uuid.UUID
     headers: dict[str, dict[str, str]] = field(default_factory=dict)
+    shop_id: uuid.UUID | None = None
+    shop_item_id: uuid.UUID | None = None
+    order_id: uuid.UUID | None = None
 
     def path(self, template: str) -> str:
         return template.format(
@@ -224,6 +270,9 @@ class World:
             code=TEMPLATE,
             entry_id=self.entry_id,
             period_id=self.period_id,
+            shop_id=self.shop_id,
+            shop_item_id=self.shop_item_id,
+            order_id=self.order_id,
         )
 
 
@@ -294,6 +343,36 @@ async def build_world(db: AsyncSession, settings: Settings) -> World:
         else:
             await f.grant(db, person, role, village=village)
         world.headers[role.value] = await f.login_headers(db, settings, person)
+    # A shop with an item, and an order of the villager's waiting to be collected.
+    shop = Shop(
+        town_id=town.id, village_id=village.id, served_village_ids=[village.id], name="积分超市"
+    )
+    db.add(shop)
+    await db.flush()
+    shop_item = ShopItem(
+        shop_id=shop.id,
+        town_id=town.id,
+        name="洗衣粉",
+        category="清洁用品",
+        price_points=5,
+        stock=3,
+    )
+    order = ShopOrder(
+        shop_id=shop.id,
+        town_id=town.id,
+        village_id=village.id,
+        household_id=villager_household.id,
+        channel=OrderChannel.AHEAD,
+        status=OrderStatus.RESERVED,
+        points=0,
+        spends_balance=False,
+        round_key="test",
+        expires_at=datetime.now(UTC) + timedelta(days=1),
+        created_by=villager.person_id,
+    )
+    db.add_all([shop_item, order])
+    await db.flush()
+    world.shop_id, world.shop_item_id, world.order_id = shop.id, shop_item.id, order.id
     return world
 
 

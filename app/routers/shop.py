@@ -1,0 +1,203 @@
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Request, status
+
+from app.config import Settings
+from app.db import SessionDep
+from app.idempotency import IdempotencyDep
+from app.models import Role
+from app.schemas.shop import (
+    CodeRead,
+    CounterRedemptionCreate,
+    ItemCreate,
+    ItemRead,
+    ItemUpdate,
+    OrderCreate,
+    OrderRead,
+    RefundCreate,
+    ScanCreate,
+    ScanRead,
+    ShopCreate,
+    ShopRead,
+    StockChangeCreate,
+    StockMovementRead,
+)
+from app.security import CurrentPrincipal, Principal, VillageAdmin, require_roles
+from app.services import shop as service
+from app.services import shop_orders as orders
+
+router = APIRouter(tags=["shop"])
+Counter = Annotated[Principal, require_roles(Role.VILLAGE_ADMIN, Role.SHOP_ATTENDANT)]
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+@router.post(
+    "/villages/{village_id}/shops",
+    status_code=status.HTTP_201_CREATED,
+    operation_id="create_shop",
+)
+async def create_shop(
+    session: SessionDep, principal: VillageAdmin, village_id: uuid.UUID, body: ShopCreate
+) -> ShopRead:
+    """The village's 积分超市."""
+    return ShopRead.model_validate(await service.create_shop(session, principal, village_id, body))
+
+
+@router.get("/villages/{village_id}/shops", operation_id="list_shops")
+async def list_shops(
+    session: SessionDep, principal: CurrentPrincipal, village_id: uuid.UUID
+) -> list[ShopRead]:
+    """The shops serving the village (its own, and a town shop serving it)."""
+    shops = await service.list_shops(session, principal, village_id)
+    return [ShopRead.model_validate(s) for s in shops]
+
+
+@router.get("/shops/{shop_id}/items", operation_id="list_shop_items")
+async def list_items(
+    session: SessionDep, principal: CurrentPrincipal, shop_id: uuid.UUID
+) -> list[ItemRead]:
+    """The catalog; for a villager, whether their household may redeem each item now and if
+    not, why (`refusal_code`). Staff also see inactive items."""
+    return await service.list_items(session, principal, shop_id)
+
+
+@router.post(
+    "/shops/{shop_id}/items", status_code=status.HTTP_201_CREATED, operation_id="create_shop_item"
+)
+async def create_item(
+    session: SessionDep, principal: VillageAdmin, shop_id: uuid.UUID, body: ItemCreate
+) -> ItemRead:
+    """An item (never money or a money equivalent: `shop.money_item`)."""
+    return ItemRead.model_validate(await service.create_item(session, principal, shop_id, body))
+
+
+@router.patch("/shop-items/{shop_item_id}", operation_id="update_shop_item")
+async def update_item(
+    session: SessionDep, principal: VillageAdmin, shop_item_id: uuid.UUID, body: ItemUpdate
+) -> ItemRead:
+    return ItemRead.model_validate(
+        await service.update_item(session, principal, shop_item_id, body)
+    )
+
+
+@router.post("/shop-items/{shop_item_id}/stock", operation_id="change_shop_item_stock")
+async def change_stock(
+    session: SessionDep, principal: VillageAdmin, shop_item_id: uuid.UUID, body: StockChangeCreate
+) -> ItemRead:
+    """Restock or correct stock with a reason; recorded with who did it, never below zero."""
+    return ItemRead.model_validate(
+        await service.change_stock(session, principal, shop_item_id, body)
+    )
+
+
+@router.get("/shop-items/{shop_item_id}/stock-movements", operation_id="list_stock_movements")
+async def list_movements(
+    session: SessionDep, principal: VillageAdmin, shop_item_id: uuid.UUID
+) -> list[StockMovementRead]:
+    movements = await service.list_movements(session, principal, shop_item_id)
+    return [StockMovementRead.model_validate(m) for m in movements]
+
+
+@router.post(
+    "/shops/{shop_id}/orders", status_code=status.HTTP_201_CREATED, operation_id="place_order"
+)
+async def place_order(
+    request: Request,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    shop_id: uuid.UUID,
+    body: OrderCreate,
+    idempotency: IdempotencyDep,
+) -> OrderRead:
+    """Order ahead for the caller's household: points and stock are reserved at once; show the
+    `pickup_code` at the counter before `expires_at`."""
+    order = await orders.place_order(session, principal, shop_id, body)
+    result = await orders.order_read(session, _settings(request), order, owner=True)
+    await idempotency.remember(status.HTTP_201_CREATED, result)
+    return result
+
+
+@router.get("/shop-orders/{order_id}", operation_id="get_order")
+async def get_order(
+    request: Request, session: SessionDep, principal: CurrentPrincipal, order_id: uuid.UUID
+) -> OrderRead:
+    order, owner = await orders.get_order(session, principal, order_id)
+    return await orders.order_read(session, _settings(request), order, owner=owner)
+
+
+@router.post("/shop-orders/{order_id}/cancel", operation_id="cancel_order")
+async def cancel_order(
+    request: Request,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    order_id: uuid.UUID,
+) -> OrderRead:
+    """The household cancels before pickup: points and stock go back."""
+    order = await orders.cancel_order(session, principal, order_id)
+    return await orders.order_read(session, _settings(request), order, owner=True)
+
+
+@router.post("/shops/{shop_id}/pay-code", operation_id="issue_pay_code")
+async def issue_pay_code(
+    request: Request, session: SessionDep, principal: CurrentPrincipal, shop_id: uuid.UUID
+) -> CodeRead:
+    """The household's pay code for this shop: signed, single-use, valid about 90 seconds;
+    the phone asks for a new one as it runs out."""
+    return await orders.issue_pay_code(session, _settings(request), principal, shop_id)
+
+
+@router.post("/shops/{shop_id}/scans", operation_id="scan_code")
+async def scan_code(
+    request: Request, session: SessionDep, principal: Counter, shop_id: uuid.UUID, body: ScanCreate
+) -> ScanRead:
+    """Who a pay code, card or pickup code belongs to, with balance and eligibility; nothing is
+    spent. Refusals: shop.code_forged, shop.code_expired, shop.code_replayed,
+    shop.code_other_shop, shop.card_revoked."""
+    return await orders.scan(session, _settings(request), principal, shop_id, body.code)
+
+
+@router.post(
+    "/shops/{shop_id}/counter-redemptions",
+    status_code=status.HTTP_201_CREATED,
+    operation_id="redeem_at_counter",
+)
+async def redeem_at_counter(
+    request: Request,
+    session: SessionDep,
+    principal: Counter,
+    shop_id: uuid.UUID,
+    body: CounterRedemptionCreate,
+) -> OrderRead:
+    """The attendant confirms the goods picked for a scanned pay code or household card
+    (a card needs `identity_checked`); points and stock move in one transaction."""
+    settings = _settings(request)
+    order = await orders.redeem_at_counter(session, settings, principal, shop_id, body)
+    return await orders.order_read(session, settings, order)
+
+
+@router.post("/shops/{shop_id}/pickups", operation_id="collect_order")
+async def collect_order(
+    request: Request, session: SessionDep, principal: Counter, shop_id: uuid.UUID, body: ScanCreate
+) -> OrderRead:
+    """Hand over an order ahead on its pickup code, once, before its deadline."""
+    settings = _settings(request)
+    order = await orders.collect(session, settings, principal, shop_id, body.code)
+    return await orders.order_read(session, settings, order)
+
+
+@router.post("/shop-orders/{order_id}/refund", operation_id="refund_order")
+async def refund_order(
+    request: Request,
+    session: SessionDep,
+    principal: Counter,
+    order_id: uuid.UUID,
+    body: RefundCreate,
+) -> OrderRead:
+    """Goods returned: the redemption is reversed and stock restored, once."""
+    order = await orders.refund(session, principal, order_id, body.reason)
+    return await orders.order_read(session, _settings(request), order)
