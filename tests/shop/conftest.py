@@ -20,6 +20,7 @@ from app.models import (
     Person,
     Role,
     RuleSet,
+    RuleSetStatus,
     ScoringPeriod,
     Shop,
     ShopItem,
@@ -79,10 +80,17 @@ async def create_item(db: AsyncSession, shop: Shop, **overrides: Any) -> ShopIte
     return item
 
 
-async def build_scene(db: AsyncSession, settings: Settings, policy: Policy | None = None) -> Scene:
+async def build_scene(
+    db: AsyncSession,
+    settings: Settings,
+    policy: Policy | None = None,
+    rule_status: RuleSetStatus = RuleSetStatus.APPROVED,
+) -> Scene:
     village = await f.create_village(db)
     group = await f.create_group(db, village)
-    rule_set, _, _ = await f.create_rule_set(db, village, year=TODAY.year, policy=policy)
+    rule_set, _, _ = await f.create_rule_set(
+        db, village, year=TODAY.year, policy=policy, status=rule_status
+    )
     shop = await create_shop(db, village)
     soap = await create_item(db, shop)
     haircut = await create_item(db, shop, name="理发", category="服务", price_points=30, stock=None)
