@@ -1,13 +1,14 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, Request, Response, status
 
 from app.config import Settings
 from app.db import SessionDep
 from app.idempotency import IdempotencyDep
 from app.models import Role
 from app.schemas.shop import (
+    CardRead,
     CodeRead,
     CounterRedemptionCreate,
     ItemCreate,
@@ -25,6 +26,7 @@ from app.schemas.shop import (
 )
 from app.security import CurrentPrincipal, Principal, VillageAdmin, require_roles
 from app.services import shop as service
+from app.services import shop_cards as cards
 from app.services import shop_orders as orders
 
 router = APIRouter(tags=["shop"])
@@ -201,3 +203,50 @@ async def refund_order(
     """Goods returned: the redemption is reversed and stock restored, once."""
     order = await orders.refund(session, principal, order_id, body.reason)
     return await orders.order_read(session, _settings(request), order)
+
+
+@router.post(
+    "/households/{household_id}/card",
+    status_code=status.HTTP_201_CREATED,
+    operation_id="issue_household_card",
+)
+async def issue_card(
+    request: Request, session: SessionDep, principal: VillageAdmin, household_id: uuid.UUID
+) -> CardRead:
+    """A printable household card (积分卡) for members without a smartphone; reissuing voids the
+    previous card."""
+    return await cards.issue_card(session, _settings(request), principal, household_id)
+
+
+@router.delete(
+    "/households/{household_id}/card",
+    status_code=status.HTTP_204_NO_CONTENT,
+    operation_id="revoke_household_card",
+)
+async def revoke_card(
+    session: SessionDep, principal: VillageAdmin, household_id: uuid.UUID
+) -> None:
+    """A lost card: its code stops working at once."""
+    await cards.revoke_card(session, principal, household_id)
+
+
+@router.get(
+    "/households/{household_id}/card/image",
+    operation_id="print_household_card",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {"image/png": {}, "application/pdf": {}},
+            "description": "The current card's QR code, to print",
+        }
+    },
+)
+async def print_card(
+    request: Request,
+    session: SessionDep,
+    principal: VillageAdmin,
+    household_id: uuid.UUID,
+    format: cards.CardFormat = cards.CardFormat.PNG,
+) -> Response:
+    image = await cards.card_image(session, _settings(request), principal, household_id, format)
+    return Response(image, media_type=cards.MEDIA_TYPES[format])

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.config import Settings
 from app.models import (
     AuditEntry,
+    HouseholdCard,
     OrderChannel,
     OrderStatus,
     PeriodKind,
@@ -225,6 +226,9 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("POST", "/api/v1/shop-orders/{order_id}/refund"): Row(
         _roles(DA, VA, SA), lambda w: {"reason": "退货"}
     ),
+    ("POST", "/api/v1/households/{household_id}/card"): Row(_roles(DA, VA)),
+    ("DELETE", "/api/v1/households/{household_id}/card"): Row(_roles(DA, VA)),
+    ("GET", "/api/v1/households/{household_id}/card/image"): Row(_roles(DA, VA)),
 }
 
 
@@ -343,7 +347,7 @@ async def build_world(db: AsyncSession, settings: Settings) -> World:
         else:
             await f.grant(db, person, role, village=village)
         world.headers[role.value] = await f.login_headers(db, settings, person)
-    # A shop with an item, and an order of the villager's waiting to be collected.
+    # A shop with an item, an order of the villager's waiting to be collected, a household card.
     shop = Shop(
         town_id=town.id, village_id=village.id, served_village_ids=[village.id], name="积分超市"
     )
@@ -370,7 +374,10 @@ async def build_world(db: AsyncSession, settings: Settings) -> World:
         expires_at=datetime.now(UTC) + timedelta(days=1),
         created_by=villager.person_id,
     )
-    db.add_all([shop_item, order])
+    card = HouseholdCard(
+        household_id=household.id, village_id=village.id, issued_by=villager.person_id
+    )
+    db.add_all([shop_item, order, card])
     await db.flush()
     world.shop_id, world.shop_item_id, world.order_id = shop.id, shop_item.id, order.id
     return world

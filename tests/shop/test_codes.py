@@ -144,3 +144,56 @@ async def test_counter_refusals_spend_nothing(
     before = await snapshot(db, scene.household)
     assert_problem(await redeem(client, scene, code, 2), 409, "shop.over_limit")
     assert await snapshot(db, scene.household) == before
+
+
+async def test_household_card_with_identity_check_revoke_and_reissue(
+    client: httpx.AsyncClient, db: AsyncSession, scene: Scene
+) -> None:
+    card_url = f"{API}/households/{scene.household.id}/card"
+    issued = await client.post(card_url, headers=scene.admin_headers)
+    assert issued.status_code == 201, issued.text
+    code = issued.json()["code"]
+    assert code.startswith("VP1C.")
+    png = await client.get(f"{card_url}/image", headers=scene.admin_headers)
+    assert png.headers["content-type"] == "image/png"
+    assert png.content.startswith(b"\x89PNG")
+    pdf = await client.get(f"{card_url}/image?format=pdf", headers=scene.admin_headers)
+    assert pdf.content.startswith(b"%PDF")
+
+    seen = await scan(client, scene, code)
+    assert seen.json()["kind"] == "card"
+    assert seen.json()["expires_at"] is None
+    before = await snapshot(db, scene.household)
+    assert_problem(await redeem(client, scene, code), 422, "shop.identity_not_checked")
+    assert await snapshot(db, scene.household) == before
+    done = await redeem(client, scene, code, identity_checked=True)
+    assert done.status_code == 201, done.text
+    assert done.json()["channel"] == "card"
+    assert done.json()["identity_checked"] is True
+    # A card is not spent by use: the member comes back next month with the same card.
+    assert (await redeem(client, scene, code, identity_checked=True)).status_code == 201
+
+    reissued = await client.post(card_url, headers=scene.admin_headers)
+    new_code = reissued.json()["code"]
+    assert new_code != code
+    before = await snapshot(db, scene.household)
+    assert_problem(await scan(client, scene, code), 409, "shop.card_revoked")
+    assert_problem(
+        await redeem(client, scene, code, identity_checked=True), 409, "shop.card_revoked"
+    )
+    assert await snapshot(db, scene.household) == before
+    assert (await scan(client, scene, new_code)).status_code == 200
+
+    assert (await client.delete(card_url, headers=scene.admin_headers)).status_code == 204
+    assert_problem(await scan(client, scene, new_code), 409, "shop.card_revoked")
+    assert_problem(
+        await client.delete(card_url, headers=scene.admin_headers), 404, "household_card.not_found"
+    )
+    assert_problem(
+        await client.get(f"{card_url}/image", headers=scene.admin_headers),
+        404,
+        "household_card.not_found",
+    )
+    assert_problem(
+        await client.post(card_url, headers=scene.attendant_headers), 403, "auth.forbidden"
+    )
