@@ -1,7 +1,7 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 
 from app.config import Settings
 from app.db import SessionDep
@@ -14,6 +14,7 @@ from app.schemas.shop import (
     ItemCreate,
     ItemRead,
     ItemUpdate,
+    LiabilityRead,
     OrderCreate,
     OrderRead,
     RefundCreate,
@@ -28,9 +29,16 @@ from app.security import CurrentPrincipal, Principal, VillageAdmin, require_role
 from app.services import shop as service
 from app.services import shop_cards as cards
 from app.services import shop_orders as orders
+from app.services import shop_reports as reports
+from app.timeutil import local_today
+from app.xlsx import XLSX_MEDIA_TYPE, attachment
 
 router = APIRouter(tags=["shop"])
 Counter = Annotated[Principal, require_roles(Role.VILLAGE_ADMIN, Role.SHOP_ATTENDANT)]
+SheetReader = Annotated[
+    Principal, require_roles(Role.VILLAGE_ADMIN, Role.SHOP_ATTENDANT, Role.TOWN_SUPERVISOR)
+]
+LiabilityReader = Annotated[Principal, require_roles(Role.VILLAGE_ADMIN, Role.TOWN_SUPERVISOR)]
 
 
 def _settings(request: Request) -> Settings:
@@ -250,3 +258,43 @@ async def print_card(
 ) -> Response:
     image = await cards.card_image(session, _settings(request), principal, household_id, format)
     return Response(image, media_type=cards.MEDIA_TYPES[format])
+
+
+@router.get(
+    "/shops/{shop_id}/redemption-sheet",
+    operation_id="export_redemption_sheet",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {XLSX_MEDIA_TYPE: {}},
+            "description": "The shop's 家庭积分兑换表 for the month (or year) as an XLSX workbook",
+        }
+    },
+)
+async def export_redemption_sheet(
+    session: SessionDep,
+    principal: SheetReader,
+    shop_id: uuid.UUID,
+    year: Annotated[int | None, Query(ge=2000, le=2100)] = None,
+    month: Annotated[int | None, Query(ge=1, le=12)] = None,
+) -> Response:
+    """Every line handed over in the month (or the whole year; default this year), with
+    household, goods, points, how it was redeemed and who handed it over; refunds marked."""
+    name, workbook = await reports.redemption_sheet(
+        session, principal, shop_id, year or local_today().year, month
+    )
+    return Response(
+        workbook, media_type=XLSX_MEDIA_TYPE, headers={"Content-Disposition": attachment(name)}
+    )
+
+
+@router.get("/villages/{village_id}/shop-liability", operation_id="get_shop_liability")
+async def get_liability(
+    session: SessionDep,
+    principal: LiabilityReader,
+    village_id: uuid.UUID,
+    year: Annotated[int | None, Query(ge=2000, le=2100)] = None,
+) -> LiabilityRead:
+    """Points redeemed in the year (net of refunds) and the spendable points still outstanding,
+    in points and in yuan of goods at the policy's display value (never cash)."""
+    return await reports.liability(session, principal, village_id, year)

@@ -196,6 +196,7 @@ class LiabilityRead(BaseModel):
     """What a village's shop has handed out and still owes, in points and in yuan of goods."""
 
     village_id: uuid.UUID
+    year: int
     yuan_per_point: Decimal | None
     points_redeemed: int
     yuan_redeemed: Decimal | None

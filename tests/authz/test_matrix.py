@@ -229,6 +229,8 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("POST", "/api/v1/households/{household_id}/card"): Row(_roles(DA, VA)),
     ("DELETE", "/api/v1/households/{household_id}/card"): Row(_roles(DA, VA)),
     ("GET", "/api/v1/households/{household_id}/card/image"): Row(_roles(DA, VA)),
+    ("GET", "/api/v1/shops/{shop_id}/redemption-sheet"): Row(_roles(DA, TS, VA, SA)),
+    ("GET", "/api/v1/villages/{village_id}/shop-liability"): Row(_roles(DA, TS, VA)),
 }
 
 
