@@ -173,3 +173,35 @@ async def test_other_villages_and_other_shops_are_out_of_scope(
         headers=await f.login_headers(db, settings, wide),
     )
     assert_problem(scan, 422, "shop.code_forged")
+
+
+async def test_village_admin_grants_an_attendant_one_shop(
+    client: httpx.AsyncClient, db: AsyncSession, scene: Scene, settings: Settings
+) -> None:
+    person = await f.create_person(db, scene.village)
+    other = await build_scene(db, settings)
+    body = {"person_id": str(person.id), "village_id": str(scene.village.id)}
+    wrong_role = await client.post(
+        f"{API}/role-grants",
+        json={**body, "role": "scorer", "shop_id": str(scene.shop.id)},
+        headers=scene.admin_headers,
+    )
+    assert_problem(wrong_role, 422, "role_grant.bad_scope")
+    elsewhere = await client.post(
+        f"{API}/role-grants",
+        json={**body, "role": "shop_attendant", "shop_id": str(other.shop.id)},
+        headers=scene.admin_headers,
+    )
+    assert_problem(elsewhere, 422, "role_grant.shop_not_in_village")
+    granted = await client.post(
+        f"{API}/role-grants",
+        json={**body, "role": "shop_attendant", "shop_id": str(scene.shop.id)},
+        headers=scene.admin_headers,
+    )
+    assert granted.status_code == 201, granted.text
+    assert granted.json()["shop_id"] == str(scene.shop.id)
+    headers = await f.login_headers(db, settings, person)
+    scan = await client.post(
+        f"{API}/shops/{scene.shop.id}/scans", json={"code": "x"}, headers=headers
+    )
+    assert_problem(scan, 422, "shop.code_forged")
