@@ -313,9 +313,11 @@ def round_key(policy: RedemptionPolicy, day: date) -> str:
 
 
 async def standing_for(
-    session: AsyncSession, household: Household, day: date | None = None
+    session: AsyncSession, household: Household, *, item_tiers: bool = True
 ) -> Standing:
-    day = day or local_today()
+    """The household's standing under today's policy. The latest period's score is read only
+    when the policy or an item (`item_tiers`) asks for it."""
+    day = local_today()
     rule_set = await rule_set_in_force(session, household.village_id, day)
     if rule_set is None:
         return Standing(
@@ -323,7 +325,9 @@ async def standing_for(
             Refusal("shop.no_rules", "本村暂无生效的积分细则，暂不能兑换"),
         )  # fmt: skip
     policy = Policy.model_validate(rule_set.policy).redemption
-    score, rank, vetoed = await _latest_period(session, household, policy)
+    score, rank, vetoed = None, None, False
+    if item_tiers or _asks_score(policy):
+        score, rank, vetoed = await _latest_period(session, household, policy)
     standing = Standing(policy, round_key(policy, day), score, rank, vetoed, None)
     standing.refusal = _household_refusal(standing, day)
     return standing
@@ -333,8 +337,7 @@ def _household_refusal(standing: Standing, day: date) -> Refusal | None:
     policy = standing.policy
     if not in_window(policy, day):
         return Refusal("shop.outside_window", "现在不是积分兑换时间")
-    asks_score = policy.min_period_score is not None or policy.top_n_in_group or policy.tiers
-    if not asks_score:
+    if not _asks_score(policy):
         return None
     if standing.vetoed:
         return Refusal("shop.vetoed", "本期因一票否决不能兑换")
@@ -349,6 +352,10 @@ def _household_refusal(standing: Standing, day: date) -> Refusal | None:
     if policy.tiers and standing.tier is None:
         return Refusal("shop.below_tier", "当期积分未达到最低兑换档次")
     return None
+
+
+def _asks_score(policy: RedemptionPolicy) -> bool:
+    return bool(policy.min_period_score is not None or policy.top_n_in_group or policy.tiers)
 
 
 async def _latest_period(

@@ -85,11 +85,10 @@ async def _redeem(
     order_id: uuid.UUID | None = None,
     identity_checked: bool = False,
 ) -> ShopOrder:
-    """Check the policy, take stock and allowances, spend the points: one transaction."""
-    await ledger.lock_chain(session, household.village_id)
-    standing = await household_standing(session, household)
-    if standing.refusal:
-        raise standing.refusal.error()
+    """Check the policy, take stock and allowances, spend the points: one transaction.
+
+    The policy and the catalog are read before the chain lock (nothing here changes them, and
+    every write below is guarded in the database), so the lock is held only for the writes."""
     wanted = {line.item_id: line.quantity for line in lines}
     items = list(
         (
@@ -102,6 +101,11 @@ async def _redeem(
     )
     if len(items) != len(wanted):
         raise NotFound("No such item in this shop.", code="shop_item.not_found", title="商品不存在")
+    standing = await household_standing(
+        session, household, item_tiers=any(i.min_period_score is not None for i in items)
+    )
+    if standing.refusal:
+        raise standing.refusal.error()
     for item in items:
         refusal = standing.item_refusal(item)
         if refusal:
@@ -109,6 +113,7 @@ async def _redeem(
         if item.limit_per_period is not None and wanted[item.id] > item.limit_per_period:
             raise _over_limit(item)
 
+    await ledger.lock_chain(session, household.village_id)
     now = datetime.now(UTC)
     ahead = channel is OrderChannel.AHEAD
     order = ShopOrder(
@@ -473,7 +478,7 @@ async def scan(
         used = select(col(ShopCodeUse.nonce)).where(col(ShopCodeUse.nonce) == scanned.nonce)
         if scanned.nonce is not None and (await session.execute(used)).first():
             raise shop_codes.replayed()
-    standing = await household_standing(session, household)
+    standing = await household_standing(session, household, item_tiers=False)
     refusal: Refusal | None = None if order_read_model else standing.refusal
     return ScanRead(
         kind=scanned.kind,
