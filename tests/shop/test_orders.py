@@ -261,3 +261,18 @@ async def test_pickup_code_of_another_shop_is_refused(
         f"{API}/shops/{scene.shop.id}/pickups", json={"code": code}, headers=scene.attendant_headers
     )
     assert_problem(response, 409, "shop.code_other_shop")
+
+
+async def test_a_retried_order_with_one_key_orders_once(
+    client: httpx.AsyncClient, db: AsyncSession, scene: Scene
+) -> None:
+    headers = {**scene.villager_headers, "Idempotency-Key": str(uuid.uuid4())}
+    body = order_body((scene.soap.id, 1))
+    url = f"{API}/shops/{scene.shop.id}/orders"
+    first = await client.post(url, json=body, headers=headers)
+    again = await client.post(url, json=body, headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json()
+    assert again.headers["idempotent-replayed"] == "true"
+    assert (await snapshot(db, scene.household)).orders == 1
+    assert await balance_of(db, scene.household.id) == 80
