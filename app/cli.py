@@ -176,19 +176,17 @@ def year_end_command(args: argparse.Namespace) -> None:
 
 async def _expire_orders(url: str) -> int:
     from app.db import create_engine, create_sessionmaker
-    from app.services.shop_orders import expire_due_orders
+    from app.services.shop_orders import expire_due_order
 
     engine = create_engine(url, pool_size=1)
     sessionmaker = create_sessionmaker(engine)
     total = 0
     try:
-        # One village's batch per transaction, until none is due.
         while True:
             async with sessionmaker() as session, session.begin():
-                expired = await expire_due_orders(session)
-            if not expired:
-                return total
-            total += expired
+                if not await expire_due_order(session):
+                    return total
+            total += 1
     finally:
         await engine.dispose()
 

@@ -653,7 +653,7 @@ async def _ensure_shop(session: AsyncSession) -> list[str]:
         )
         try:
             async with session.begin_nested():
-                order = await shop_orders.place_order(
+                order, _ = await shop_orders.place_order(
                     session,
                     resident,
                     shop.id,

@@ -126,8 +126,8 @@ async def place_order(
 ) -> OrderRead:
     """Order ahead for the caller's household: points and stock are reserved at once; show the
     `pickup_code` at the counter before `expires_at`."""
-    order = await orders.place_order(session, principal, shop_id, body)
-    result = await orders.order_read(session, _settings(request), order, owner=True)
+    order, lines = await orders.place_order(session, principal, shop_id, body)
+    result = await orders.order_read(session, _settings(request), order, owner=True, lines=lines)
     await idempotency.remember(status.HTTP_201_CREATED, result)
     return result
 
@@ -186,8 +186,8 @@ async def redeem_at_counter(
     """The attendant confirms the goods picked for a scanned pay code or household card
     (a card needs `identity_checked`); points and stock move in one transaction."""
     settings = _settings(request)
-    order = await orders.redeem_at_counter(session, settings, principal, shop_id, body)
-    return await orders.order_read(session, settings, order)
+    order, lines = await orders.redeem_at_counter(session, settings, principal, shop_id, body)
+    return await orders.order_read(session, settings, order, lines=lines)
 
 
 @router.post("/shops/{shop_id}/pickups", operation_id="collect_order")

@@ -1,12 +1,13 @@
 """Redeeming: orders placed ahead and collected with a pickup code, redemptions at the counter
 with the household's pay code or card, cancellations, expiry and refunds.
 
-Every path that moves points or stock takes the household's village chain lock first (through
-ledger.lock_chain, which ledger.post takes anyway), then item rows in id order: one lock order
-everywhere, so racing requests queue instead of deadlocking, and what they read under the lock
-(the standing, the balance) stays true until they commit. Stock, per-household allowances,
-balances, order states and code nonces are each guarded by the database itself (CHECK
-constraints, conditional UPDATEs, unique keys), so the lock is for order, not for safety.
+Every path that moves points or stock locks rows in one order: the order's own row (cancel,
+expire, refund), then per item in id order the household's allowance row and the item's row,
+and last the village's chain (ledger.post). One order everywhere, so racing requests queue
+instead of deadlocking, and the chain (which serialises a whole village) is held only for the
+last few statements. Nothing is decided on a value read earlier: stock, per-household
+allowances, balances, order states and code nonces are each guarded by the database itself
+(CHECK constraints, conditional UPDATEs, unique keys).
 
 The ledger records a redemption as a balance-only entry (counts_score False: spending never
 lowers a rank). Where the policy does not spend the balance (翁源: goods by score tier, the
@@ -84,11 +85,8 @@ async def _redeem(
     channel: OrderChannel,
     order_id: uuid.UUID | None = None,
     identity_checked: bool = False,
-) -> ShopOrder:
-    """Check the policy, take stock and allowances, spend the points: one transaction.
-
-    The policy and the catalog are read before the chain lock (nothing here changes them, and
-    every write below is guarded in the database), so the lock is held only for the writes."""
+) -> tuple[ShopOrder, list[ShopOrderLine]]:
+    """Check the policy, take allowances and stock, spend the points: one transaction."""
     wanted = {line.item_id: line.quantity for line in lines}
     items = list(
         (
@@ -113,7 +111,6 @@ async def _redeem(
         if item.limit_per_period is not None and wanted[item.id] > item.limit_per_period:
             raise _over_limit(item)
 
-    await ledger.lock_chain(session, household.village_id)
     now = datetime.now(UTC)
     ahead = channel is OrderChannel.AHEAD
     order = ShopOrder(
@@ -133,8 +130,7 @@ async def _redeem(
         collected_by=None if ahead else actor.person_id,
         collected_at=None if ahead else now,
     )
-    session.add(order)
-    session.add_all(
+    order_lines = [
         ShopOrderLine(
             order_id=order.id,
             item_id=item.id,
@@ -143,7 +139,9 @@ async def _redeem(
             quantity=wanted[item.id],
         )
         for item in items
-    )
+    ]
+    session.add(order)
+    session.add_all(order_lines)
     await session.flush()
     for item in items:
         await _take_allowance(session, household.id, item, wanted[item.id], order.round_key)
@@ -164,7 +162,7 @@ async def _redeem(
             household.village_id,
             [_entry(order, LedgerKind.REDEMPTION, -order.points, actor, "积分兑换")],
         )
-    return order
+    return order, order_lines
 
 
 def _over_limit(item: ShopItem) -> Conflict:
@@ -217,7 +215,6 @@ def _entry(
 async def _give_back(session: AsyncSession, order: ShopOrder, actor: Principal | None) -> None:
     """Return an order's stock, allowance and points: called once, by whoever moved the order
     out of its state (the conditional UPDATE that did it is the guard)."""
-    await ledger.lock_chain(session, order.village_id)
     lines = list(
         (
             await session.execute(
@@ -229,11 +226,6 @@ async def _give_back(session: AsyncSession, order: ShopOrder, actor: Principal |
     )
     for line in lines:
         await session.execute(
-            update(ShopItem)
-            .where(col(ShopItem.id) == line.item_id, col(ShopItem.stock).is_not(None))
-            .values(stock=col(ShopItem.stock) + line.quantity)
-        )
-        await session.execute(
             update(ShopAllowance)
             .where(
                 col(ShopAllowance.household_id) == order.household_id,
@@ -241,6 +233,11 @@ async def _give_back(session: AsyncSession, order: ShopOrder, actor: Principal |
                 col(ShopAllowance.round_key) == order.round_key,
             )
             .values(quantity=col(ShopAllowance.quantity) - line.quantity)
+        )
+        await session.execute(
+            update(ShopItem)
+            .where(col(ShopItem.id) == line.item_id, col(ShopItem.stock).is_not(None))
+            .values(stock=col(ShopItem.stock) + line.quantity)
         )
     if order.spends_balance and order.points > 0:
         memo = {
@@ -305,15 +302,23 @@ def _not_open(order: ShopOrder) -> Conflict:
 
 
 async def order_read(
-    session: AsyncSession, settings: Settings, order: ShopOrder, *, owner: bool = False
+    session: AsyncSession,
+    settings: Settings,
+    order: ShopOrder,
+    *,
+    owner: bool = False,
+    lines: Sequence[ShopOrderLine] | None = None,
 ) -> OrderRead:
-    lines = (
-        await session.execute(
-            select(ShopOrderLine)
-            .where(col(ShopOrderLine.order_id) == order.id)
-            .order_by(col(ShopOrderLine.item_name), col(ShopOrderLine.item_id))
+    """The order as its household or the counter sees it (`lines` when the caller has them)."""
+    if lines is None:
+        lines = list(
+            (
+                await session.execute(
+                    select(ShopOrderLine).where(col(ShopOrderLine.order_id) == order.id)
+                )
+            ).scalars()
         )
-    ).scalars()
+    lines = sorted(lines, key=lambda line: (line.item_name, str(line.item_id)))
     show_code = owner and order.status is OrderStatus.RESERVED
     return OrderRead(
         id=order.id,
@@ -378,7 +383,7 @@ async def _served_shop(session: AsyncSession, principal: Principal, shop_id: uui
 
 async def place_order(
     session: AsyncSession, principal: Principal, shop_id: uuid.UUID, data: OrderCreate
-) -> ShopOrder:
+) -> tuple[ShopOrder, list[ShopOrderLine]]:
     household_id = _own_household(principal)
     shop = await _served_shop(session, principal, shop_id)
     household = await session.get(Household, household_id)
@@ -522,7 +527,7 @@ async def redeem_at_counter(
     principal: Principal,
     shop_id: uuid.UUID,
     data: CounterRedemptionCreate,
-) -> ShopOrder:
+) -> tuple[ShopOrder, list[ShopOrderLine]]:
     shop = await get_shop(session, shop_id, shop_attended(principal))
     scanned = shop_codes.read_code(settings, data.code, shop.id)
     if scanned.kind is CodeKind.PICKUP:
@@ -633,49 +638,35 @@ async def refund(
 # The job
 
 
-async def expire_due_orders(
-    session: AsyncSession, now: datetime | None = None, limit: int = 100
-) -> int:
-    """Expire orders past their deadline and give back their points and stock.
+async def expire_due_order(session: AsyncSession, now: datetime | None = None) -> bool:
+    """Expire one order past its deadline and give back its points, stock and allowance;
+    False when none is due. Run each in a transaction of its own (the CLI loops).
 
-    Safe with several processes: each takes due orders with SKIP LOCKED (an order being
-    collected or cancelled right now is left to that request), and only from one village per
-    call, so it never holds one village's chain while waiting for another's.
+    Safe with several processes: each takes a due order with SKIP LOCKED (one being collected
+    or cancelled right now is left to that request). One order per transaction, because a
+    transaction that held one order's chain while taking the next order's items could wait on
+    a request that is itself waiting for that chain.
     """
     now = now or datetime.now(UTC)
-    due = (
-        select(col(ShopOrder.village_id))
-        .where(col(ShopOrder.status) == OrderStatus.RESERVED, col(ShopOrder.expires_at) <= now)
-        .order_by(col(ShopOrder.expires_at))
-        .limit(1)
-        .scalar_subquery()
-    )
-    ids = list(
-        (
-            await session.execute(
-                select(col(ShopOrder.id))
-                .where(
-                    col(ShopOrder.village_id) == due,
-                    col(ShopOrder.status) == OrderStatus.RESERVED,
-                    col(ShopOrder.expires_at) <= now,
-                )
-                .order_by(col(ShopOrder.id))
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            )
-        ).scalars()
-    )
-    expired = 0
-    for order_id in ids:
-        moved = await _move(
-            session,
-            order_id,
-            from_status=OrderStatus.RESERVED,
-            to_status=OrderStatus.EXPIRED,
-            actor=None,
-            reason="逾期未取",
+    order_id = (
+        await session.execute(
+            select(col(ShopOrder.id))
+            .where(col(ShopOrder.status) == OrderStatus.RESERVED, col(ShopOrder.expires_at) <= now)
+            .order_by(col(ShopOrder.expires_at))
+            .limit(1)
+            .with_for_update(skip_locked=True)
         )
-        if moved is not None:
-            await _give_back(session, moved, None)
-            expired += 1
-    return expired
+    ).scalar_one_or_none()
+    if order_id is None:
+        return False
+    moved = await _move(
+        session,
+        order_id,
+        from_status=OrderStatus.RESERVED,
+        to_status=OrderStatus.EXPIRED,
+        actor=None,
+        reason="逾期未取",
+    )
+    assert moved is not None  # locked above, and still reserved
+    await _give_back(session, moved, None)
+    return True

@@ -22,7 +22,7 @@ from sqlmodel import col
 from app.config import Settings
 from app.db import create_engine, create_sessionmaker
 from app.models import OrderStatus, ShopItem, ShopOrder, ShopOrderLine
-from app.services.shop_orders import expire_due_orders
+from app.services.shop_orders import expire_due_order
 from tests import factories as f
 from tests.auth.conftest import assert_problem, wait_for_lock_waiters
 from tests.conftest import database_of_its_own
@@ -246,8 +246,8 @@ async def test_expiry_racing_pickups_settles_every_order_once(committed: Committ
         done = 0
         while True:
             async with committed.sessionmaker() as session, session.begin():
-                expired = await expire_due_orders(session, limit=5)
-            done += expired
+                expired = await expire_due_order(session)
+            done += int(expired)
             if not expired and datetime.now(UTC) > deadline + timedelta(seconds=0.5):
                 return done
             await asyncio.sleep(0.005)
@@ -294,3 +294,70 @@ async def test_expiry_racing_pickups_settles_every_order_once(committed: Committ
     assert expired_by_jobs == RACERS - len(collected) == refunds
     assert balance == 2100 - 20 * len(collected)
     await committed.check(scene, scene.soap, RACERS)
+
+
+async def test_orders_cancellations_and_expiry_racing_on_one_item_never_deadlock(
+    committed: Committed,
+) -> None:
+    """Every path takes its locks in the same order, so a mix of them all finishes cleanly."""
+    scene = await committed.scene()
+    async with committed.sessionmaker() as session, session.begin():
+        await post_entry(session, scene.household, 2000)
+        await session.execute(
+            update(ShopItem).where(col(ShopItem.id) == scene.soap.id).values(stock=RACERS * 2)
+        )
+    placed = []
+    for _ in range(RACERS // 2):
+        response = await committed.client.post(
+            f"{API}/shops/{scene.shop.id}/orders",
+            json={"lines": [*lines(scene.soap), *lines(scene.haircut)]},
+            headers=scene.villager_headers,
+        )
+        placed.append(response.json()["id"])
+    # Half of them past their deadline, for the expiry jobs.
+    async with committed.sessionmaker() as session, session.begin():
+        await session.execute(
+            update(ShopOrder)
+            .where(col(ShopOrder.id).in_([uuid.UUID(o) for o in placed[::2]]))
+            .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+
+    async def expire_all() -> None:
+        while True:
+            async with committed.sessionmaker() as session, session.begin():
+                if not await expire_due_order(session):
+                    return
+
+    async with ChainHeld(committed.engine, scene) as held:
+        *responses, _, _, _ = await asyncio.gather(
+            *(
+                committed.client.post(
+                    f"{API}/shop-orders/{order_id}/cancel", headers=scene.villager_headers
+                )
+                for order_id in placed[1::2]
+            ),
+            *(
+                committed.client.post(
+                    f"{API}/shops/{scene.shop.id}/orders",
+                    json={"lines": [*lines(scene.haircut), *lines(scene.soap)]},
+                    headers=scene.villager_headers,
+                )
+                for _ in range(RACERS // 2)
+            ),
+            held.release_when_waiting(RACERS // 2),
+            expire_all(),
+            expire_all(),
+        )
+    assert {r.status_code for r in responses} <= {200, 201}, [r.text for r in responses]
+    async with committed.sessionmaker() as session:
+        live = await session.scalar(
+            select(func.count())
+            .select_from(ShopOrder)
+            .where(
+                col(ShopOrder.household_id) == scene.household.id,
+                col(ShopOrder.status) == OrderStatus.RESERVED,
+            )
+        )
+        assert live == RACERS // 2
+        assert await balance_of(session, scene.household.id) == 2100 - live * 50
+    await committed.check(scene, scene.soap, RACERS * 2)

@@ -12,7 +12,7 @@ from sqlmodel import col
 from app.config import Settings
 from app.models import LedgerEntry, LedgerKind, OrderStatus, ShopOrder
 from app.services import shop_codes
-from app.services.shop_orders import expire_due_orders
+from app.services.shop_orders import expire_due_order
 from tests.auth.conftest import assert_problem
 from tests.ledger.conftest import assert_ledger_consistent, balance_of, score_of
 from tests.shop.conftest import API, Scene, snapshot, stock_of
@@ -139,7 +139,7 @@ async def test_expiry_releases_points_and_stock_and_voids_the_pickup(
     client: httpx.AsyncClient, db: AsyncSession, scene: Scene
 ) -> None:
     order = (await place(client, scene, (scene.soap.id, 2))).json()
-    assert await expire_due_orders(db) == 0
+    assert await expire_due_order(db) is False
     await db.execute(
         update(ShopOrder)
         .where(col(ShopOrder.id) == order["id"])
@@ -152,8 +152,8 @@ async def test_expiry_releases_points_and_stock_and_voids_the_pickup(
         headers=scene.attendant_headers,
     )
     assert_problem(pickup, 409, "shop.order_expired")
-    assert await expire_due_orders(db) == 1
-    assert await expire_due_orders(db) == 0
+    assert await expire_due_order(db) is True
+    assert await expire_due_order(db) is False
     stored = await db.get(ShopOrder, order["id"])
     assert stored is not None
     await db.refresh(stored)
