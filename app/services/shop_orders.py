@@ -484,13 +484,14 @@ async def scan(
         if scanned.nonce is not None and (await session.execute(used)).first():
             raise shop_codes.replayed()
     standing = await household_standing(session, household, item_tiers=False)
+    head, points = await _head_and_balance(session, household.id)
     refusal: Refusal | None = None if order_read_model else standing.refusal
     return ScanRead(
         kind=scanned.kind,
         household_id=household.id,
         household_number=household.number,
-        head_name=notice_board_name(await _head_name(session, household.id)),
-        balance=await _balance(session, household.id),
+        head_name=notice_board_name(head),
+        balance=points,
         tier=standing.tier,
         redeemable_now=refusal is None,
         refusal_code=refusal.code if refusal else None,
@@ -500,25 +501,25 @@ async def scan(
     )
 
 
-async def _head_name(session: AsyncSession, household_id: uuid.UUID) -> str | None:
-    return (
-        await session.execute(
-            select(col(Person.name))
-            .join(HouseholdMember, col(HouseholdMember.person_id) == col(Person.id))
-            .where(col(HouseholdMember.household_id) == household_id)
-            .order_by(col(HouseholdMember.is_head).desc(), col(HouseholdMember.created_at))
-            .limit(1)
-        )
-    ).scalar_one_or_none()
-
-
-async def _balance(session: AsyncSession, household_id: uuid.UUID) -> int:
-    value = await session.scalar(
-        select(col(HouseholdBalance.balance)).where(
-            col(HouseholdBalance.household_id) == household_id
-        )
+async def _head_and_balance(
+    session: AsyncSession, household_id: uuid.UUID
+) -> tuple[str | None, int]:
+    """The name the household goes by (its head's) and its spendable points, in one query."""
+    head = (
+        select(col(Person.name))
+        .join(HouseholdMember, col(HouseholdMember.person_id) == col(Person.id))
+        .where(col(HouseholdMember.household_id) == household_id)
+        .order_by(col(HouseholdMember.is_head).desc(), col(HouseholdMember.created_at))
+        .limit(1)
+        .scalar_subquery()
     )
-    return int(value or 0)
+    balance = (
+        select(col(HouseholdBalance.balance))
+        .where(col(HouseholdBalance.household_id) == household_id)
+        .scalar_subquery()
+    )
+    name, points = (await session.execute(select(head, balance))).one()
+    return name, int(points or 0)
 
 
 async def redeem_at_counter(
