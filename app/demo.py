@@ -37,8 +37,7 @@ from app.models import (
 )
 from app.schemas.rules import ItemCreate, RuleSetCreate
 from app.schemas.scorecards import ScorecardLineWrite, ScorecardWrite
-from app.schemas.shop import ItemCreate as ShopItemCreate
-from app.schemas.shop import OrderCreate, OrderLineCreate, ShopCreate
+from app.schemas.shop import OrderCreate, OrderLineCreate, ShopCreate, ShopItemCreate
 from app.security import Grant, Principal, hash_password
 from app.services import households, periods, rules, scorecards, shop_cards, shop_orders
 from app.services import shop as shop_service

@@ -11,9 +11,6 @@ from app.schemas.shop import (
     CardRead,
     CodeRead,
     CounterRedemptionCreate,
-    ItemCreate,
-    ItemRead,
-    ItemUpdate,
     LiabilityRead,
     OrderCreate,
     OrderRead,
@@ -21,6 +18,9 @@ from app.schemas.shop import (
     ScanCreate,
     ScanRead,
     ShopCreate,
+    ShopItemCreate,
+    ShopItemRead,
+    ShopItemUpdate,
     ShopRead,
     StockChangeCreate,
     StockMovementRead,
@@ -70,7 +70,7 @@ async def list_shops(
 @router.get("/shops/{shop_id}/items", operation_id="list_shop_items")
 async def list_items(
     session: SessionDep, principal: CurrentPrincipal, shop_id: uuid.UUID
-) -> list[ItemRead]:
+) -> list[ShopItemRead]:
     """The catalog; for a villager, whether their household may redeem each item now and if
     not, why (`refusal_code`). Staff also see inactive items."""
     return await service.list_items(session, principal, shop_id)
@@ -80,17 +80,17 @@ async def list_items(
     "/shops/{shop_id}/items", status_code=status.HTTP_201_CREATED, operation_id="create_shop_item"
 )
 async def create_item(
-    session: SessionDep, principal: VillageAdmin, shop_id: uuid.UUID, body: ItemCreate
-) -> ItemRead:
+    session: SessionDep, principal: VillageAdmin, shop_id: uuid.UUID, body: ShopItemCreate
+) -> ShopItemRead:
     """An item (never money or a money equivalent: `shop.money_item`)."""
-    return ItemRead.model_validate(await service.create_item(session, principal, shop_id, body))
+    return ShopItemRead.model_validate(await service.create_item(session, principal, shop_id, body))
 
 
 @router.patch("/shop-items/{shop_item_id}", operation_id="update_shop_item")
 async def update_item(
-    session: SessionDep, principal: VillageAdmin, shop_item_id: uuid.UUID, body: ItemUpdate
-) -> ItemRead:
-    return ItemRead.model_validate(
+    session: SessionDep, principal: VillageAdmin, shop_item_id: uuid.UUID, body: ShopItemUpdate
+) -> ShopItemRead:
+    return ShopItemRead.model_validate(
         await service.update_item(session, principal, shop_item_id, body)
     )
 
@@ -98,9 +98,9 @@ async def update_item(
 @router.post("/shop-items/{shop_item_id}/stock", operation_id="change_shop_item_stock")
 async def change_stock(
     session: SessionDep, principal: VillageAdmin, shop_item_id: uuid.UUID, body: StockChangeCreate
-) -> ItemRead:
+) -> ShopItemRead:
     """Restock or correct stock with a reason; recorded with who did it, never below zero."""
-    return ItemRead.model_validate(
+    return ShopItemRead.model_validate(
         await service.change_stock(session, principal, shop_item_id, body)
     )
 

@@ -32,7 +32,7 @@ class ShopRead(BaseModel):
     name: str
 
 
-class ItemCreate(Strict):
+class ShopItemCreate(Strict):
     name: Name
     category: Category
     photo_url: Annotated[str, StringConstraints(max_length=500)] | None = None
@@ -44,7 +44,7 @@ class ItemCreate(Strict):
     min_period_score: int | None = Field(default=None, ge=-10_000, le=10_000)
 
 
-class ItemUpdate(Strict):
+class ShopItemUpdate(Strict):
     name: Name | None = None
     category: Category | None = None
     photo_url: Annotated[str, StringConstraints(max_length=500)] | None = None
@@ -54,7 +54,7 @@ class ItemUpdate(Strict):
     min_period_score: int | None = Field(default=None, ge=-10_000, le=10_000)
 
 
-class ItemRead(BaseModel):
+class ShopItemRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: uuid.UUID

@@ -25,7 +25,13 @@ from app.models import (
     StockMovement,
 )
 from app.schemas.rules import Policy, RedemptionPolicy
-from app.schemas.shop import ItemCreate, ItemRead, ItemUpdate, ShopCreate, StockChangeCreate
+from app.schemas.shop import (
+    ShopCreate,
+    ShopItemCreate,
+    ShopItemRead,
+    ShopItemUpdate,
+    StockChangeCreate,
+)
 from app.security import Principal
 from app.services import audit
 from app.services.organisation import get_village, get_village_for_admin
@@ -157,7 +163,7 @@ def refuse_money(*texts: str) -> None:
 
 
 async def create_item(
-    session: AsyncSession, principal: Principal, shop_id: uuid.UUID, data: ItemCreate
+    session: AsyncSession, principal: Principal, shop_id: uuid.UUID, data: ShopItemCreate
 ) -> ShopItem:
     shop = await get_shop(session, shop_id, shop_managed(principal))
     refuse_money(data.name, data.category)
@@ -172,7 +178,7 @@ async def create_item(
 
 
 async def update_item(
-    session: AsyncSession, principal: Principal, item_id: uuid.UUID, data: ItemUpdate
+    session: AsyncSession, principal: Principal, item_id: uuid.UUID, data: ShopItemUpdate
 ) -> ShopItem:
     item, shop = await get_item(session, item_id, shop_managed(principal))
     changes = data.model_dump(exclude_unset=True)
@@ -410,7 +416,7 @@ async def _latest_period(
 
 async def list_items(
     session: AsyncSession, principal: Principal, shop_id: uuid.UUID
-) -> list[ItemRead]:
+) -> list[ShopItemRead]:
     shop = await get_shop(session, shop_id, shop_readable(principal))
     staff = principal.is_district_admin or bool(
         (
@@ -430,7 +436,7 @@ async def list_items(
     standing = await standing_for(session, household) if household else None
     reads = []
     for item in items:
-        read = ItemRead.model_validate(item)
+        read = ShopItemRead.model_validate(item)
         if standing is not None:
             refusal = standing.item_refusal(item)
             read.redeemable_now = refusal is None
