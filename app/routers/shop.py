@@ -24,8 +24,15 @@ from app.schemas.shop import (
     ShopRead,
     StockChangeCreate,
     StockMovementRead,
+    TownShopCreate,
 )
-from app.security import CurrentPrincipal, Principal, VillageAdmin, require_roles
+from app.security import (
+    CurrentPrincipal,
+    DistrictAdmin,
+    Principal,
+    VillageAdmin,
+    require_roles,
+)
 from app.services import shop as service
 from app.services import shop_cards as cards
 from app.services import shop_orders as orders
@@ -56,6 +63,17 @@ async def create_shop(
 ) -> ShopRead:
     """The village's 积分超市."""
     return ShopRead.model_validate(await service.create_shop(session, principal, village_id, body))
+
+
+@router.post(
+    "/towns/{town_id}/shops", status_code=status.HTTP_201_CREATED, operation_id="create_town_shop"
+)
+async def create_town_shop(
+    session: SessionDep, principal: DistrictAdmin, town_id: uuid.UUID, body: TownShopCreate
+) -> ShopRead:
+    """A town's shop serving listed villages of the town (its households redeem there)."""
+    shop = await service.create_town_shop(session, principal, town_id, body)
+    return ShopRead.model_validate(shop)
 
 
 @router.get("/villages/{village_id}/shops", operation_id="list_shops")

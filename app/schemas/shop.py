@@ -22,6 +22,12 @@ class ShopCreate(Strict):
     name: Name
 
 
+class TownShopCreate(Strict):
+    name: Name
+    # The villages of the town whose households redeem here.
+    village_ids: list[uuid.UUID] = Field(min_length=1, max_length=100)
+
+
 class ShopRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 

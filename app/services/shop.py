@@ -23,6 +23,7 @@ from app.models import (
     Shop,
     ShopItem,
     StockMovement,
+    Village,
 )
 from app.schemas.rules import Policy, RedemptionPolicy
 from app.schemas.shop import (
@@ -31,10 +32,11 @@ from app.schemas.shop import (
     ShopItemRead,
     ShopItemUpdate,
     StockChangeCreate,
+    TownShopCreate,
 )
 from app.security import Principal
 from app.services import audit
-from app.services.organisation import get_village, get_village_for_admin
+from app.services.organisation import get_town, get_village, get_village_for_admin
 from app.services.rules import rule_set_in_force
 from app.timeutil import local_today
 
@@ -136,6 +138,38 @@ async def create_shop(
     audit.record(
         session, principal, "shop.create", "shop", shop.id,
         after=audit.snapshot(shop), town_id=shop.town_id, village_id=village.id,
+    )  # fmt: skip
+    return shop
+
+
+async def create_town_shop(
+    session: AsyncSession, principal: Principal, town_id: uuid.UUID, data: TownShopCreate
+) -> Shop:
+    """A town's shop serving listed villages of the town; its catalog is the district's to keep,
+    and attendants are granted in a served village with the shop named."""
+    town = await get_town(session, principal, town_id)
+    wanted = set(data.village_ids)
+    found = set(
+        (
+            await session.execute(
+                select(col(Village.id)).where(
+                    col(Village.id).in_(wanted), col(Village.town_id) == town.id
+                )
+            )
+        ).scalars()
+    )
+    if found != wanted:
+        raise Unprocessable(
+            "Every served village must belong to the town.",
+            code="shop.village_not_in_town",
+            title="服务的村须属于本镇",
+        )
+    shop = Shop(town_id=town.id, served_village_ids=sorted(wanted, key=str), name=data.name)
+    session.add(shop)
+    await session.flush()
+    audit.record(
+        session, principal, "shop.create", "shop", shop.id,
+        after=audit.snapshot(shop), town_id=town.id,
     )  # fmt: skip
     return shop
 

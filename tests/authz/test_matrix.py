@@ -200,6 +200,9 @@ MATRIX: dict[tuple[str, str], Row] = {
         _roles(DA, VA), lambda w: {"name": "新超市"}
     ),
     ("GET", "/api/v1/villages/{village_id}/shops"): Row({ANY}),
+    ("POST", "/api/v1/towns/{town_id}/shops"): Row(
+        _roles(DA), lambda w: {"name": "镇积分超市", "village_ids": [str(w.village_id)]}
+    ),
     ("GET", "/api/v1/shops/{shop_id}/items"): Row({ANY}),
     ("POST", "/api/v1/shops/{shop_id}/items"): Row(
         _roles(DA, VA), lambda w: {"name": "毛巾", "category": "生活用品", "price_points": 5}

@@ -7,11 +7,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app.config import Settings
-from app.models import Role, Shop, ShopItem, StockMovement
+from app.models import Role, Shop, ShopItem, StockMovement, Town
 from tests import factories as f
 from tests.auth.conftest import assert_problem
-from tests.ledger.conftest import audits
-from tests.shop.conftest import API, Scene, build_scene, stock_of
+from tests.ledger.conftest import assert_ledger_consistent, audits, balance_of, post_entry
+from tests.shop.conftest import API, TODAY, Scene, build_scene, stock_of
 
 
 async def item_count(db: AsyncSession) -> int:
@@ -205,3 +205,77 @@ async def test_village_admin_grants_an_attendant_one_shop(
         f"{API}/shops/{scene.shop.id}/scans", json={"code": "x"}, headers=headers
     )
     assert_problem(scan, 422, "shop.code_forged")
+
+
+async def test_a_town_shop_serves_its_listed_villages(
+    client: httpx.AsyncClient, db: AsyncSession, scene: Scene, settings: Settings
+) -> None:
+    town = await db.get(Town, scene.village.town_id)
+    assert town is not None
+    neighbour = await f.create_village(db, town)
+    await f.create_rule_set(db, neighbour, year=TODAY.year)
+    elsewhere = await f.create_village(db)
+    district = await f.create_person(db)
+    await f.grant(db, district, Role.DISTRICT_ADMIN)
+    district_headers = await f.login_headers(db, settings, district)
+    url = f"{API}/towns/{town.id}/shops"
+
+    shops_before = await db.scalar(select(func.count()).select_from(Shop))
+    wrong = await client.post(
+        url,
+        json={"name": "镇积分超市", "village_ids": [str(scene.village.id), str(elsewhere.id)]},
+        headers=district_headers,
+    )
+    assert_problem(wrong, 422, "shop.village_not_in_town")
+    assert await db.scalar(select(func.count()).select_from(Shop)) == shops_before
+
+    created = await client.post(
+        url,
+        json={"name": "镇积分超市", "village_ids": [str(scene.village.id), str(neighbour.id)]},
+        headers=district_headers,
+    )
+    assert created.status_code == 201, created.text
+    shop = created.json()
+    assert shop["village_id"] is None
+    item = await client.post(
+        f"{API}/shops/{shop['id']}/items",
+        json={"name": "竹扫帚", "category": "清洁用品", "price_points": 10, "stock": 5},
+        headers=district_headers,
+    )
+    assert item.status_code == 201, item.text
+    # The town's catalog is not a village admin's to change.
+    by_village = await client.post(
+        f"{API}/shops/{shop['id']}/items",
+        json={"name": "毛巾", "category": "生活用品", "price_points": 5},
+        headers=scene.admin_headers,
+    )
+    assert_problem(by_village, 404, "shop.not_found")
+
+    # Households of both villages order there; each village's points stay in its own ledger.
+    neighbour_home = await f.create_household(db, neighbour)
+    neighbour_person = await f.create_person(db, neighbour)
+    await f.add_member(db, neighbour_home, neighbour_person, is_head=True)
+    await post_entry(db, neighbour_home, 30)
+    body = {"lines": [{"item_id": item.json()["id"], "quantity": 1}]}
+    for headers in (scene.villager_headers, await f.login_headers(db, settings, neighbour_person)):
+        listed = await client.get(f"{API}/shops/{shop['id']}/items", headers=headers)
+        assert listed.status_code == 200
+        ordered = await client.post(f"{API}/shops/{shop['id']}/orders", json=body, headers=headers)
+        assert ordered.status_code == 201, ordered.text
+    assert await balance_of(db, scene.household.id) == 90
+    assert await balance_of(db, neighbour_home.id) == 20
+    await assert_ledger_consistent(db, scene.village.id)
+    await assert_ledger_consistent(db, neighbour.id)
+    # An attendant of a served village may be granted the town shop.
+    person = await f.create_person(db, scene.village)
+    granted = await client.post(
+        f"{API}/role-grants",
+        json={
+            "person_id": str(person.id),
+            "role": "shop_attendant",
+            "village_id": str(scene.village.id),
+            "shop_id": shop["id"],
+        },
+        headers=scene.admin_headers,
+    )
+    assert granted.status_code == 201, granted.text
