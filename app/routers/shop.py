@@ -1,12 +1,13 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from app.config import Settings
 from app.db import SessionDep
 from app.idempotency import IdempotencyDep
-from app.models import Role
+from app.models import OrderStatus, Role
+from app.pagination import Page, PageParams, page_params
 from app.schemas.shop import (
     CardRead,
     CodeRead,
@@ -41,6 +42,7 @@ from app.timeutil import local_today
 from app.xlsx import XLSX_MEDIA_TYPE, attachment
 
 router = APIRouter(tags=["shop"])
+Paging = Annotated[PageParams, Depends(page_params)]
 Counter = Annotated[Principal, require_roles(Role.VILLAGE_ADMIN, Role.SHOP_ATTENDANT)]
 SheetReader = Annotated[
     Principal, require_roles(Role.VILLAGE_ADMIN, Role.SHOP_ATTENDANT, Role.TOWN_SUPERVISOR)
@@ -148,6 +150,39 @@ async def place_order(
     result = await orders.order_read(session, _settings(request), order, owner=True, lines=lines)
     await idempotency.remember(status.HTTP_201_CREATED, result)
     return result
+
+
+@router.get("/shops/{shop_id}/orders", operation_id="list_shop_orders")
+async def list_shop_orders(
+    request: Request,
+    session: SessionDep,
+    principal: Counter,
+    shop_id: uuid.UUID,
+    paging: Paging,
+    status: OrderStatus | None = None,
+) -> Page[OrderRead]:
+    """The shop's orders and redemptions, oldest first (`status=reserved`: waiting for pickup)."""
+    found, cursor = await orders.list_shop_orders(session, principal, shop_id, paging, status)
+    reads = await orders.order_reads(session, _settings(request), found, owner=False)
+    return Page(items=reads, next_cursor=cursor)
+
+
+@router.get("/households/{household_id}/shop-orders", operation_id="list_household_orders")
+async def list_household_orders(
+    request: Request,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    household_id: uuid.UUID,
+    paging: Paging,
+    status: OrderStatus | None = None,
+) -> Page[OrderRead]:
+    """The household's orders in every shop, oldest first; its own members see pickup codes."""
+    found, cursor = await orders.list_household_orders(
+        session, principal, household_id, paging, status
+    )
+    owner = principal.household_id == household_id
+    reads = await orders.order_reads(session, _settings(request), found, owner=owner)
+    return Page(items=reads, next_cursor=cursor)
 
 
 @router.get("/shop-orders/{order_id}", operation_id="get_order")

@@ -19,6 +19,7 @@ stop a household taking more than its tier's share.
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -43,6 +44,7 @@ from app.models import (
     ShopOrder,
     ShopOrderLine,
 )
+from app.pagination import PageParams, paginate
 from app.schemas.shop import (
     CodeKind,
     CodeRead,
@@ -55,6 +57,7 @@ from app.schemas.shop import (
 )
 from app.security import Principal
 from app.services import ledger, shop_codes
+from app.services.households import get_household
 from app.services.periods import notice_board_name
 from app.services.shop import Refusal, get_shop, shop_attended, shop_not_found, shop_readable
 from app.services.shop import standing_for as household_standing
@@ -339,6 +342,65 @@ async def order_read(
         if show_code
         else None,
     )
+
+
+async def order_reads(
+    session: AsyncSession, settings: Settings, orders: Sequence[ShopOrder], *, owner: bool
+) -> list[OrderRead]:
+    """Several orders with their lines, read in one query."""
+    lines: dict[uuid.UUID, list[ShopOrderLine]] = {order.id: [] for order in orders}
+    if orders:
+        rows = await session.execute(
+            select(ShopOrderLine).where(col(ShopOrderLine.order_id).in_(list(lines)))
+        )
+        for line in rows.scalars():
+            lines[line.order_id].append(line)
+    return [
+        await order_read(session, settings, order, owner=owner, lines=lines[order.id])
+        for order in orders
+    ]
+
+
+async def _page(
+    session: AsyncSession, statement: Any, params: PageParams, status: OrderStatus | None
+) -> tuple[list[ShopOrder], str | None]:
+    if status is not None:
+        statement = statement.where(col(ShopOrder.status) == status)
+    rows, cursor = await paginate(
+        session,
+        statement,
+        order=[col(ShopOrder.created_at), col(ShopOrder.id)],
+        params=params,
+        parse=[datetime.fromisoformat, uuid.UUID],
+    )
+    return [row[0] for row in rows], cursor
+
+
+async def list_shop_orders(
+    session: AsyncSession,
+    principal: Principal,
+    shop_id: uuid.UUID,
+    params: PageParams,
+    status: OrderStatus | None,
+) -> tuple[list[ShopOrder], str | None]:
+    """The counter's orders, oldest first (status=reserved: what waits to be collected)."""
+    shop = await get_shop(session, shop_id, shop_attended(principal))
+    return await _page(
+        session, select(ShopOrder).where(col(ShopOrder.shop_id) == shop.id), params, status
+    )
+
+
+async def list_household_orders(
+    session: AsyncSession,
+    principal: Principal,
+    household_id: uuid.UUID,
+    params: PageParams,
+    status: OrderStatus | None,
+) -> tuple[list[ShopOrder], str | None]:
+    """A household's orders in every shop, oldest first."""
+    household = await get_household(session, principal, household_id)
+    statement = select(ShopOrder).where(col(ShopOrder.household_id) == household.id)
+    return await _page(session, statement, params, status)
 
 
 async def get_order(

@@ -218,6 +218,8 @@ MATRIX: dict[tuple[str, str], Row] = {
         {VILLAGER}, lambda w: {"lines": [{"item_id": str(w.shop_item_id), "quantity": 1}]}
     ),
     ("GET", "/api/v1/shop-orders/{order_id}"): Row({ANY}, served_by=SA.value),
+    ("GET", "/api/v1/shops/{shop_id}/orders"): Row(_roles(DA, VA, SA)),
+    ("GET", "/api/v1/households/{household_id}/shop-orders"): Row({ANY}, served_by=SC.value),
     ("POST", "/api/v1/shop-orders/{order_id}/cancel"): Row({VILLAGER}),
     ("POST", "/api/v1/shops/{shop_id}/pay-code"): Row({VILLAGER}),
     ("POST", "/api/v1/shops/{shop_id}/scans"): Row(_roles(DA, VA, SA), lambda w: {"code": "x"}),

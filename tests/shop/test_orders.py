@@ -15,7 +15,7 @@ from app.services import shop_codes
 from app.services.shop_orders import expire_due_order
 from tests.auth.conftest import assert_problem
 from tests.ledger.conftest import assert_ledger_consistent, balance_of, score_of
-from tests.shop.conftest import API, Scene, snapshot, stock_of
+from tests.shop.conftest import API, Scene, build_scene, snapshot, stock_of
 
 
 def order_body(*lines: tuple[object, int]) -> dict[str, object]:
@@ -276,3 +276,51 @@ async def test_a_retried_order_with_one_key_orders_once(
     assert again.headers["idempotent-replayed"] == "true"
     assert (await snapshot(db, scene.household)).orders == 1
     assert await balance_of(db, scene.household.id) == 80
+
+
+async def test_order_lists_for_the_household_and_the_counter(
+    client: httpx.AsyncClient, db: AsyncSession, scene: Scene, settings: Settings
+) -> None:
+    first = (await place(client, scene, (scene.soap.id, 1))).json()
+    second = (await place(client, scene, (scene.haircut.id, 1), (scene.soap.id, 1))).json()
+    await client.post(f"{API}/shop-orders/{first['id']}/cancel", headers=scene.villager_headers)
+
+    mine = await client.get(
+        f"{API}/households/{scene.household.id}/shop-orders", headers=scene.villager_headers
+    )
+    assert mine.status_code == 200, mine.text
+    assert [(o["id"], o["status"]) for o in mine.json()["items"]] == [
+        (first["id"], "cancelled"),
+        (second["id"], "reserved"),
+    ]
+    assert mine.json()["items"][1]["pickup_code"] == second["pickup_code"]
+    assert [line["item_name"] for line in mine.json()["items"][1]["lines"]] == ["洗衣皂", "理发"]
+
+    waiting = await client.get(
+        f"{API}/shops/{scene.shop.id}/orders",
+        params={"status": "reserved"},
+        headers=scene.attendant_headers,
+    )
+    assert [o["id"] for o in waiting.json()["items"]] == [second["id"]]
+    assert waiting.json()["items"][0]["pickup_code"] is None
+
+    page = await client.get(
+        f"{API}/shops/{scene.shop.id}/orders", params={"limit": 1}, headers=scene.admin_headers
+    )
+    assert [o["id"] for o in page.json()["items"]] == [first["id"]]
+    rest = await client.get(
+        f"{API}/shops/{scene.shop.id}/orders",
+        params={"limit": 1, "cursor": page.json()["next_cursor"]},
+        headers=scene.admin_headers,
+    )
+    assert [o["id"] for o in rest.json()["items"]] == [second["id"]]
+
+    other = await build_scene(db, settings)
+    hidden = await client.get(
+        f"{API}/households/{scene.household.id}/shop-orders", headers=other.villager_headers
+    )
+    assert_problem(hidden, 404, "household.not_found")
+    not_theirs = await client.get(
+        f"{API}/shops/{scene.shop.id}/orders", headers=other.attendant_headers
+    )
+    assert_problem(not_theirs, 404, "shop.not_found")
