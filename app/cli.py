@@ -236,6 +236,29 @@ def photos_cleanup_command(args: argparse.Namespace) -> None:
     print(f"{removed} photo(s) never attached within {settings.photo_unattached_hours} h removed.")
 
 
+async def _expire_orders(url: str) -> int:
+    from app.db import create_engine, create_sessionmaker
+    from app.services.shop_orders import expire_due_order
+
+    engine = create_engine(url, pool_size=1)
+    sessionmaker = create_sessionmaker(engine)
+    total = 0
+    try:
+        while True:
+            async with sessionmaker() as session, session.begin():
+                if not await expire_due_order(session):
+                    return total
+            total += 1
+    finally:
+        await engine.dispose()
+
+
+def expire_orders_command(args: argparse.Namespace) -> None:
+    _interrupt_on_sigterm()
+    url, _server = _prepare_database(get_settings())
+    print(f"{asyncio.run(_expire_orders(url))} shop order(s) expired; points and stock returned.")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="village-points", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -274,6 +297,10 @@ def main(argv: list[str] | None = None) -> None:
     commands.add_parser(
         "photos-cleanup", help="remove uploaded photos never attached to a claim"
     ).set_defaults(func=photos_cleanup_command)
+    commands.add_parser(
+        "expire-orders",
+        help="expire uncollected shop orders past their deadline (run every few minutes)",
+    ).set_defaults(func=expire_orders_command)
 
     args = parser.parse_args(argv)
     try:

@@ -7,15 +7,17 @@ is issued on every run and printed.
 
 import random
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import NamedTuple
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel, col
 
+from app.config import get_settings
 from app.db import create_engine, create_sessionmaker
+from app.errors import AppError
 from app.models import (
     Household,
     HouseholdMember,
@@ -26,6 +28,7 @@ from app.models import (
     Role,
     RoleGrant,
     ScoringPeriod,
+    Shop,
     Town,
     Village,
     VillageGroup,
@@ -34,8 +37,10 @@ from app.models import (
 )
 from app.schemas.rules import ItemCreate, RuleSetCreate
 from app.schemas.scorecards import ScorecardLineWrite, ScorecardWrite
+from app.schemas.shop import OrderCreate, OrderLineCreate, ShopCreate, ShopItemCreate
 from app.security import Grant, Principal, hash_password
-from app.services import households, periods, rules, scorecards
+from app.services import households, periods, rules, scorecards, shop_cards, shop_orders
+from app.services import shop as shop_service
 from app.timeutil import local_today
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
@@ -160,6 +165,7 @@ class DemoSummary:
     invite_expires: datetime | None
     rules: list[str]
     history: list[str]
+    shop: list[str] = field(default_factory=list)
 
 
 class _Names:
@@ -705,6 +711,83 @@ async def _ensure_claims(session: AsyncSession) -> list[str]:
     ]
 
 
+DEMO_ITEMS = (
+    ShopItemCreate(name="洗衣液 2kg", category="生活用品", price_points=10, stock=40),
+    ShopItemCreate(name="垃圾分类桶", category="清洁用品", price_points=25, stock=12,
+                   limit_per_period=1),
+    ShopItemCreate(name="盆栽绿萝", category="花草果树", price_points=15, stock=20),
+    ShopItemCreate(name="理发一次", category="服务", price_points=8),
+)  # fmt: skip
+
+
+async def _ensure_shop(session: AsyncSession) -> list[str]:
+    """HOME's 积分超市 with a few items, its attendant scoped to it, a printed household card
+    and an order waiting to be collected, all made through the shop's services."""
+    village = (
+        await session.execute(select(Village).where(col(Village.name) == HOME.name))
+    ).scalar_one()
+    if (
+        await session.execute(select(col(Shop.id)).where(col(Shop.village_id) == village.id))
+    ).first():
+        return []
+    admin = await _district_admin(session)
+    shop = await shop_service.create_shop(
+        session, admin, village.id, ShopCreate(name=f"{HOME.name}积分超市")
+    )
+    items = [await shop_service.create_item(session, admin, shop.id, item) for item in DEMO_ITEMS]
+    await session.execute(
+        update(RoleGrant)
+        .where(
+            col(RoleGrant.person_id).in_(
+                select(col(Person.id)).where(col(Person.username) == SHOP_ATTENDANT)
+            ),
+            col(RoleGrant.role) == Role.SHOP_ATTENDANT,
+        )
+        .values(shop_id=shop.id)
+    )
+    lines = [f"{shop.name}: " + "、".join(f"{i.name} {i.price_points}分" for i in items)]
+    card_holder = (
+        await session.execute(
+            select(Household)
+            .where(col(Household.village_id) == village.id)
+            .order_by(col(Household.number))
+            .limit(1)
+        )
+    ).scalar_one()
+    card = await shop_cards.issue_card(session, get_settings(), admin, card_holder.id)
+    lines.append(f"household {card_holder.number} has a printed card (code {card.code})")
+    villager = (
+        await session.execute(
+            select(col(Person.id), col(HouseholdMember.household_id))
+            .join(WechatIdentity, col(WechatIdentity.person_id) == col(Person.id))
+            .join(HouseholdMember, col(HouseholdMember.person_id) == col(Person.id))
+            .where(col(WechatIdentity.openid) == DEMO_OPENID)
+        )
+    ).first()
+    if villager is not None:
+        resident = Principal(
+            person_id=villager.id,
+            session_id=uuid.uuid4(),
+            household_id=villager.household_id,
+            household_village_id=village.id,
+        )
+        try:
+            async with session.begin_nested():
+                order, _ = await shop_orders.place_order(
+                    session,
+                    resident,
+                    shop.id,
+                    OrderCreate(lines=[OrderLineCreate(item_id=items[0].id, quantity=1)]),
+                )
+            lines.append(
+                f"the demo villager's order of {items[0].name} ({order.points}分) is waiting"
+                " to be collected"
+            )
+        except AppError as refused:  # outside the policy's window, or too few points yet
+            lines.append(f"the demo villager could not order today: {refused.code}")
+    return lines
+
+
 async def _fill(session: AsyncSession) -> DemoSummary | None:
     await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
     created = False
@@ -718,6 +801,7 @@ async def _fill(session: AsyncSession) -> DemoSummary | None:
     rules = await _ensure_rules(session)
     history = await _ensure_history(session)
     history += await _ensure_claims(session)
+    shop = await _ensure_shop(session)
     town = (await session.execute(select(col(Town.name)).order_by(col(Town.created_at)))).scalars()
     return DemoSummary(
         created=created,
@@ -734,6 +818,7 @@ async def _fill(session: AsyncSession) -> DemoSummary | None:
         invite_expires=invite[3] if invite else None,
         rules=rules,
         history=history,
+        shop=shop,
     )
 
 
@@ -763,6 +848,7 @@ def _instructions(s: DemoSummary, base: str, *, default_url: bool) -> str:
         "Rules in force (each village on a different seed template):",
         *(f"  {line}" for line in s.rules),
         *(f"History: {line}" for line in s.history),
+        *(f"Shop: {line}" for line in s.shop),
         "",
         f"Staff log in with a password; every demo account's password is {DEMO_PASSWORD}:",
     ]

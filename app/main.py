@@ -29,6 +29,7 @@ from app.routers import (
     photos,
     rules,
     scorecards,
+    shop,
 )
 from app.services.notification_delivery import running_worker
 
@@ -97,6 +98,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     api.include_router(photos.router)
     api.include_router(claims.router)
     api.include_router(activities.router)
+    api.include_router(shop.router)
     app.include_router(api)
 
     def openapi() -> dict[str, Any]:

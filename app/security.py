@@ -130,6 +130,8 @@ class Grant:
     town_id: uuid.UUID | None
     village_id: uuid.UUID | None
     village_group_ids: tuple[uuid.UUID, ...] = ()
+    # A shop attendant limited to one shop; None: every shop of the village.
+    shop_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True)
@@ -179,6 +181,7 @@ async def load_principal(
                 col(RoleGrant.town_id),
                 col(RoleGrant.village_id),
                 col(RoleGrant.village_group_ids),
+                col(RoleGrant.shop_id),
             ).where(col(RoleGrant.person_id) == person_id, col(RoleGrant.revoked_at).is_(None))
         )
     ).all()
@@ -190,8 +193,8 @@ async def load_principal(
         )
     ).first()
     grants = tuple(
-        Grant(Role(role), town_id, village_id, tuple(group_ids or ()))
-        for role, town_id, village_id, group_ids in grant_rows
+        Grant(Role(role), town_id, village_id, tuple(group_ids or ()), shop_id)
+        for role, town_id, village_id, group_ids, shop_id in grant_rows
     )
     village_ids = {g.village_id for g in grants if g.village_id}
     if membership:

@@ -42,6 +42,19 @@ from app.models.scoring import (
     ScorecardLine,
     ScoringPeriod,
 )
+from app.models.shop import (
+    HouseholdCard,
+    OrderChannel,
+    OrderStatus,
+    Shop,
+    ShopAllowance,
+    ShopCodeUse,
+    ShopItem,
+    ShopOrder,
+    ShopOrderLine,
+    StockChange,
+    StockMovement,
+)
 
 __all__ = [
     "HouseholdPeriodScore",
@@ -97,4 +110,15 @@ __all__ = [
     "Activity",
     "ActivityCheckIn",
     "ActivityStatus",
+    "HouseholdCard",
+    "OrderChannel",
+    "OrderStatus",
+    "Shop",
+    "ShopAllowance",
+    "ShopCodeUse",
+    "ShopItem",
+    "ShopOrder",
+    "ShopOrderLine",
+    "StockChange",
+    "StockMovement",
 ]

@@ -45,6 +45,7 @@ class RoleGrant(SQLModel, table=True):
             " AND town_id IS NOT NULL AND village_id IS NOT NULL)",
             name="scope_matches_role",
         ),
+        sa.CheckConstraint("shop_id IS NULL OR role = 'shop_attendant'", name="shop_for_attendant"),
         sa.Index(
             "uq_role_grant_active",
             "person_id",
@@ -68,6 +69,8 @@ class RoleGrant(SQLModel, table=True):
             ARRAY(sa.Uuid()), nullable=False, server_default=sa.text("'{}'::uuid[]")
         ),
     )
+    # An attendant may be limited to one shop of the village; None means all its shops.
+    shop_id: uuid.UUID | None = Field(default=None, foreign_key="shop.id", index=True)
     granted_by: uuid.UUID | None = Field(default=None, foreign_key="person.id")
     created_at: datetime = created_at_field()
     revoked_at: datetime | None = timestamp_field()

@@ -53,6 +53,8 @@ class RoleGrantCreate(BaseModel):
     town_id: uuid.UUID | None = None
     village_id: uuid.UUID | None = None
     village_group_ids: list[uuid.UUID] = []
+    # A shop attendant limited to one shop serving the village (default: all of them).
+    shop_id: uuid.UUID | None = None
 
 
 class RoleGrantRead(BaseModel):
@@ -65,6 +67,7 @@ class RoleGrantRead(BaseModel):
     village_group_ids: list[uuid.UUID]
     created_at: datetime
     revoked_at: datetime | None
+    shop_id: uuid.UUID | None = None
 
 
 class MeRead(BaseModel):

@@ -7,7 +7,17 @@ from sqlmodel import col
 
 from app.authz import VILLAGE_GRANTABLE, ensure_may_manage_account, villages_in_towns
 from app.errors import Conflict, Forbidden, NotFound, Unprocessable
-from app.models import Household, LoginSession, Person, Role, RoleGrant, Town, Village, VillageGroup
+from app.models import (
+    Household,
+    LoginSession,
+    Person,
+    Role,
+    RoleGrant,
+    Shop,
+    Town,
+    Village,
+    VillageGroup,
+)
 from app.pagination import PageParams, paginate
 from app.schemas.people import (
     Credentials,
@@ -219,6 +229,8 @@ async def create_grant(
         raise Unprocessable(
             "Only scorers are limited to village groups.", code="role_grant.bad_scope"
         )
+    if data.shop_id is not None and data.role is not Role.SHOP_ATTENDANT:
+        raise Unprocessable("Only shop attendants name a shop.", code="role_grant.bad_scope")
     if village_id is not None:
         # A village outside the caller's administration is not found, whatever the role asked.
         village = await get_village_for_admin(session, principal, village_id)
@@ -241,6 +253,8 @@ async def create_grant(
                     "Every village group must belong to the grant's village.",
                     code="role_grant.group_not_in_village",
                 )
+        if data.shop_id is not None:
+            await _check_shop(session, data.shop_id, village_id)
     else:
         if not _may_manage(principal, data.role, None):
             raise Forbidden("You may not grant this role.", code="role_grant.not_allowed")
@@ -264,6 +278,7 @@ async def create_grant(
         town_id=town_id,
         village_id=village_id,
         village_group_ids=sorted(set(data.village_group_ids), key=str),
+        shop_id=data.shop_id,
         granted_by=principal.person_id,
     )
     session.add(grant)
@@ -279,6 +294,16 @@ async def create_grant(
         village_id=village_id,
     )
     return grant
+
+
+async def _check_shop(session: AsyncSession, shop_id: uuid.UUID, village_id: uuid.UUID) -> None:
+    served = await session.scalar(
+        select(col(Shop.served_village_ids)).where(col(Shop.id) == shop_id)
+    )
+    if served is None or village_id not in served:
+        raise Unprocessable(
+            "The shop must serve the grant's village.", code="role_grant.shop_not_in_village"
+        )
 
 
 async def list_grants(

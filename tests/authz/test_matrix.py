@@ -22,12 +22,18 @@ from app.models import (
     AuditEntry,
     Claim,
     ClaimStatus,
+    HouseholdCard,
+    OrderChannel,
+    OrderStatus,
     PeriodKind,
     PeriodStatus,
     Photo,
     Role,
     Scorecard,
     ScoringPeriod,
+    Shop,
+    ShopItem,
+    ShopOrder,
 )
 from app.services.photos import image_key
 from app.storage import LocalPhotoStore
@@ -234,6 +240,46 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("POST", "/api/v1/activities/{activity_id}/attendance"): Row(
         _roles(DA, VA), lambda w: {"attended_check_in_ids": []}
     ),
+    ("POST", "/api/v1/villages/{village_id}/shops"): Row(
+        _roles(DA, VA), lambda w: {"name": "新超市"}
+    ),
+    ("GET", "/api/v1/villages/{village_id}/shops"): Row({ANY}),
+    ("POST", "/api/v1/towns/{town_id}/shops"): Row(
+        _roles(DA), lambda w: {"name": "镇积分超市", "village_ids": [str(w.village_id)]}
+    ),
+    ("GET", "/api/v1/shops/{shop_id}/items"): Row({ANY}),
+    ("POST", "/api/v1/shops/{shop_id}/items"): Row(
+        _roles(DA, VA), lambda w: {"name": "毛巾", "category": "生活用品", "price_points": 5}
+    ),
+    ("PATCH", "/api/v1/shop-items/{shop_item_id}"): Row(
+        _roles(DA, VA), lambda w: {"price_points": 6}
+    ),
+    ("POST", "/api/v1/shop-items/{shop_item_id}/stock"): Row(
+        _roles(DA, VA), lambda w: {"kind": "restock", "delta": 5, "reason": "补货"}
+    ),
+    ("GET", "/api/v1/shop-items/{shop_item_id}/stock-movements"): Row(_roles(DA, VA)),
+    ("POST", "/api/v1/shops/{shop_id}/orders"): Row(
+        {VILLAGER}, lambda w: {"lines": [{"item_id": str(w.shop_item_id), "quantity": 1}]}
+    ),
+    ("GET", "/api/v1/shop-orders/{order_id}"): Row({ANY}, served_by=SA.value),
+    ("GET", "/api/v1/shops/{shop_id}/orders"): Row(_roles(DA, VA, SA)),
+    ("GET", "/api/v1/households/{household_id}/shop-orders"): Row({ANY}, served_by=SC.value),
+    ("POST", "/api/v1/shop-orders/{order_id}/cancel"): Row({VILLAGER}),
+    ("POST", "/api/v1/shops/{shop_id}/pay-code"): Row({VILLAGER}),
+    ("POST", "/api/v1/shops/{shop_id}/scans"): Row(_roles(DA, VA, SA), lambda w: {"code": "x"}),
+    ("POST", "/api/v1/shops/{shop_id}/counter-redemptions"): Row(
+        _roles(DA, VA, SA),
+        lambda w: {"code": "x", "lines": [{"item_id": str(w.shop_item_id), "quantity": 1}]},
+    ),
+    ("POST", "/api/v1/shops/{shop_id}/pickups"): Row(_roles(DA, VA, SA), lambda w: {"code": "x"}),
+    ("POST", "/api/v1/shop-orders/{order_id}/refund"): Row(
+        _roles(DA, VA, SA), lambda w: {"reason": "退货"}
+    ),
+    ("POST", "/api/v1/households/{household_id}/card"): Row(_roles(DA, VA)),
+    ("DELETE", "/api/v1/households/{household_id}/card"): Row(_roles(DA, VA)),
+    ("GET", "/api/v1/households/{household_id}/card/image"): Row(_roles(DA, VA)),
+    ("GET", "/api/v1/shops/{shop_id}/redemption-sheet"): Row(_roles(DA, TS, VA, SA)),
+    ("GET", "/api/v1/villages/{village_id}/shop-liability"): Row(_roles(DA, TS, VA)),
 }
 
 
@@ -279,6 +325,9 @@ class World:
     photo_id: uuid.UUID = field(default_factory=uuid.uuid4)
     claim_id: uuid.UUID = field(default_factory=uuid.uuid4)
     activity_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    shop_id: uuid.UUID | None = None
+    shop_item_id: uuid.UUID | None = None
+    order_id: uuid.UUID | None = None
 
     def path(self, template: str) -> str:
         return template.format(
@@ -298,6 +347,9 @@ class World:
             photo_id=self.photo_id,
             claim_id=self.claim_id,
             activity_id=self.activity_id,
+            shop_id=self.shop_id,
+            shop_item_id=self.shop_item_id,
+            order_id=self.order_id,
         )
 
 
@@ -371,6 +423,39 @@ async def build_world(db: AsyncSession, settings: Settings) -> World:
         else:
             await f.grant(db, person, role, village=village)
         world.headers[role.value] = await f.login_headers(db, settings, person)
+    # A shop with an item, an order of the villager's waiting to be collected, a household card.
+    shop = Shop(
+        town_id=town.id, village_id=village.id, served_village_ids=[village.id], name="积分超市"
+    )
+    db.add(shop)
+    await db.flush()
+    shop_item = ShopItem(
+        shop_id=shop.id,
+        town_id=town.id,
+        name="洗衣粉",
+        category="清洁用品",
+        price_points=5,
+        stock=3,
+    )
+    order = ShopOrder(
+        shop_id=shop.id,
+        town_id=town.id,
+        village_id=village.id,
+        household_id=villager_household.id,
+        channel=OrderChannel.AHEAD,
+        status=OrderStatus.RESERVED,
+        points=0,
+        spends_balance=False,
+        round_key="test",
+        expires_at=datetime.now(UTC) + timedelta(days=1),
+        created_by=villager.person_id,
+    )
+    card = HouseholdCard(
+        household_id=household.id, village_id=village.id, issued_by=villager.person_id
+    )
+    db.add_all([shop_item, order, card])
+    await db.flush()
+    world.shop_id, world.shop_item_id, world.order_id = shop.id, shop_item.id, order.id
     return world
 
 

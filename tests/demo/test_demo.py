@@ -7,11 +7,14 @@ from app.db import create_engine, create_sessionmaker
 from app.demo import seed_demo
 from app.models import (
     Household,
+    HouseholdCard,
     PeriodStatus,
+    Role,
     RoleGrant,
     RuleSet,
     RuleSetStatus,
     ScoringPeriod,
+    Shop,
     Village,
 )
 from app.services.ledger import verify_village_chain
@@ -46,6 +49,15 @@ async def test_demo_fills_once_with_villages_on_three_templates(
             roles = set((await conn.execute(select(RoleGrant.role))).scalars())
             rule_sets = (await conn.execute(select(RuleSet.template_code, RuleSet.status))).all()
             published = list((await conn.execute(select(ScoringPeriod.status))).scalars())
+            shops = (await conn.execute(select(func.count()).select_from(Shop))).scalar_one()
+            attendant_shop = (
+                await conn.execute(
+                    select(RoleGrant.shop_id).where(RoleGrant.role == Role.SHOP_ATTENDANT)
+                )
+            ).scalar_one()
+            cards = (
+                await conn.execute(select(func.count()).select_from(HouseholdCard))
+            ).scalar_one()
         async with create_sessionmaker(engine)() as session:
             village_ids = list((await session.execute(select(Village.id))).scalars())
             verified = all([(await verify_village_chain(session, v)).ok for v in village_ids])
@@ -61,3 +73,10 @@ async def test_demo_fills_once_with_villages_on_three_templates(
     assert len(published) == min(2, local_today().month - 1)
     assert all(status is PeriodStatus.PUBLISHED for status in published)
     assert verified
+    # The home village's shop, its attendant scoped to it, a printed card, a waiting order.
+    assert shops == 1
+    assert attendant_shop is not None
+    assert cards == 1
+    assert "Shop: " in first
+    # In January nothing is published yet, so the villager has no points to order with.
+    assert ("waiting to be collected" in first) == (local_today().month > 1)

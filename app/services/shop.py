@@ -1,0 +1,480 @@
+"""积分超市 catalog, stock and who may redeem what, when.
+
+Orders and counter redemptions are in shop_orders.py, codes in shop_codes.py.
+"""
+
+import calendar
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, false, func, or_, select, true, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from app.errors import Conflict, NotFound, Unprocessable
+from app.models import (
+    Household,
+    HouseholdPeriodScore,
+    PeriodStatus,
+    Role,
+    ScoringPeriod,
+    Shop,
+    ShopItem,
+    StockMovement,
+    Village,
+)
+from app.schemas.rules import Policy, RedemptionPolicy
+from app.schemas.shop import (
+    ShopCreate,
+    ShopItemCreate,
+    ShopItemRead,
+    ShopItemUpdate,
+    StockChangeCreate,
+    TownShopCreate,
+)
+from app.security import Principal
+from app.services import audit
+from app.services.organisation import get_town, get_village, get_village_for_admin
+from app.services.rules import rule_set_in_force
+from app.timeutil import local_today
+
+# Points buy goods and services, never money: these never enter a catalog, whatever the
+# category is called (旧县: 不兑现金).
+MONEY_WORDS = (
+    "现金", "现钞", "人民币", "红包", "充值", "购物卡", "礼品卡", "储值卡", "提货卡", "代金券",
+    "消费券", "购物券", "话费", "电子券", "cash", "money", "prepaid", "gift card", "voucher",
+)  # fmt: skip
+
+# Scope
+
+
+def served_by(shop_villages: Any, village_ids: set[uuid.UUID]) -> ColumnElement[bool]:
+    return shop_villages.overlap(list(village_ids)) if village_ids else false()
+
+
+def shop_readable(principal: Principal) -> ColumnElement[bool]:
+    """Shops a caller sees: staff of a served village or its town, residents of one."""
+    if principal.is_district_admin:
+        return true()
+    villages = principal.village_ids(
+        Role.VILLAGE_ADMIN, Role.SCORING_LEADER, Role.SCORER, Role.SHOP_ATTENDANT
+    )
+    if principal.household_village_id:
+        villages.add(principal.household_village_id)
+    return or_(
+        served_by(col(Shop.served_village_ids), villages),
+        col(Shop.town_id).in_(principal.supervised_town_ids()),
+    )
+
+
+def shop_managed(principal: Principal) -> ColumnElement[bool]:
+    """Shops whose catalog the caller keeps: the running village's admin (town shops: the
+    district)."""
+    if principal.is_district_admin:
+        return true()
+    return col(Shop.village_id).in_(principal.village_ids(Role.VILLAGE_ADMIN))
+
+
+def shop_attended(principal: Principal) -> ColumnElement[bool]:
+    """Shops whose counter the caller serves: an attendant's shop (or every shop serving their
+    village, for a grant without a shop), and the running village's admin."""
+    if principal.is_district_admin:
+        return true()
+    clauses = [shop_managed(principal)]
+    for grant in principal.grants:
+        if grant.role is not Role.SHOP_ATTENDANT or grant.village_id is None:
+            continue
+        if grant.shop_id is not None:
+            clauses.append(col(Shop.id) == grant.shop_id)
+        else:
+            clauses.append(served_by(col(Shop.served_village_ids), {grant.village_id}))
+    return or_(*clauses)
+
+
+def shop_not_found() -> NotFound:
+    return NotFound("No such shop.", code="shop.not_found", title="积分超市不存在")
+
+
+async def get_shop(session: AsyncSession, shop_id: uuid.UUID, scope: ColumnElement[bool]) -> Shop:
+    statement = select(Shop).where(col(Shop.id) == shop_id, scope)
+    shop = (await session.execute(statement)).scalar_one_or_none()
+    if shop is None:
+        raise shop_not_found()
+    return shop
+
+
+async def get_item(
+    session: AsyncSession, item_id: uuid.UUID, scope: ColumnElement[bool]
+) -> tuple[ShopItem, Shop]:
+    row = (
+        await session.execute(
+            select(ShopItem, Shop)
+            .join(Shop, col(Shop.id) == col(ShopItem.shop_id))
+            .where(col(ShopItem.id) == item_id, scope)
+        )
+    ).first()
+    if row is None:
+        raise NotFound("No such item.", code="shop_item.not_found", title="商品不存在")
+    return row[0], row[1]
+
+
+# Catalog
+
+
+async def create_shop(
+    session: AsyncSession, principal: Principal, village_id: uuid.UUID, data: ShopCreate
+) -> Shop:
+    village = await get_village_for_admin(session, principal, village_id)
+    shop = Shop(
+        town_id=village.town_id,
+        village_id=village.id,
+        served_village_ids=[village.id],
+        name=data.name,
+    )
+    session.add(shop)
+    await session.flush()
+    audit.record(
+        session, principal, "shop.create", "shop", shop.id,
+        after=audit.snapshot(shop), town_id=shop.town_id, village_id=village.id,
+    )  # fmt: skip
+    return shop
+
+
+async def create_town_shop(
+    session: AsyncSession, principal: Principal, town_id: uuid.UUID, data: TownShopCreate
+) -> Shop:
+    """A town's shop serving listed villages of the town; its catalog is the district's to keep,
+    and attendants are granted in a served village with the shop named."""
+    town = await get_town(session, principal, town_id)
+    wanted = set(data.village_ids)
+    found = set(
+        (
+            await session.execute(
+                select(col(Village.id)).where(
+                    col(Village.id).in_(wanted), col(Village.town_id) == town.id
+                )
+            )
+        ).scalars()
+    )
+    if found != wanted:
+        raise Unprocessable(
+            "Every served village must belong to the town.",
+            code="shop.village_not_in_town",
+            title="服务的村须属于本镇",
+        )
+    shop = Shop(town_id=town.id, served_village_ids=sorted(wanted, key=str), name=data.name)
+    session.add(shop)
+    await session.flush()
+    audit.record(
+        session, principal, "shop.create", "shop", shop.id,
+        after=audit.snapshot(shop), town_id=town.id,
+    )  # fmt: skip
+    return shop
+
+
+async def list_shops(
+    session: AsyncSession, principal: Principal, village_id: uuid.UUID
+) -> list[Shop]:
+    village = await get_village(session, principal, village_id)
+    rows = await session.execute(
+        select(Shop)
+        .where(col(Shop.served_village_ids).contains([village.id]), shop_readable(principal))
+        .order_by(col(Shop.created_at), col(Shop.id))
+    )
+    return list(rows.scalars())
+
+
+def refuse_money(*texts: str) -> None:
+    lowered = " ".join(texts).lower()
+    if any(word in lowered for word in MONEY_WORDS):
+        raise Unprocessable(
+            "Points buy goods and services, never money or its equivalents.",
+            code="shop.money_item",
+            title="积分只能兑换物品或服务，不能兑换现金或等价物",
+        )
+
+
+async def create_item(
+    session: AsyncSession, principal: Principal, shop_id: uuid.UUID, data: ShopItemCreate
+) -> ShopItem:
+    shop = await get_shop(session, shop_id, shop_managed(principal))
+    refuse_money(data.name, data.category)
+    item = ShopItem(shop_id=shop.id, town_id=shop.town_id, **data.model_dump())
+    session.add(item)
+    await session.flush()
+    audit.record(
+        session, principal, "shop_item.create", "shop_item", item.id,
+        after=audit.snapshot(item), town_id=shop.town_id, village_id=shop.village_id,
+    )  # fmt: skip
+    return item
+
+
+async def update_item(
+    session: AsyncSession, principal: Principal, item_id: uuid.UUID, data: ShopItemUpdate
+) -> ShopItem:
+    item, shop = await get_item(session, item_id, shop_managed(principal))
+    changes = data.model_dump(exclude_unset=True)
+    for required in ("name", "category", "price_points", "active"):
+        if required in changes and changes[required] is None:
+            raise Unprocessable(f"{required} cannot be empty.", code="shop_item.required")
+    refuse_money(changes.get("name") or item.name, changes.get("category") or item.category)
+    before = audit.snapshot(item)
+    for key, value in changes.items():
+        setattr(item, key, value)
+    item.updated_at = datetime.now(UTC)
+    await session.flush()
+    audit.record(
+        session, principal, "shop_item.update", "shop_item", item.id,
+        before=before, after=audit.snapshot(item), town_id=shop.town_id,
+        village_id=shop.village_id,
+    )  # fmt: skip
+    return item
+
+
+async def change_stock(
+    session: AsyncSession, principal: Principal, item_id: uuid.UUID, data: StockChangeCreate
+) -> ShopItem:
+    item, shop = await get_item(session, item_id, shop_managed(principal))
+    if item.stock is None:
+        raise Conflict(
+            "A service has no stock.", code="shop.service_has_no_stock", title="服务类商品没有库存"
+        )
+    # Guarded in the database: a correction never takes stock below zero, even racing orders.
+    moved = (
+        await session.execute(
+            update(ShopItem)
+            .where(col(ShopItem.id) == item.id, col(ShopItem.stock) + data.delta >= 0)
+            .values(stock=col(ShopItem.stock) + data.delta, updated_at=datetime.now(UTC))
+            .returning(col(ShopItem.stock))
+        )
+    ).scalar_one_or_none()
+    if moved is None:
+        raise Conflict(
+            "Stock cannot go below zero.", code="shop.stock_negative", title="库存不能小于零"
+        )
+    before = item.stock
+    await session.refresh(item)
+    movement = StockMovement(
+        item_id=item.id,
+        shop_id=shop.id,
+        kind=data.kind,
+        delta=data.delta,
+        stock_after=moved,
+        reason=data.reason,
+        actor_id=principal.person_id,
+    )
+    session.add(movement)
+    await session.flush()
+    audit.record(
+        session, principal, f"shop_item.{data.kind.value}", "shop_item", item.id,
+        before={"stock": before}, after={"stock": moved, "reason": data.reason},
+        town_id=shop.town_id, village_id=shop.village_id,
+    )  # fmt: skip
+    return item
+
+
+async def list_movements(
+    session: AsyncSession, principal: Principal, item_id: uuid.UUID
+) -> list[StockMovement]:
+    item, _ = await get_item(session, item_id, shop_managed(principal))
+    rows = await session.execute(
+        select(StockMovement)
+        .where(col(StockMovement.item_id) == item.id)
+        .order_by(col(StockMovement.created_at), col(StockMovement.id))
+    )
+    return list(rows.scalars())
+
+
+# Eligibility
+
+
+@dataclass(frozen=True)
+class Refusal:
+    code: str
+    title: str
+
+    def error(self) -> Conflict:
+        return Conflict(self.title, code=self.code, title=self.title)
+
+
+@dataclass
+class Standing:
+    """What the policy asks of a household, read once per request."""
+
+    policy: RedemptionPolicy
+    round_key: str
+    score: int | None
+    rank_in_group: int | None
+    vetoed: bool
+    refusal: Refusal | None
+
+    @property
+    def tier(self) -> str | None:
+        if self.score is None:
+            return None
+        return next((t.label for t in self.policy.tiers if self.score >= t.min_score), None)
+
+    def item_refusal(self, item: ShopItem) -> Refusal | None:
+        if self.refusal:
+            return self.refusal
+        if not item.active:
+            return Refusal("shop.item_inactive", "该商品已下架")
+        if item.min_period_score is not None and (
+            self.score is None or self.score < item.min_period_score
+        ):
+            return Refusal("shop.below_item_tier", f"该商品需当期积分达到{item.min_period_score}分")
+        if item.stock is not None and item.stock <= 0:
+            return Refusal("shop.out_of_stock", "该商品库存不足")
+        return None
+
+
+def in_window(policy: RedemptionPolicy, day: date) -> bool:
+    """Listed months (旧县: Jan/Apr/Jul/Oct); without them, any month, since 张堰's "quarterly"
+    names no months and its limits then count per block of `every_months`. A set day means
+    that day only (past a short month's end: its last day)."""
+    window = policy.window
+    if window.months and day.month not in window.months:
+        return False
+    if window.day_of_month is not None:
+        last = calendar.monthrange(day.year, day.month)[1]
+        return day.day == min(window.day_of_month, last)
+    return True
+
+
+def round_key(policy: RedemptionPolicy, day: date) -> str:
+    """The redemption round per-household limits count in: the month where rounds are monthly or
+    in named months, else the block of `every_months` months (2026-P4: Oct-Dec, quarterly)."""
+    every = policy.window.every_months
+    if policy.window.months or every == 1:
+        return f"{day.year}-{day.month:02d}"
+    return f"{day.year}-P{(day.month - 1) // every + 1}"
+
+
+async def standing_for(
+    session: AsyncSession, household: Household, *, item_tiers: bool = True
+) -> Standing:
+    """The household's standing under today's policy. The latest period's score is read only
+    when the policy or an item (`item_tiers`) asks for it."""
+    day = local_today()
+    rule_set = await rule_set_in_force(session, household.village_id, day)
+    if rule_set is None:
+        return Standing(
+            RedemptionPolicy(), "", None, None, False,
+            Refusal("shop.no_rules", "本村暂无生效的积分细则，暂不能兑换"),
+        )  # fmt: skip
+    policy = Policy.model_validate(rule_set.policy).redemption
+    score, rank, vetoed = None, None, False
+    if item_tiers or _asks_score(policy):
+        score, rank, vetoed = await _latest_period(session, household, policy)
+    standing = Standing(policy, round_key(policy, day), score, rank, vetoed, None)
+    standing.refusal = _household_refusal(standing, day)
+    return standing
+
+
+def _household_refusal(standing: Standing, day: date) -> Refusal | None:
+    policy = standing.policy
+    if not in_window(policy, day):
+        return Refusal("shop.outside_window", "现在不是积分兑换时间")
+    if not _asks_score(policy):
+        return None
+    if standing.vetoed:
+        return Refusal("shop.vetoed", "本期因一票否决不能兑换")
+    if standing.score is None:
+        return Refusal("shop.no_period_score", "尚无已公示的当期积分，暂不能兑换")
+    if policy.min_period_score is not None and standing.score < policy.min_period_score:
+        return Refusal("shop.below_min_score", f"当期积分需达到{policy.min_period_score}分")
+    if policy.top_n_in_group and (
+        standing.rank_in_group is None or standing.rank_in_group > policy.top_n_in_group
+    ):
+        return Refusal("shop.not_top_n", f"须在本村民小组排名前{policy.top_n_in_group}名")
+    if policy.tiers and standing.tier is None:
+        return Refusal("shop.below_tier", "当期积分未达到最低兑换档次")
+    return None
+
+
+def _asks_score(policy: RedemptionPolicy) -> bool:
+    return bool(policy.min_period_score is not None or policy.top_n_in_group or policy.tiers)
+
+
+async def _latest_period(
+    session: AsyncSession, household: Household, policy: RedemptionPolicy
+) -> tuple[int | None, int | None, bool]:
+    """(score, rank in the village group, vetoed) in the village's latest published period."""
+    period_id = (
+        await session.execute(
+            select(col(ScoringPeriod.id))
+            .where(
+                col(ScoringPeriod.village_id) == household.village_id,
+                col(ScoringPeriod.status).in_([PeriodStatus.PUBLISHED, PeriodStatus.CLOSED]),
+            )
+            .order_by(col(ScoringPeriod.starts_on).desc())
+            .limit(1)
+        )
+    ).scalar_one_or_none()
+    if period_id is None:
+        return None, None, False
+    own = await session.get(HouseholdPeriodScore, (household.id, period_id))
+    if own is None:
+        return None, None, False
+    if not policy.top_n_in_group or own.vetoed:
+        return own.score, None, own.vetoed
+    # Ties share a rank; vetoed households are left out, as on the notice board.
+    ranked = (
+        select(
+            col(Household.id).label("id"),
+            func.rank()
+            .over(
+                partition_by=col(Household.village_group_id),
+                order_by=col(HouseholdPeriodScore.score).desc(),
+            )
+            .label("rank"),
+        )
+        .join(HouseholdPeriodScore, col(HouseholdPeriodScore.household_id) == col(Household.id))
+        .where(
+            col(HouseholdPeriodScore.period_id) == period_id,
+            ~col(HouseholdPeriodScore.vetoed),
+            and_(
+                col(Household.village_id) == household.village_id,
+                col(Household.village_group_id).is_not_distinct_from(household.village_group_id),
+            ),
+        )
+        .subquery()
+    )
+    rank = (
+        await session.execute(select(ranked.c.rank).where(ranked.c.id == household.id))
+    ).scalar_one_or_none()
+    return own.score, rank, False
+
+
+async def list_items(
+    session: AsyncSession, principal: Principal, shop_id: uuid.UUID
+) -> list[ShopItemRead]:
+    shop = await get_shop(session, shop_id, shop_readable(principal))
+    staff = principal.is_district_admin or bool(
+        (
+            await session.execute(
+                select(col(Shop.id)).where(col(Shop.id) == shop.id, shop_attended(principal))
+            )
+        ).first()  # fmt: skip
+    )
+    statement = select(ShopItem).where(col(ShopItem.shop_id) == shop.id)
+    household = None
+    if principal.household_id and principal.household_village_id in shop.served_village_ids:
+        household = await session.get(Household, principal.household_id)
+    if not staff:
+        statement = statement.where(col(ShopItem.active))
+    order = (col(ShopItem.category), col(ShopItem.name), col(ShopItem.id))
+    items = (await session.execute(statement.order_by(*order))).scalars()
+    standing = await standing_for(session, household) if household else None
+    reads = []
+    for item in items:
+        read = ShopItemRead.model_validate(item)
+        if standing is not None:
+            refusal = standing.item_refusal(item)
+            read.redeemable_now = refusal is None
+            read.refusal_code = refusal.code if refusal else None
+            read.refusal = refusal.title if refusal else None
+        reads.append(read)
+    return reads

@@ -1,0 +1,735 @@
+"""Redeeming: orders placed ahead and collected with a pickup code, redemptions at the counter
+with the household's pay code or card, cancellations, expiry and refunds.
+
+Every path that moves points or stock locks rows in one order: the order's own row (cancel,
+expire, refund), then per item in id order the household's allowance row and the item's row,
+and last the village's chain (ledger.post). One order everywhere, so racing requests queue
+instead of deadlocking, and the chain (which serialises a whole village) is held only for the
+last few statements. Nothing is decided on a value read earlier: stock, per-household
+allowances, balances, order states and code nonces are each guarded by the database itself
+(CHECK constraints, conditional UPDATEs, unique keys).
+
+The ledger records a redemption as a balance-only entry (counts_score False: spending never
+lowers a rank). Where the policy does not spend the balance (翁源: goods by score tier, the
+points stay), nothing is posted: the ledger holds points, and no points moved; the order
+itself (with its round, tier and items) is the record, and the per-household limits are what
+stop a household taking more than its tier's share.
+"""
+
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from app.config import Settings
+from app.errors import Conflict, Forbidden, NotFound, Unprocessable
+from app.models import (
+    Household,
+    HouseholdBalance,
+    HouseholdCard,
+    HouseholdMember,
+    LedgerKind,
+    OrderChannel,
+    OrderStatus,
+    Person,
+    Shop,
+    ShopAllowance,
+    ShopCodeUse,
+    ShopItem,
+    ShopOrder,
+    ShopOrderLine,
+)
+from app.pagination import PageParams, paginate
+from app.schemas.shop import (
+    CodeKind,
+    CodeRead,
+    CounterRedemptionCreate,
+    OrderCreate,
+    OrderLineCreate,
+    OrderLineRead,
+    OrderRead,
+    ScanRead,
+)
+from app.security import Principal
+from app.services import ledger, shop_codes
+from app.services.households import get_household
+from app.services.periods import notice_board_name
+from app.services.shop import Refusal, get_shop, shop_attended, shop_not_found, shop_readable
+from app.services.shop import standing_for as household_standing
+from app.timeutil import local_today
+
+# How long an order ahead waits at the counter before its points and stock go back.
+ORDER_HOLD = timedelta(hours=72)
+SOURCE = "shop_order"
+
+
+def order_not_found() -> NotFound:
+    return NotFound("No such order.", code="shop_order.not_found", title="订单不存在")
+
+
+def _out_of_stock(item: ShopItem) -> Conflict:
+    return Conflict(
+        f"Not enough of {item.name} in stock.", code="shop.out_of_stock", title="该商品库存不足"
+    )
+
+
+async def _redeem(
+    session: AsyncSession,
+    actor: Principal,
+    shop: Shop,
+    household: Household,
+    lines: Sequence[OrderLineCreate],
+    *,
+    channel: OrderChannel,
+    order_id: uuid.UUID | None = None,
+    identity_checked: bool = False,
+) -> tuple[ShopOrder, list[ShopOrderLine]]:
+    """Check the policy, take allowances and stock, spend the points: one transaction."""
+    wanted = {line.item_id: line.quantity for line in lines}
+    items = list(
+        (
+            await session.execute(
+                select(ShopItem)
+                .where(col(ShopItem.id).in_(wanted), col(ShopItem.shop_id) == shop.id)
+                .order_by(col(ShopItem.id))
+            )
+        ).scalars()
+    )
+    if len(items) != len(wanted):
+        raise NotFound("No such item in this shop.", code="shop_item.not_found", title="商品不存在")
+    standing = await household_standing(
+        session, household, item_tiers=any(i.min_period_score is not None for i in items)
+    )
+    if standing.refusal:
+        raise standing.refusal.error()
+    for item in items:
+        refusal = standing.item_refusal(item)
+        if refusal:
+            raise refusal.error()
+        if item.limit_per_period is not None and wanted[item.id] > item.limit_per_period:
+            raise _over_limit(item)
+
+    now = datetime.now(UTC)
+    ahead = channel is OrderChannel.AHEAD
+    order = ShopOrder(
+        id=order_id or uuid.uuid4(),
+        shop_id=shop.id,
+        town_id=shop.town_id,
+        village_id=household.village_id,
+        household_id=household.id,
+        channel=channel,
+        status=OrderStatus.RESERVED if ahead else OrderStatus.COLLECTED,
+        points=sum(item.price_points * wanted[item.id] for item in items),
+        spends_balance=standing.policy.spends_balance,
+        round_key=standing.round_key,
+        identity_checked=identity_checked,
+        expires_at=now + ORDER_HOLD if ahead else None,
+        created_by=actor.person_id,
+        collected_by=None if ahead else actor.person_id,
+        collected_at=None if ahead else now,
+    )
+    order_lines = [
+        ShopOrderLine(
+            order_id=order.id,
+            item_id=item.id,
+            item_name=item.name,
+            unit_points=item.price_points,
+            quantity=wanted[item.id],
+        )
+        for item in items
+    ]
+    session.add(order)
+    session.add_all(order_lines)
+    await session.flush()
+    for item in items:
+        await _take_allowance(session, household.id, item, wanted[item.id], order.round_key)
+        if item.stock is not None:
+            taken = (
+                await session.execute(
+                    update(ShopItem)
+                    .where(col(ShopItem.id) == item.id, col(ShopItem.stock) >= wanted[item.id])
+                    .values(stock=col(ShopItem.stock) - wanted[item.id])
+                    .returning(col(ShopItem.stock))
+                )
+            ).scalar_one_or_none()
+            if taken is None:
+                raise _out_of_stock(item)
+    if order.spends_balance:
+        await ledger.post(
+            session,
+            household.village_id,
+            [_entry(order, LedgerKind.REDEMPTION, -order.points, actor, "积分兑换")],
+        )
+    return order, order_lines
+
+
+def _over_limit(item: ShopItem) -> Conflict:
+    return Conflict(
+        f"At most {item.limit_per_period} of {item.name} per household in a round.",
+        code="shop.over_limit",
+        title=f"每户每期限兑{item.limit_per_period}件",
+    )
+
+
+async def _take_allowance(
+    session: AsyncSession, household_id: uuid.UUID, item: ShopItem, quantity: int, key: str
+) -> None:
+    """Count what the household takes this round; the limit is part of the same statement."""
+    insert = pg_insert(ShopAllowance).values(
+        household_id=household_id, item_id=item.id, round_key=key, quantity=quantity
+    )
+    total = col(ShopAllowance.quantity) + insert.excluded.quantity
+    upsert = insert.on_conflict_do_update(
+        index_elements=[
+            col(ShopAllowance.household_id),
+            col(ShopAllowance.item_id),
+            col(ShopAllowance.round_key),
+        ],
+        set_={"quantity": total},
+        where=(total <= item.limit_per_period) if item.limit_per_period is not None else None,
+    )
+    counted = await session.execute(upsert.returning(col(ShopAllowance.quantity)))
+    if counted.first() is None:
+        raise _over_limit(item)
+
+
+def _entry(
+    order: ShopOrder, kind: LedgerKind, points: int, actor: Principal | None, memo: str
+) -> ledger.NewEntry:
+    return ledger.NewEntry(
+        household_id=order.household_id,
+        kind=kind,
+        points=points,
+        counts_score=False,
+        counts_balance=True,
+        year=local_today().year,
+        source_type=SOURCE,
+        source_id=order.id,
+        actor_id=actor.person_id if actor else None,
+        memo=memo,
+    )
+
+
+async def _give_back(session: AsyncSession, order: ShopOrder, actor: Principal | None) -> None:
+    """Return an order's stock, allowance and points: called once, by whoever moved the order
+    out of its state (the conditional UPDATE that did it is the guard)."""
+    lines = list(
+        (
+            await session.execute(
+                select(ShopOrderLine)
+                .where(col(ShopOrderLine.order_id) == order.id)
+                .order_by(col(ShopOrderLine.item_id))
+            )
+        ).scalars()
+    )
+    for line in lines:
+        await session.execute(
+            update(ShopAllowance)
+            .where(
+                col(ShopAllowance.household_id) == order.household_id,
+                col(ShopAllowance.item_id) == line.item_id,
+                col(ShopAllowance.round_key) == order.round_key,
+            )
+            .values(quantity=col(ShopAllowance.quantity) - line.quantity)
+        )
+        await session.execute(
+            update(ShopItem)
+            .where(col(ShopItem.id) == line.item_id, col(ShopItem.stock).is_not(None))
+            .values(stock=col(ShopItem.stock) + line.quantity)
+        )
+    if order.spends_balance and order.points > 0:
+        memo = {
+            OrderStatus.CANCELLED: "订单取消，积分退回",
+            OrderStatus.EXPIRED: "订单逾期未取，积分退回",
+            OrderStatus.REFUNDED: "退货，积分退回",
+        }[order.status]
+        await ledger.post(
+            session,
+            order.village_id,
+            [_entry(order, LedgerKind.REFUND, order.points, actor, memo)],
+        )
+
+
+async def _move(
+    session: AsyncSession,
+    order_id: uuid.UUID,
+    *,
+    from_status: OrderStatus,
+    to_status: OrderStatus,
+    actor: Principal | None,
+    reason: str = "",
+    still_open: bool = False,
+) -> ShopOrder | None:
+    """One state change, taken by one caller however many race for it."""
+    now = datetime.now(UTC)
+    statement = update(ShopOrder).where(
+        col(ShopOrder.id) == order_id, col(ShopOrder.status) == from_status
+    )
+    if still_open:
+        statement = statement.where(col(ShopOrder.expires_at) > now)
+    values: dict[str, object]
+    if to_status is OrderStatus.COLLECTED:
+        values = {"collected_at": now, "collected_by": actor.person_id if actor else None}
+    else:
+        values = {
+            "closed_at": now,
+            "closed_by": actor.person_id if actor else None,
+            "close_reason": reason,
+        }
+    moved = await session.execute(
+        statement.values(status=to_status, **values)
+        .returning(ShopOrder)
+        .execution_options(populate_existing=True)
+    )
+    return moved.scalar_one_or_none()
+
+
+def _not_open(order: ShopOrder) -> Conflict:
+    if order.status is OrderStatus.RESERVED:  # reserved but past its deadline
+        return Conflict("The order expired.", code="shop.order_expired", title="订单已过期")
+    code, title = {
+        OrderStatus.COLLECTED: ("shop.order_collected", "订单已领取"),
+        OrderStatus.REFUNDED: ("shop.order_collected", "订单已领取"),
+        OrderStatus.CANCELLED: ("shop.order_cancelled", "订单已取消"),
+        OrderStatus.EXPIRED: ("shop.order_expired", "订单已过期"),
+    }[order.status]
+    return Conflict(f"The order is {order.status.value}.", code=code, title=title)
+
+
+# Reading
+
+
+async def order_read(
+    session: AsyncSession,
+    settings: Settings,
+    order: ShopOrder,
+    *,
+    owner: bool = False,
+    lines: Sequence[ShopOrderLine] | None = None,
+) -> OrderRead:
+    """The order as its household or the counter sees it (`lines` when the caller has them)."""
+    if lines is None:
+        lines = list(
+            (
+                await session.execute(
+                    select(ShopOrderLine).where(col(ShopOrderLine.order_id) == order.id)
+                )
+            ).scalars()
+        )
+    lines = sorted(lines, key=lambda line: (line.item_name, str(line.item_id)))
+    show_code = owner and order.status is OrderStatus.RESERVED
+    return OrderRead(
+        id=order.id,
+        shop_id=order.shop_id,
+        household_id=order.household_id,
+        channel=order.channel,
+        status=order.status,
+        points=order.points,
+        spends_balance=order.spends_balance,
+        identity_checked=order.identity_checked,
+        expires_at=order.expires_at,
+        created_at=order.created_at,
+        collected_at=order.collected_at,
+        closed_at=order.closed_at,
+        close_reason=order.close_reason,
+        lines=[OrderLineRead.model_validate(line) for line in lines],
+        pickup_code=shop_codes.pickup_code(settings, order.shop_id, order.id)
+        if show_code
+        else None,
+    )
+
+
+async def order_reads(
+    session: AsyncSession, settings: Settings, orders: Sequence[ShopOrder], *, owner: bool
+) -> list[OrderRead]:
+    """Several orders with their lines, read in one query."""
+    lines: dict[uuid.UUID, list[ShopOrderLine]] = {order.id: [] for order in orders}
+    if orders:
+        rows = await session.execute(
+            select(ShopOrderLine).where(col(ShopOrderLine.order_id).in_(list(lines)))
+        )
+        for line in rows.scalars():
+            lines[line.order_id].append(line)
+    return [
+        await order_read(session, settings, order, owner=owner, lines=lines[order.id])
+        for order in orders
+    ]
+
+
+async def _page(
+    session: AsyncSession, statement: Any, params: PageParams, status: OrderStatus | None
+) -> tuple[list[ShopOrder], str | None]:
+    if status is not None:
+        statement = statement.where(col(ShopOrder.status) == status)
+    rows, cursor = await paginate(
+        session,
+        statement,
+        order=[col(ShopOrder.created_at), col(ShopOrder.id)],
+        params=params,
+        parse=[datetime.fromisoformat, uuid.UUID],
+    )
+    return [row[0] for row in rows], cursor
+
+
+async def list_shop_orders(
+    session: AsyncSession,
+    principal: Principal,
+    shop_id: uuid.UUID,
+    params: PageParams,
+    status: OrderStatus | None,
+) -> tuple[list[ShopOrder], str | None]:
+    """The counter's orders, oldest first (status=reserved: what waits to be collected)."""
+    shop = await get_shop(session, shop_id, shop_attended(principal))
+    return await _page(
+        session, select(ShopOrder).where(col(ShopOrder.shop_id) == shop.id), params, status
+    )
+
+
+async def list_household_orders(
+    session: AsyncSession,
+    principal: Principal,
+    household_id: uuid.UUID,
+    params: PageParams,
+    status: OrderStatus | None,
+) -> tuple[list[ShopOrder], str | None]:
+    """A household's orders in every shop, oldest first."""
+    household = await get_household(session, principal, household_id)
+    statement = select(ShopOrder).where(col(ShopOrder.household_id) == household.id)
+    return await _page(session, statement, params, status)
+
+
+async def get_order(
+    session: AsyncSession, principal: Principal, order_id: uuid.UUID
+) -> tuple[ShopOrder, bool]:
+    """(the order, whether the caller's household placed it): its household or its counter."""
+    order = await session.get(ShopOrder, order_id)
+    if order is None:
+        raise order_not_found()
+    owner = principal.household_id == order.household_id
+    if not owner:
+        await _attended_shop(session, principal, order)
+    return order, owner
+
+
+async def _attended_shop(session: AsyncSession, principal: Principal, order: ShopOrder) -> Shop:
+    shop = (
+        await session.execute(
+            select(Shop).where(col(Shop.id) == order.shop_id, shop_attended(principal))
+        )
+    ).scalar_one_or_none()
+    if shop is None:
+        raise order_not_found()
+    return shop
+
+
+# The villager's side
+
+
+def _own_household(principal: Principal) -> uuid.UUID:
+    if principal.household_id is None:
+        raise Forbidden("Only a member of a household redeems its points.")
+    return principal.household_id
+
+
+async def _served_shop(session: AsyncSession, principal: Principal, shop_id: uuid.UUID) -> Shop:
+    shop = await get_shop(session, shop_id, shop_readable(principal))
+    if principal.household_village_id not in shop.served_village_ids:
+        raise shop_not_found()
+    return shop
+
+
+async def place_order(
+    session: AsyncSession, principal: Principal, shop_id: uuid.UUID, data: OrderCreate
+) -> tuple[ShopOrder, list[ShopOrderLine]]:
+    household_id = _own_household(principal)
+    shop = await _served_shop(session, principal, shop_id)
+    household = await session.get(Household, household_id)
+    assert household is not None
+    return await _redeem(
+        session, principal, shop, household, data.lines, channel=OrderChannel.AHEAD
+    )
+
+
+async def cancel_order(
+    session: AsyncSession, principal: Principal, order_id: uuid.UUID
+) -> ShopOrder:
+    household_id = _own_household(principal)
+    order = await session.get(ShopOrder, order_id)
+    if order is None or order.household_id != household_id:
+        raise order_not_found()
+    moved = await _move(
+        session,
+        order.id,
+        from_status=OrderStatus.RESERVED,
+        to_status=OrderStatus.CANCELLED,
+        actor=principal,
+        reason="村民取消",
+        still_open=True,
+    )
+    if moved is None:
+        await session.refresh(order)
+        raise _not_open(order)
+    await _give_back(session, moved, principal)
+    return moved
+
+
+async def issue_pay_code(
+    session: AsyncSession, settings: Settings, principal: Principal, shop_id: uuid.UUID
+) -> CodeRead:
+    household_id = _own_household(principal)
+    shop = await _served_shop(session, principal, shop_id)
+    code, expires = shop_codes.pay_code(settings, shop.id, household_id)
+    return CodeRead(code=code, expires_at=expires)
+
+
+# The counter's side
+
+
+async def _scanned_household(
+    session: AsyncSession, shop: Shop, scanned: shop_codes.ScannedCode
+) -> Household:
+    assert scanned.household_id is not None
+    household = await session.get(Household, scanned.household_id)
+    if household is None:
+        raise shop_codes.forged()
+    if household.village_id not in shop.served_village_ids:
+        raise shop_codes.other_shop()
+    if scanned.kind is CodeKind.CARD:
+        current = (
+            await session.execute(
+                select(col(HouseholdCard.id)).where(
+                    col(HouseholdCard.id) == scanned.card_id,
+                    col(HouseholdCard.household_id) == household.id,
+                    col(HouseholdCard.revoked_at).is_(None),
+                )
+            )
+        ).first()
+        if current is None:
+            raise Conflict(
+                "The card was revoked; ask the village for the new one.",
+                code="shop.card_revoked",
+                title="该积分卡已作废",
+            )
+    return household
+
+
+async def scan(
+    session: AsyncSession,
+    settings: Settings,
+    principal: Principal,
+    shop_id: uuid.UUID,
+    code: str,
+) -> ScanRead:
+    """Who the code belongs to, for the attendant to check; nothing is spent."""
+    shop = await get_shop(session, shop_id, shop_attended(principal))
+    scanned = shop_codes.read_code(settings, code, shop.id)
+    order_read_model = None
+    if scanned.kind is CodeKind.PICKUP:
+        order = await session.get(ShopOrder, scanned.order_id)
+        if order is None or order.shop_id != shop.id:
+            raise shop_codes.forged()
+        if order.status is not OrderStatus.RESERVED or (
+            order.expires_at is not None and order.expires_at <= datetime.now(UTC)
+        ):
+            raise _not_open(order)
+        household = await session.get(Household, order.household_id)
+        assert household is not None
+        order_read_model = await order_read(session, settings, order)
+    else:
+        household = await _scanned_household(session, shop, scanned)
+        used = select(col(ShopCodeUse.nonce)).where(col(ShopCodeUse.nonce) == scanned.nonce)
+        if scanned.nonce is not None and (await session.execute(used)).first():
+            raise shop_codes.replayed()
+    standing = await household_standing(session, household, item_tiers=False)
+    head, points = await _head_and_balance(session, household.id)
+    refusal: Refusal | None = None if order_read_model else standing.refusal
+    return ScanRead(
+        kind=scanned.kind,
+        household_id=household.id,
+        household_number=household.number,
+        head_name=notice_board_name(head),
+        balance=points,
+        tier=standing.tier,
+        redeemable_now=refusal is None,
+        refusal_code=refusal.code if refusal else None,
+        refusal=refusal.title if refusal else None,
+        expires_at=scanned.expires_at,
+        order=order_read_model,
+    )
+
+
+async def _head_and_balance(
+    session: AsyncSession, household_id: uuid.UUID
+) -> tuple[str | None, int]:
+    """The name the household goes by (its head's) and its spendable points, in one query."""
+    head = (
+        select(col(Person.name))
+        .join(HouseholdMember, col(HouseholdMember.person_id) == col(Person.id))
+        .where(col(HouseholdMember.household_id) == household_id)
+        .order_by(col(HouseholdMember.is_head).desc(), col(HouseholdMember.created_at))
+        .limit(1)
+        .scalar_subquery()
+    )
+    balance = (
+        select(col(HouseholdBalance.balance))
+        .where(col(HouseholdBalance.household_id) == household_id)
+        .scalar_subquery()
+    )
+    name, points = (await session.execute(select(head, balance))).one()
+    return name, int(points or 0)
+
+
+async def redeem_at_counter(
+    session: AsyncSession,
+    settings: Settings,
+    principal: Principal,
+    shop_id: uuid.UUID,
+    data: CounterRedemptionCreate,
+) -> tuple[ShopOrder, list[ShopOrderLine]]:
+    shop = await get_shop(session, shop_id, shop_attended(principal))
+    scanned = shop_codes.read_code(settings, data.code, shop.id)
+    if scanned.kind is CodeKind.PICKUP:
+        raise Unprocessable(
+            "A pickup code is collected, not redeemed at the counter.",
+            code="shop.code_wrong_kind",
+            title="这是订单取货码，请用取货功能",
+        )
+    if scanned.kind is CodeKind.CARD and not data.identity_checked:
+        raise Unprocessable(
+            "A household card redeems only after the attendant checked the member's identity.",
+            code="shop.identity_not_checked",
+            title="使用积分卡须核验身份",
+        )
+    household = await _scanned_household(session, shop, scanned)
+    order_id = uuid.uuid4()
+    if scanned.nonce is not None:
+        # Claimed before anything else: a second scan of the code waits here for the first
+        # one's transaction and, once that commits, is refused without doing any work. If the
+        # first fails (not enough points), its claim rolls back and the code is still good.
+        claimed = await session.execute(
+            pg_insert(ShopCodeUse)
+            .values(
+                nonce=scanned.nonce, shop_id=shop.id, household_id=household.id, order_id=order_id
+            )
+            .on_conflict_do_nothing()
+            .returning(col(ShopCodeUse.nonce))
+        )
+        if claimed.first() is None:
+            raise shop_codes.replayed()
+    return await _redeem(
+        session,
+        principal,
+        shop,
+        household,
+        data.lines,
+        channel=OrderChannel.CARD if scanned.kind is CodeKind.CARD else OrderChannel.PAY_CODE,
+        order_id=order_id,
+        identity_checked=data.identity_checked,
+    )
+
+
+async def collect(
+    session: AsyncSession,
+    settings: Settings,
+    principal: Principal,
+    shop_id: uuid.UUID,
+    code: str,
+) -> ShopOrder:
+    shop = await get_shop(session, shop_id, shop_attended(principal))
+    scanned = shop_codes.read_code(settings, code, shop.id)
+    if scanned.kind is not CodeKind.PICKUP or scanned.order_id is None:
+        raise Unprocessable(
+            "This is not an order's pickup code.",
+            code="shop.code_wrong_kind",
+            title="这不是订单取货码",
+        )
+    moved = await _move(
+        session,
+        scanned.order_id,
+        from_status=OrderStatus.RESERVED,
+        to_status=OrderStatus.COLLECTED,
+        actor=principal,
+        still_open=True,
+    )
+    if moved is None:
+        order = await session.get(ShopOrder, scanned.order_id)
+        if order is None:
+            raise shop_codes.forged()
+        await session.refresh(order)
+        raise _not_open(order)
+    return moved
+
+
+async def refund(
+    session: AsyncSession, principal: Principal, order_id: uuid.UUID, reason: str
+) -> ShopOrder:
+    """Goods brought back: points, stock and allowance return, once."""
+    order = await session.get(ShopOrder, order_id)
+    if order is None:
+        raise order_not_found()
+    await _attended_shop(session, principal, order)
+    moved = await _move(
+        session,
+        order.id,
+        from_status=OrderStatus.COLLECTED,
+        to_status=OrderStatus.REFUNDED,
+        actor=principal,
+        reason=reason,
+    )
+    if moved is None:
+        await session.refresh(order)
+        if order.status is OrderStatus.REFUNDED:
+            raise Conflict(
+                "The order was already refunded.",
+                code="shop.already_refunded",
+                title="该订单已退货",
+            )
+        raise Conflict(
+            "Only collected goods can be refunded.",
+            code="shop.order_not_collected",
+            title="订单尚未领取，不能退货",
+        )
+    await _give_back(session, moved, principal)
+    return moved
+
+
+# The job
+
+
+async def expire_due_order(session: AsyncSession, now: datetime | None = None) -> bool:
+    """Expire one order past its deadline and give back its points, stock and allowance;
+    False when none is due. Run each in a transaction of its own (the CLI loops).
+
+    Safe with several processes: each takes a due order with SKIP LOCKED (one being collected
+    or cancelled right now is left to that request). One order per transaction, because a
+    transaction that held one order's chain while taking the next order's items could wait on
+    a request that is itself waiting for that chain.
+    """
+    now = now or datetime.now(UTC)
+    order_id = (
+        await session.execute(
+            select(col(ShopOrder.id))
+            .where(col(ShopOrder.status) == OrderStatus.RESERVED, col(ShopOrder.expires_at) <= now)
+            .order_by(col(ShopOrder.expires_at))
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        )
+    ).scalar_one_or_none()
+    if order_id is None:
+        return False
+    moved = await _move(
+        session,
+        order_id,
+        from_status=OrderStatus.RESERVED,
+        to_status=OrderStatus.EXPIRED,
+        actor=None,
+        reason="逾期未取",
+    )
+    assert moved is not None  # locked above, and still reserved
+    await _give_back(session, moved, None)
+    return True
