@@ -36,6 +36,10 @@ from app.services.organisation import get_village, get_village_for_admin
 from app.timeutil import SHANGHAI
 
 CODE_WINDOW = timedelta(minutes=1)
+# Anything outside these years is a typing slip; near year 1 or 9999 an offset pushes the
+# time past what datetime can hold, and converting it to local time would overflow.
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
 STAFF = (Role.VILLAGE_ADMIN, Role.SCORING_LEADER, Role.SCORER, Role.SHOP_ATTENDANT)
 
 
@@ -79,6 +83,12 @@ async def create(
     session: AsyncSession, principal: Principal, village_id: uuid.UUID, data: ActivityCreate
 ) -> Activity:
     village = await get_village_for_admin(session, principal, village_id)
+    if not (EARLIEST <= data.starts_at and data.ends_at < LATEST):
+        raise Unprocessable(
+            "The activity must take place between 2000 and 2099.",
+            code="activity.date_out_of_range",
+            title="活动时间不合理",
+        )
     if data.ends_at <= data.starts_at:
         raise Unprocessable(
             "The activity must end after it starts.",

@@ -175,6 +175,9 @@ async def test_announcing_is_checked(
             "activity.already_over",
         ),
         ({"rule_item_id": str(scene.items.honour.id)}, "claim.item_not_claimable"),
+        # Local time of these would overflow datetime; they were a 500.
+        ({"starts_at": "0001-01-01T00:00:00+14:00"}, "activity.date_out_of_range"),
+        ({"ends_at": "9999-12-31T23:59:59-14:00"}, "activity.date_out_of_range"),
     ]
     for overrides, code in cases:
         response = await client.post(
