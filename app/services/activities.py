@@ -83,7 +83,7 @@ async def create(
     session: AsyncSession, principal: Principal, village_id: uuid.UUID, data: ActivityCreate
 ) -> Activity:
     village = await get_village_for_admin(session, principal, village_id)
-    if not (EARLIEST <= data.starts_at and data.ends_at < LATEST):
+    if data.starts_at < EARLIEST or data.ends_at >= LATEST:
         raise Unprocessable(
             "The activity must take place between 2000 and 2099.",
             code="activity.date_out_of_range",
@@ -188,9 +188,7 @@ async def check_in(
     if activity is None or principal.household_id is None:
         raise not_found()
     if activity.status is not ActivityStatus.ANNOUNCED:
-        raise Conflict(
-            "Attendance was already confirmed.", code="activity.closed", title="活动签到已结束"
-        )
+        raise closed()
     if not activity.starts_at <= now <= activity.ends_at:
         raise Conflict(
             "Check-in works only while the activity takes place.",
@@ -219,13 +217,26 @@ async def check_in(
     )
     if already.first() is not None:
         raise already_checked_in()
+    # The status read above took no lock: attendance may be confirmed before this UPDATE gets
+    # the row, so the UPDATE checks it again on the row it locks.
     taken = await session.execute(
         update(Activity)
-        .where(col(Activity.id) == activity.id, col(Activity.taken) < col(Activity.places))
+        .where(
+            col(Activity.id) == activity.id,
+            col(Activity.status) == ActivityStatus.ANNOUNCED,
+            col(Activity.taken) < col(Activity.places),
+        )
         .values(taken=col(Activity.taken) + 1)
         .returning(col(Activity.taken))
     )
     if taken.first() is None:
+        status = (
+            await session.execute(
+                select(col(Activity.status)).where(col(Activity.id) == activity.id)
+            )
+        ).scalar_one()
+        if status is not ActivityStatus.ANNOUNCED:
+            raise closed()
         raise Conflict("Every place is taken.", code="activity.full", title="名额已满")
     row = ActivityCheckIn(
         activity_id=activity.id,
@@ -241,6 +252,12 @@ async def check_in(
         # this request's place is given back with its rollback.
         raise already_checked_in() from exc
     return row
+
+
+def closed() -> Conflict:
+    return Conflict(
+        "Attendance was already confirmed.", code="activity.closed", title="活动签到已结束"
+    )
 
 
 def already_checked_in() -> Conflict:
