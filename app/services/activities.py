@@ -21,14 +21,16 @@ from app.models import (
     ActivityCheckIn,
     ActivityStatus,
     Household,
+    HouseholdPeriodScore,
     Participation,
     Role,
     RuleItem,
     RuleSet,
+    ScoringPeriod,
 )
 from app.pagination import PageParams, paginate
 from app.schemas.activities import ActivityCreate, AttendanceConfirm, CheckInCode
-from app.schemas.rules import Policy
+from app.schemas.rules import Policy, VetoScope
 from app.security import Principal
 from app.services import audit
 from app.services.claims import claimable_item, post_bonus
@@ -209,6 +211,15 @@ async def check_in(
             code="activity.household_not_participating",
             title="本户未参加积分制",
         )
+    _item, policy = await _item_and_policy(session, activity)
+    if policy.veto_scope is VetoScope.YEAR and await _vetoed_in_year(
+        session, activity.village_id, [household.id], _year_of(activity)
+    ):
+        raise Conflict(
+            "The household was vetoed (一票否决) for the year.",
+            code="activity.household_vetoed",
+            title="本户本年度已被一票否决，不能参加积分活动",
+        )
     already = await session.execute(
         select(col(ActivityCheckIn.id)).where(
             col(ActivityCheckIn.activity_id) == activity.id,
@@ -252,6 +263,38 @@ async def check_in(
         # this request's place is given back with its rollback.
         raise already_checked_in() from exc
     return row
+
+
+def _year_of(activity: Activity) -> int:
+    return activity.starts_at.astimezone(SHANGHAI).year
+
+
+async def _item_and_policy(session: AsyncSession, activity: Activity) -> tuple[RuleItem, Policy]:
+    item = await session.get(RuleItem, activity.rule_item_id)
+    assert item is not None
+    rule_set = await session.get(RuleSet, item.rule_set_id)
+    assert rule_set is not None
+    return item, Policy.model_validate(rule_set.policy)
+
+
+async def _vetoed_in_year(
+    session: AsyncSession, village_id: uuid.UUID, household_ids: list[uuid.UUID], year: int
+) -> set[uuid.UUID]:
+    """The households vetoed in any period of the village's year: the rule a claim follows
+    (claims._vetoed_in_year), for many households in one query."""
+    if not household_ids:
+        return set()
+    found = await session.execute(
+        select(col(HouseholdPeriodScore.household_id))
+        .join(ScoringPeriod, col(ScoringPeriod.id) == col(HouseholdPeriodScore.period_id))
+        .where(
+            col(HouseholdPeriodScore.household_id).in_(household_ids),
+            col(HouseholdPeriodScore.vetoed),
+            col(ScoringPeriod.village_id) == village_id,
+            col(ScoringPeriod.year) == year,
+        )
+    )
+    return set(found.scalars())
 
 
 def closed() -> Conflict:
@@ -333,13 +376,27 @@ async def confirm_attendance(
         .returning(col(Activity.id))
     )
     assert moved.first() is not None, "the activity row is locked by this transaction"
-    item = await session.get(RuleItem, activity.rule_item_id)
-    assert item is not None
-    rule_set = await session.get(RuleSet, item.rule_set_id)
-    assert rule_set is not None
-    policy = Policy.model_validate(rule_set.policy)
+    item, policy = await _item_and_policy(session, activity)
+    # Attendance is recorded as it was, but a household that left the scheme or was vetoed
+    # for the year since it checked in earns nothing, as its claim would not.
+    left = set(
+        (
+            await session.execute(
+                select(col(Household.id)).where(
+                    col(Household.id).in_(households),
+                    col(Household.participation) != Participation.ACTIVE,
+                )
+            )
+        ).scalars()
+    )
+    vetoed = (
+        await _vetoed_in_year(session, activity.village_id, households, _year_of(activity))
+        if policy.veto_scope is VetoScope.YEAR
+        else set()
+    )
+    awarded = [h for h in households if h not in left | vetoed]
     posted = 0
-    for household_id in households:
+    for household_id in awarded:
         award = await post_bonus(
             session,
             village_id=activity.village_id,
@@ -356,7 +413,11 @@ async def confirm_attendance(
     await session.refresh(activity)
     audit.record(
         session, principal, "activity.confirm", "activity", activity.id,
-        after={"attended": [str(c) for c in sorted(attended)], "points": posted},
+        after={
+            "attended": [str(c) for c in sorted(attended)],
+            "points": posted,
+            "not_awarded": [str(h) for h in sorted(left | vetoed)],
+        },
         village_id=activity.village_id,
     )  # fmt: skip
-    return activity, len(households), posted
+    return activity, len(awarded), posted
