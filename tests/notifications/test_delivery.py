@@ -335,3 +335,24 @@ async def test_a_message_whose_lease_is_nearly_over_is_handed_back_unsent(
     [row] = await outbox(db, village)
     assert (row.status, row.attempts, row.lease_token) == (NotificationStatus.QUEUED, 0, None)
     assert wechat.calls_to("send") == []
+
+
+async def test_an_answer_without_an_errcode_is_retried_not_marked_sent(
+    db: AsyncSession, worker: NotificationWorker, wechat: FakeWechatServer
+) -> None:
+    village = await queue_one(db)
+    for body in (b"{}", b'{"errcode": null, "errmsg": "ok"}'):
+        wechat.fail_next("send", body=body)
+        await worker.deliver_batch()
+        [row] = await outbox(db, village)
+        assert (row.status, row.last_errcode, row.sent_at) == (
+            NotificationStatus.QUEUED,
+            None,
+            None,
+        )
+        assert row.last_errmsg == "WeChat answered something that is not an errcode"
+        await make_due(db, village)
+    await worker.deliver_batch()
+    [row] = await outbox(db, village)
+    assert (row.status, row.attempts) == (NotificationStatus.SENT, 3)
+    assert len(wechat.delivered()) == 1
