@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import pillow_heif
 from PIL import Image, ImageOps
-from sqlalchemy import ColumnElement, delete, or_, select, update
+from sqlalchemy import ColumnElement, Uuid, any_, bindparam, delete, or_, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 from starlette.concurrency import run_in_threadpool
@@ -287,9 +288,12 @@ async def orphan_keys(
             continue
     if not ids:
         return []
+    # One array parameter, however many files: an IN list takes a parameter per id, and a
+    # statement may carry at most 32,767.
+    wanted = bindparam("ids", list(set(ids.values())), type_=ARRAY(Uuid()))
     known = set(
         (
-            await session.execute(select(col(Photo.id)).where(col(Photo.id).in_(set(ids.values()))))
+            await session.execute(select(col(Photo.id)).where(col(Photo.id) == any_(wanted)))
         ).scalars()
     )
     return [key for key, photo_id in ids.items() if photo_id not in known]
