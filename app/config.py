@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     photo_max_bytes: int = 10 * 1024 * 1024
     photo_max_pixels: int = 40_000_000
     photo_unattached_hours: int = 24
+    # JSON bodies; photo uploads and household imports have limits of their own.
+    request_max_bytes: int = 1024 * 1024
 
     @property
     def photo_folder(self) -> Path:
