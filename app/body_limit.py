@@ -16,10 +16,12 @@ class _Exceeded(Exception):
     pass
 
 
-def route_limits(default: int, *, import_max_bytes: int) -> Callable[[str, str], int | None]:
+def route_limits(
+    prefix: str, default: int, *, import_max_bytes: int
+) -> Callable[[str, str], int | None]:
     """The limit for a method and path: None where the route counts the bytes itself."""
-    photos = re.compile(r"^/api/v1/photos/?$")
-    household_import = re.compile(r"^/api/v1/villages/[^/]+/households/import/?$")
+    photos = re.compile(rf"^{re.escape(prefix)}/photos/?$")
+    household_import = re.compile(rf"^{re.escape(prefix)}/villages/[^/]+/households/import/?$")
 
     def limit(method: str, path: str) -> int | None:
         if method == "POST" and photos.match(path):

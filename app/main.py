@@ -76,6 +76,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     app.add_middleware(
         BodyLimit,
         limit_for=route_limits(
+            API_PREFIX,
             settings.request_max_bytes,
             import_max_bytes=MAX_FILE_BYTES + MULTIPART_OVERHEAD,
         ),
