@@ -54,8 +54,10 @@ class Settings(BaseSettings):
     # Empty means data_dir/photos.
     photo_dir: Path | None = None
     photo_max_bytes: int = 10 * 1024 * 1024
-    photo_max_pixels: int = 40_000_000
+    photo_max_pixels: int = 50_000_000
     photo_unattached_hours: int = 24
+    # JSON bodies; photo uploads and household imports have limits of their own.
+    request_max_bytes: int = 1024 * 1024
 
     @property
     def photo_folder(self) -> Path:

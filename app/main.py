@@ -7,6 +7,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
+from app.body_limit import BodyLimit, route_limits
 from app.config import Settings, get_settings
 from app.db import create_engine, create_sessionmaker
 from app.errors import (
@@ -31,6 +32,8 @@ from app.routers import (
     scorecards,
     shop,
 )
+from app.routers.photos import MULTIPART_OVERHEAD
+from app.services.household_import import MAX_FILE_BYTES
 from app.services.notification_delivery import running_worker
 
 API_PREFIX = "/api/v1"
@@ -71,6 +74,14 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     app.state.settings = settings
     install_error_handlers(app)
     install_replay_handler(app)
+    app.add_middleware(
+        BodyLimit,
+        limit_for=route_limits(
+            API_PREFIX,
+            settings.request_max_bytes,
+            import_max_bytes=MAX_FILE_BYTES + MULTIPART_OVERHEAD,
+        ),
+    )
 
     @app.get("/healthz", tags=["health"], operation_id="healthz")
     async def healthz() -> dict[str, str]:

@@ -45,6 +45,10 @@ class Failure:
     errcode: int | None = None
     http_status: int | None = None
     delay_seconds: float = 0.0
+    # Answered as they are, with status 200: a body WeChat should never send (not JSON, no
+    # errcode), or one its Content-Encoding header says is compressed when it is not.
+    body: bytes | None = None
+    content_encoding: str | None = None
 
 
 @dataclass
@@ -105,11 +109,14 @@ class FakeWechatServer:
         errcode: int | None = None,
         http_status: int | None = None,
         delay_seconds: float = 0.0,
+        body: bytes | None = None,
+        content_encoding: str | None = None,
         times: int = 1,
     ) -> None:
+        failure = Failure(errcode, http_status, delay_seconds, body, content_encoding)
         with self.state.lock:
             for _ in range(times):
-                self.state.failures[api].append(Failure(errcode, http_status, delay_seconds))
+                self.state.failures[api].append(failure)
 
     def calls_to(self, api: Api) -> list[dict[str, Any]]:
         with self.state.lock:
@@ -167,6 +174,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def _send_raw(self, body: bytes, content_encoding: str | None) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        if content_encoding:
+            self.send_header("Content-Encoding", content_encoding)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
     def _error(self, errcode: int) -> None:
         self._send(200, {"errcode": errcode, "errmsg": ERRMSG.get(errcode, "error")})
 
@@ -187,6 +203,9 @@ class _Handler(BaseHTTPRequestHandler):
             return False
         if failure.delay_seconds:
             time.sleep(failure.delay_seconds)
+        if failure.body is not None:
+            self._send_raw(failure.body, failure.content_encoding)
+            return True
         if failure.http_status:
             self._send(failure.http_status, {"error": "injected"})
             return True
@@ -330,6 +349,8 @@ class _Handler(BaseHTTPRequestHandler):
             errcode=body.get("errcode"),
             http_status=body.get("http_status"),
             delay_seconds=float(body.get("delay_seconds") or 0),
+            body=body["body"].encode() if isinstance(body.get("body"), str) else None,
+            content_encoding=body.get("content_encoding"),
         )
         with self.state.lock:
             for _ in range(int(body.get("times") or 1)):

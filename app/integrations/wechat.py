@@ -192,7 +192,9 @@ class WechatClient:
             return SendResult(None, f"WeChat answered HTTP {response.status_code}")
         try:
             body = response.json()
-            errcode = int(body.get("errcode") or 0)
-        except (ValueError, TypeError, AttributeError):
+            # subscribeMessage.send always answers an errcode, 0 on success: an answer
+            # without one proves nothing was sent, so it is retried, never marked sent.
+            errcode = int(body["errcode"])
+        except (ValueError, TypeError, AttributeError, KeyError, OverflowError):
             return SendResult(None, "WeChat answered something that is not an errcode")
         return SendResult(errcode, str(body.get("errmsg", "")))

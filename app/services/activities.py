@@ -28,15 +28,25 @@ from app.models import (
 )
 from app.pagination import PageParams, paginate
 from app.schemas.activities import ActivityCreate, AttendanceConfirm, CheckInCode
-from app.schemas.rules import Policy
+from app.schemas.rules import Policy, VetoScope
 from app.security import Principal
 from app.services import audit, notifications
-from app.services.claims import claimable_item, decided_message, points_detail, post_bonus
+from app.services.claims import (
+    claimable_item,
+    decided_message,
+    points_detail,
+    post_bonus,
+    vetoed_in_year,
+)
 from app.services.notifications import NotificationKind
 from app.services.organisation import get_village, get_village_for_admin
 from app.timeutil import SHANGHAI
 
 CODE_WINDOW = timedelta(minutes=1)
+# Anything outside these years is a typing slip; near year 1 or 9999 an offset pushes the
+# time past what datetime can hold, and converting it to local time would overflow.
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
 STAFF = (Role.VILLAGE_ADMIN, Role.SCORING_LEADER, Role.SCORER, Role.SHOP_ATTENDANT)
 
 
@@ -80,6 +90,12 @@ async def create(
     session: AsyncSession, principal: Principal, village_id: uuid.UUID, data: ActivityCreate
 ) -> Activity:
     village = await get_village_for_admin(session, principal, village_id)
+    if data.starts_at < EARLIEST or data.ends_at >= LATEST:
+        raise Unprocessable(
+            "The activity must take place between 2000 and 2099.",
+            code="activity.date_out_of_range",
+            title="活动时间不合理",
+        )
     if data.ends_at <= data.starts_at:
         raise Unprocessable(
             "The activity must end after it starts.",
@@ -179,9 +195,7 @@ async def check_in(
     if activity is None or principal.household_id is None:
         raise not_found()
     if activity.status is not ActivityStatus.ANNOUNCED:
-        raise Conflict(
-            "Attendance was already confirmed.", code="activity.closed", title="活动签到已结束"
-        )
+        raise closed()
     if not activity.starts_at <= now <= activity.ends_at:
         raise Conflict(
             "Check-in works only while the activity takes place.",
@@ -202,6 +216,15 @@ async def check_in(
             code="activity.household_not_participating",
             title="本户未参加积分制",
         )
+    _item, policy = await _item_and_policy(session, activity)
+    if policy.veto_scope is VetoScope.YEAR and await vetoed_in_year(
+        session, activity.village_id, [household.id], _year_of(activity)
+    ):
+        raise Conflict(
+            "The household was vetoed (一票否决) for the year.",
+            code="activity.household_vetoed",
+            title="本户本年度已被一票否决，不能参加积分活动",
+        )
     already = await session.execute(
         select(col(ActivityCheckIn.id)).where(
             col(ActivityCheckIn.activity_id) == activity.id,
@@ -210,13 +233,26 @@ async def check_in(
     )
     if already.first() is not None:
         raise already_checked_in()
+    # The status read above took no lock: attendance may be confirmed before this UPDATE gets
+    # the row, so the UPDATE checks it again on the row it locks.
     taken = await session.execute(
         update(Activity)
-        .where(col(Activity.id) == activity.id, col(Activity.taken) < col(Activity.places))
+        .where(
+            col(Activity.id) == activity.id,
+            col(Activity.status) == ActivityStatus.ANNOUNCED,
+            col(Activity.taken) < col(Activity.places),
+        )
         .values(taken=col(Activity.taken) + 1)
         .returning(col(Activity.taken))
     )
     if taken.first() is None:
+        status = (
+            await session.execute(
+                select(col(Activity.status)).where(col(Activity.id) == activity.id)
+            )
+        ).scalar_one()
+        if status is not ActivityStatus.ANNOUNCED:
+            raise closed()
         raise Conflict("Every place is taken.", code="activity.full", title="名额已满")
     row = ActivityCheckIn(
         activity_id=activity.id,
@@ -232,6 +268,24 @@ async def check_in(
         # this request's place is given back with its rollback.
         raise already_checked_in() from exc
     return row
+
+
+def _year_of(activity: Activity) -> int:
+    return activity.starts_at.astimezone(SHANGHAI).year
+
+
+async def _item_and_policy(session: AsyncSession, activity: Activity) -> tuple[RuleItem, Policy]:
+    item = await session.get(RuleItem, activity.rule_item_id)
+    assert item is not None
+    rule_set = await session.get(RuleSet, item.rule_set_id)
+    assert rule_set is not None
+    return item, Policy.model_validate(rule_set.policy)
+
+
+def closed() -> Conflict:
+    return Conflict(
+        "Attendance was already confirmed.", code="activity.closed", title="活动签到已结束"
+    )
 
 
 def already_checked_in() -> Conflict:
@@ -307,13 +361,28 @@ async def confirm_attendance(
         .returning(col(Activity.id))
     )
     assert moved.first() is not None, "the activity row is locked by this transaction"
-    item = await session.get(RuleItem, activity.rule_item_id)
-    assert item is not None
-    rule_set = await session.get(RuleSet, item.rule_set_id)
-    assert rule_set is not None
-    policy = Policy.model_validate(rule_set.policy)
+    item, policy = await _item_and_policy(session, activity)
+    # Attendance is recorded as it was, but a household that left the scheme or was vetoed
+    # for the year since it checked in earns nothing, as its claim would not.
+    left = set(
+        (
+            await session.execute(
+                select(col(Household.id)).where(
+                    col(Household.id).in_(households),
+                    col(Household.participation) != Participation.ACTIVE,
+                )
+            )
+        ).scalars()
+    )
+    vetoed = (
+        await vetoed_in_year(session, activity.village_id, households, _year_of(activity))
+        if policy.veto_scope is VetoScope.YEAR
+        else set()
+    )
     awarded: dict[uuid.UUID, int] = {}
     for household_id in households:
+        if household_id in left | vetoed:
+            continue
         award = await post_bonus(
             session,
             village_id=activity.village_id,
@@ -331,7 +400,12 @@ async def confirm_attendance(
     # Everyone who checked in learns the outcome, as a claimant would.
     for check_in_row in check_ins.values():
         came = check_in_row.id in attended
-        detail = points_detail(awarded[check_in_row.household_id]) if came else "未确认到场"
+        if not came:
+            detail = "未确认到场"
+        elif check_in_row.household_id in awarded:
+            detail = points_detail(awarded[check_in_row.household_id])
+        else:
+            detail = "本户本年度不计积分"
         await notifications.notify_person(
             session,
             village_id=activity.village_id,
@@ -342,7 +416,11 @@ async def confirm_attendance(
     await session.refresh(activity)
     audit.record(
         session, principal, "activity.confirm", "activity", activity.id,
-        after={"attended": [str(c) for c in sorted(attended)], "points": posted},
+        after={
+            "attended": [str(c) for c in sorted(attended)],
+            "points": posted,
+            "not_awarded": [str(h) for h in sorted(left | vetoed)],
+        },
         village_id=activity.village_id,
     )  # fmt: skip
-    return activity, len(households), posted
+    return activity, len(awarded), posted

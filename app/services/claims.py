@@ -275,8 +275,8 @@ async def _create(
             code="claim.photos_required",
             title="该项目需要上传照片",
         )
-    if policy.veto_scope is VetoScope.YEAR and await _vetoed_in_year(
-        session, household, data.activity_on.year
+    if policy.veto_scope is VetoScope.YEAR and await vetoed_in_year(
+        session, household.village_id, [household.id], data.activity_on.year
     ):
         raise Conflict(
             "The household was vetoed (一票否决) for the year.",
@@ -331,18 +331,24 @@ async def _live_claim_exists(
     return found.first() is not None
 
 
-async def _vetoed_in_year(session: AsyncSession, household: Household, year: int) -> bool:
+async def vetoed_in_year(
+    session: AsyncSession, village_id: uuid.UUID, household_ids: list[uuid.UUID], year: int
+) -> set[uuid.UUID]:
+    """The households vetoed in any period of the village's year (一票否决, where the policy
+    makes a veto hold the whole year): they neither claim nor earn activity points."""
+    if not household_ids:
+        return set()
     found = await session.execute(
         select(col(HouseholdPeriodScore.household_id))
         .join(ScoringPeriod, col(ScoringPeriod.id) == col(HouseholdPeriodScore.period_id))
         .where(
-            col(HouseholdPeriodScore.household_id) == household.id,
+            col(HouseholdPeriodScore.household_id).in_(household_ids),
             col(HouseholdPeriodScore.vetoed),
-            col(ScoringPeriod.village_id) == household.village_id,
+            col(ScoringPeriod.village_id) == village_id,
             col(ScoringPeriod.year) == year,
         )
     )
-    return found.first() is not None
+    return set(found.scalars())
 
 
 async def _check_cap_left(

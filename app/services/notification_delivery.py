@@ -87,9 +87,14 @@ class NotificationWorker:
 
         async def deliver(message: Claimed) -> None:
             async with semaphore:
-                await self._deliver(message)
+                try:
+                    await self._deliver(message)
+                except Exception:
+                    # Failing the batch would cancel the other sends, some already accepted
+                    # by WeChat but not yet recorded, and they would be sent again once their
+                    # leases ran out. This message's lease runs out and it is tried again.
+                    log.exception("notification %s could not be delivered", message.id)
 
-        # A failure (the database gone) cancels the rest; their leases run out and they retry.
         async with asyncio.TaskGroup() as group:
             for message in batch:
                 group.create_task(deliver(message))

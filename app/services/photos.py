@@ -7,12 +7,14 @@ import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import anyio
+import anyio.to_thread
 import pillow_heif
 from PIL import Image, ImageOps
-from sqlalchemy import ColumnElement, delete, or_, select, update
+from sqlalchemy import ColumnElement, Uuid, any_, bindparam, delete, or_, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
-from starlette.concurrency import run_in_threadpool
 
 from app.authz import household_scope
 from app.errors import AppError, NotFound, Unprocessable
@@ -22,9 +24,12 @@ from app.storage import PhotoStore
 
 pillow_heif.register_heif_opener()
 
-# Pillow's own guard, set deliberately rather than left at its default: past this it warns
-# (which decode() turns into a refusal) and past twice this it raises.
-Image.MAX_IMAGE_PIXELS = 40_000_000
+# Pillow's own guard, a ceiling above any PHOTO_MAX_PIXELS worth setting: past this it warns
+# (which reencode() turns into a refusal) and past twice this it raises.
+Image.MAX_IMAGE_PIXELS = 100_000_000
+# A decoded photo takes 3-4 bytes a pixel (150-200 MB at 50 MP) however small its file: without
+# this, as many decodes as the thread pool has threads (40) could run at once.
+DECODES = anyio.CapacityLimiter(2)
 THUMBNAIL_SIZE = (320, 320)
 MAX_PER_CLAIM = 9
 
@@ -109,7 +114,9 @@ def reencode(data: bytes, max_pixels: int) -> Encoded:
                     )
                 opened.load()
                 # Phones record the camera's rotation in EXIF; apply it before EXIF is dropped.
-                image = ImageOps.exif_transpose(opened)
+                # In place: a copy would hold a second full-size image.
+                ImageOps.exif_transpose(opened, in_place=True)
+                image = opened
     except PhotoRefused:
         raise
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
@@ -119,15 +126,22 @@ def reencode(data: bytes, max_pixels: int) -> Encoded:
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise PhotoRefused("The image could not be decoded.") from exc
     output = OUTPUT[fmt]
-    thumbnail = image.copy()
-    thumbnail.thumbnail(THUMBNAIL_SIZE)
+    width, height = image.size
+    full = _save(image, output)
+    # Shrunk in place once the full image is written: no second full-size copy.
+    image.thumbnail(THUMBNAIL_SIZE)
     return Encoded(
         media_type=MEDIA_TYPES[output],
-        width=image.width,
-        height=image.height,
-        image=_save(image, output),
-        thumbnail=_save(thumbnail, "JPEG"),
+        width=width,
+        height=height,
+        image=full,
+        thumbnail=_save(image, "JPEG"),
     )
+
+
+async def reencode_in_turn(data: bytes, max_pixels: int) -> Encoded:
+    """reencode() in a worker thread, at most DECODES at a time: the others wait their turn."""
+    return await anyio.to_thread.run_sync(reencode, data, max_pixels, limiter=DECODES)
 
 
 def image_key(photo_id: uuid.UUID) -> str:
@@ -162,7 +176,7 @@ async def upload(
     max_pixels: int,
 ) -> Photo:
     village = uploader_village(principal, village_id)
-    encoded = await run_in_threadpool(reencode, data, max_pixels)
+    encoded = await reencode_in_turn(data, max_pixels)
     photo = Photo(
         village_id=village,
         uploader_id=principal.person_id,
@@ -287,9 +301,12 @@ async def orphan_keys(
             continue
     if not ids:
         return []
+    # One array parameter, however many files: an IN list takes a parameter per id, and a
+    # statement may carry at most 32,767.
+    wanted = bindparam("ids", list(set(ids.values())), type_=ARRAY(Uuid()))
     known = set(
         (
-            await session.execute(select(col(Photo.id)).where(col(Photo.id).in_(set(ids.values()))))
+            await session.execute(select(col(Photo.id)).where(col(Photo.id) == any_(wanted)))
         ).scalars()
     )
     return [key for key, photo_id in ids.items() if photo_id not in known]

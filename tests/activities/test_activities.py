@@ -9,12 +9,23 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
-from app.models import Activity, ActivityCheckIn, Role
+from app.models import (
+    Activity,
+    ActivityCheckIn,
+    Household,
+    HouseholdPeriodScore,
+    Participation,
+    PeriodKind,
+    PeriodStatus,
+    Role,
+    ScoringPeriod,
+)
+from app.schemas.rules import ClaimPolicy, Policy, VetoScope
 from app.services.activities import code_is_valid
 from tests import factories as f
 from tests.activities.conftest import activity_body, announce, check_in, code_now, villager_of
 from tests.auth.conftest import assert_problem
-from tests.claims.conftest import API, Scene, bonus_entries, build_scene
+from tests.claims.conftest import API, TODAY, Scene, bonus_entries, build_scene
 
 
 async def check_in_count(db: AsyncSession) -> int:
@@ -175,6 +186,9 @@ async def test_announcing_is_checked(
             "activity.already_over",
         ),
         ({"rule_item_id": str(scene.items.honour.id)}, "claim.item_not_claimable"),
+        # Local time of these would overflow datetime; they were a 500.
+        ({"starts_at": "0001-01-01T00:00:00+14:00"}, "activity.date_out_of_range"),
+        ({"ends_at": "9999-12-31T23:59:59-14:00"}, "activity.date_out_of_range"),
     ]
     for overrides, code in cases:
         response = await client.post(
@@ -223,3 +237,89 @@ async def test_a_check_in_of_another_activity_cannot_be_confirmed(
     )
     assert_problem(response, 422, "activity.unknown_check_in")
     assert await bonus_entries(db, scene.household) == []
+
+
+async def veto_for_the_year(db: AsyncSession, scene: Scene, household: Household) -> None:
+    """A published January in which the household was vetoed (一票否决)."""
+    period = ScoringPeriod(
+        village_id=scene.village.id,
+        town_id=scene.village.town_id,
+        rule_set_id=scene.items.volunteer.rule_set_id,
+        year=TODAY.year,
+        kind=PeriodKind.MONTH,
+        number=1,
+        starts_on=TODAY.replace(month=1, day=1),
+        ends_on=TODAY.replace(month=1, day=31),
+        status=PeriodStatus.PUBLISHED,
+    )
+    db.add(period)
+    await db.flush()
+    db.add(
+        HouseholdPeriodScore(
+            household_id=household.id,
+            period_id=period.id,
+            village_id=scene.village.id,
+            score=0,
+            vetoed=True,
+        )
+    )
+    await db.flush()
+
+
+async def year_veto_scene(db: AsyncSession, settings: Settings) -> Scene:
+    policy = Policy(veto_scope=VetoScope.YEAR, claims=ClaimPolicy(review_quorum=2))
+    return await build_scene(db, settings, policy=policy)
+
+
+async def test_a_household_vetoed_for_the_year_cannot_check_in(
+    client: httpx.AsyncClient, db: AsyncSession, settings: Settings
+) -> None:
+    scene = await year_veto_scene(db, settings)
+    await veto_for_the_year(db, scene, scene.household)
+    activity = await announce(client, scene)
+    response = await check_in(client, scene.villager, activity, code_now(settings, activity))
+    assert_problem(response, 409, "activity.household_vetoed")
+    assert await check_in_count(db) == 0
+    stored = await db.get(Activity, uuid.UUID(activity["id"]))
+    assert stored is not None
+    assert stored.taken == 0
+
+
+async def test_a_period_veto_does_not_bar_check_in(
+    client: httpx.AsyncClient, db: AsyncSession, settings: Settings, scene: Scene
+) -> None:
+    await veto_for_the_year(db, scene, scene.household)
+    activity = await announce(client, scene)
+    response = await check_in(client, scene.villager, activity, code_now(settings, activity))
+    assert response.status_code == 201, response.text
+
+
+async def test_confirmation_awards_nothing_to_households_vetoed_or_gone_since_check_in(
+    client: httpx.AsyncClient, db: AsyncSession, settings: Settings
+) -> None:
+    scene = await year_veto_scene(db, settings)
+    activity = await announce(client, scene)
+    code = code_now(settings, activity)
+    vetoed, vetoed_headers = await villager_of(db, settings, scene)
+    gone, gone_headers = await villager_of(db, settings, scene)
+    rows = [
+        (await check_in(client, headers, activity, code)).json()["id"]
+        for headers in (scene.villager, vetoed_headers, gone_headers)
+    ]
+    await veto_for_the_year(db, scene, vetoed)
+    gone.participation = Participation.LEFT
+    await db.flush()
+    confirmed = await client.post(
+        f"{API}/activities/{activity['id']}/attendance",
+        headers=scene.admin,
+        json={"attended_check_in_ids": rows},
+    )
+    assert confirmed.status_code == 200, confirmed.text
+    assert (confirmed.json()["households_awarded"], confirmed.json()["points_posted"]) == (1, 2)
+    assert len(await bonus_entries(db, scene.household)) == 1
+    assert await bonus_entries(db, vetoed) == []
+    assert await bonus_entries(db, gone) == []
+    listed = (
+        await client.get(f"{API}/activities/{activity['id']}/check-ins", headers=scene.admin)
+    ).json()
+    assert [r["attended"] for r in listed] == [True, True, True]

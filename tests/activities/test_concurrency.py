@@ -131,3 +131,29 @@ async def test_one_person_scanning_at_once_checks_in_once(
     )
     assert outcomes == {201: 1, "activity.already_checked_in": scans - 1}
     assert await _state(sessionmaker, activity) == (1, 1)
+
+
+async def test_a_check_in_queued_behind_the_confirmation_is_refused(
+    engine_of_its_own: AsyncEngine,
+    committed: tuple[httpx.AsyncClient, async_sessionmaker[AsyncSession]],
+    settings: Settings,
+) -> None:
+    """The check-in reads the activity as announced, then waits for the row while attendance
+    is being confirmed; once the confirmation commits it must not take a place."""
+    client, sessionmaker = committed
+    scene, [villager] = await _scene(sessionmaker, settings, 1)
+    activity = await announce(client, scene, places=PLACES)
+    code = code_now(settings, activity)
+    async with engine_of_its_own.connect() as organiser:
+        transaction = await organiser.begin()
+        await organiser.execute(
+            text("UPDATE activity SET status = 'confirmed', confirmed_at = now() WHERE id = :id"),
+            {"id": activity["id"]},
+        )
+        late = asyncio.ensure_future(check_in(client, villager, activity, code))
+        await wait_for_lock_waiters(engine_of_its_own, 1, timeout=30)
+        await transaction.commit()
+        response = await asyncio.wait_for(late, timeout=30)
+    assert response.status_code == 409, response.text
+    assert response.json()["code"] == "activity.closed"
+    assert await _state(sessionmaker, activity) == (0, 0)

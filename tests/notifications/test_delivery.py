@@ -335,3 +335,67 @@ async def test_a_message_whose_lease_is_nearly_over_is_handed_back_unsent(
     [row] = await outbox(db, village)
     assert (row.status, row.attempts, row.lease_token) == (NotificationStatus.QUEUED, 0, None)
     assert wechat.calls_to("send") == []
+
+
+async def test_an_answer_without_an_errcode_is_retried_not_marked_sent(
+    db: AsyncSession, worker: NotificationWorker, wechat: FakeWechatServer
+) -> None:
+    village = await queue_one(db)
+    for body in (b"{}", b'{"errcode": null, "errmsg": "ok"}'):
+        wechat.fail_next("send", body=body)
+        await worker.deliver_batch()
+        [row] = await outbox(db, village)
+        assert (row.status, row.last_errcode, row.sent_at) == (
+            NotificationStatus.QUEUED,
+            None,
+            None,
+        )
+        assert row.last_errmsg == "WeChat answered something that is not an errcode"
+        await make_due(db, village)
+    await worker.deliver_batch()
+    [row] = await outbox(db, village)
+    assert (row.status, row.attempts) == (NotificationStatus.SENT, 3)
+    assert len(wechat.delivered()) == 1
+
+
+async def test_one_message_failing_leaves_the_rest_of_the_batch_delivered_once(
+    db: AsyncSession, worker: NotificationWorker, wechat: FakeWechatServer
+) -> None:
+    village = await f.create_village(db)
+    for name in ("zhao", "qian", "sun"):
+        person = await bound_villager(db, village, f"openid-{name}")
+        await notify_person(
+            db,
+            village_id=village.id,
+            person_id=person.id,
+            kind=NotificationKind.CLAIM_DECIDED,
+            data={"thing1": "审核结果", "phrase2": "已通过"},
+        )
+    # Said to be gzip but is not: httpx raises DecodingError, which is no TransportError.
+    wechat.fail_next("send", body=b"not gzip at all", content_encoding="gzip")
+
+    assert await worker.deliver_batch() == 3
+
+    rows = await outbox(db, village)
+    assert sorted(r.status for r in rows) == [
+        NotificationStatus.SENDING,
+        NotificationStatus.SENT,
+        NotificationStatus.SENT,
+    ]
+    [stuck] = [r for r in rows if r.status is NotificationStatus.SENDING]
+    assert stuck.lease_token is not None
+    assert len(wechat.delivered()) == 2
+    # Its lease runs out; the next batch sends it and nothing else.
+    await db.execute(
+        update(Notification)
+        .where(Notification.id == stuck.id)  # type: ignore[arg-type]
+        .values(lease_expires_at=datetime.now(UTC) - timedelta(seconds=1))
+    )
+    await db.flush()
+    assert await worker.deliver_batch() == 1
+    assert {r.status for r in await outbox(db, village)} == {NotificationStatus.SENT}
+    assert sorted(m["touser"] for m in wechat.delivered()) == [
+        "openid-qian",
+        "openid-sun",
+        "openid-zhao",
+    ]

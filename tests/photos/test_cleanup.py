@@ -8,14 +8,16 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.cli import _clean_photos
 from app.config import Settings
 from app.db import create_engine, create_sessionmaker
 from app.models import Claim, ClaimStatus, Photo
 from app.models.base import utcnow
-from app.services.photos import image_key, thumbnail_key
-from app.storage import LocalPhotoStore
+from app.services.photos import image_key, orphan_keys, thumbnail_key
+from app.storage import LocalPhotoStore, modified_before
 from tests import factories as f
 from tests.conftest import database_of_its_own
 from tests.photos import images
@@ -99,3 +101,41 @@ async def test_cleanup_is_safe_to_run_twice_and_at_once(
     assert await store.get(orphan) is None
     # Younger than the limit: perhaps an upload still committing.
     assert await store.get(recent_orphan) is not None
+
+
+async def test_orphans_are_found_among_more_files_than_a_statement_has_parameters(
+    db: AsyncSession, tmp_path: Path
+) -> None:
+    """asyncpg allows 32,767 parameters per statement; an IN list of every id broke past it."""
+    village = await f.create_village(db)
+    person = await f.create_person(db, village)
+    ids = [uuid.uuid4() for _ in range(33_000)]
+    orphans = ids[:5]
+    for photo_id in ids:
+        folder = tmp_path / str(photo_id)[:2]
+        folder.mkdir(exist_ok=True)
+        (folder / image_key(photo_id)).touch()
+    await db.execute(
+        text(
+            "INSERT INTO photo (id, village_id, uploader_id, media_type, width, height,"
+            " size_bytes, created_at)"
+            " SELECT id, :village, :person, 'image/jpeg', 1, 1, 1, now()"
+            " FROM unnest(CAST(:ids AS uuid[])) AS id"
+        ),
+        {"village": village.id, "person": person.id, "ids": ids[len(orphans) :]},
+    )
+    found = await orphan_keys(
+        db, LocalPhotoStore(tmp_path), older_than=timedelta(0), now=utcnow() + timedelta(hours=1)
+    )
+    assert sorted(found) == sorted(image_key(i) for i in orphans)
+
+
+def test_a_file_removed_while_the_folder_is_scanned_is_skipped(tmp_path: Path) -> None:
+    path = tmp_path / "ab" / str(uuid.uuid4())
+    path.parent.mkdir()
+    path.touch()
+    later = utcnow().timestamp() + 60
+    assert modified_before(path, later)
+    # What a cleanup running at the same time leaves between the listing and the stat.
+    path.unlink()
+    assert not modified_before(path, later)

@@ -246,3 +246,19 @@ async def test_a_chunked_body_over_the_limit_is_cut_off(
     # Cut off at the limit: the rest of the body was never asked for.
     assert sent < settings.photo_max_bytes + 3 * 65536
     assert await photo_count(db) == before
+
+
+def test_a_rotated_photo_is_stored_upright_at_full_size_with_a_small_thumbnail() -> None:
+    """The image is turned and shrunk in place (no full-size copies): the full image must be
+    written before the thumbnail is made from it."""
+    buffer = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: the camera was turned a quarter; view rotated 90° clockwise
+    Image.new("RGB", (1000, 600), "green").save(buffer, "JPEG", exif=exif)
+    encoded = service.reencode(buffer.getvalue(), max_pixels=10**7)
+    assert (encoded.width, encoded.height) == (600, 1000)
+    with Image.open(io.BytesIO(encoded.image)) as full:
+        assert full.size == (600, 1000)
+        assert not full.getexif()
+    with Image.open(io.BytesIO(encoded.thumbnail)) as thumbnail:
+        assert thumbnail.size == (192, 320)

@@ -1,0 +1,93 @@
+"""A ceiling on request bodies, enforced before a route reads them: by the declared
+Content-Length, and by counting the bytes of a chunked body as they arrive."""
+
+import re
+from collections.abc import Callable
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.errors import problem_response
+
+CODE = "request.too_large"
+TITLE = "提交的内容过大"
+
+
+class _Exceeded(Exception):
+    pass
+
+
+def route_limits(
+    prefix: str, default: int, *, import_max_bytes: int
+) -> Callable[[str, str], int | None]:
+    """The limit for a method and path: None where the route counts the bytes itself."""
+    photos = re.compile(rf"^{re.escape(prefix)}/photos/?$")
+    household_import = re.compile(rf"^{re.escape(prefix)}/villages/[^/]+/households/import/?$")
+
+    def limit(method: str, path: str) -> int | None:
+        if method == "POST" and photos.match(path):
+            # The upload route refuses past PHOTO_MAX_BYTES as the bytes arrive.
+            return None
+        if method == "POST" and household_import.match(path):
+            return import_max_bytes
+        return default
+
+    return limit
+
+
+class BodyLimit:
+    def __init__(self, app: ASGIApp, *, limit_for: Callable[[str, str], int | None]) -> None:
+        self.app = app
+        self.limit_for = limit_for
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        limit = self.limit_for(scope["method"], scope["path"]) if scope["type"] == "http" else None
+        if limit is None:
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > limit:
+            await self._refuse(scope, receive, send, limit)
+            return
+        received = 0
+        exceeded = started = False
+
+        async def counted() -> Message:
+            nonlocal received, exceeded
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    exceeded = True
+                    raise _Exceeded
+            return message
+
+        async def guarded(message: Message) -> None:
+            nonlocal started
+            # Whatever the route made of a body it could not read (FastAPI calls it a 400) is
+            # replaced by the 413 below.
+            if exceeded:
+                return
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counted, guarded)
+        except Exception:
+            if not exceeded or started:
+                raise
+        if exceeded and not started:
+            await self._refuse(scope, receive, send, limit)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        response = problem_response(
+            413,
+            CODE,
+            TITLE,
+            f"The request body may be at most {limit} bytes.",
+            instance=scope["path"],
+            max_bytes=limit,
+            # The rest of the body is not read; the client must not send it on this connection.
+            headers={"Connection": "close"},
+        )
+        await response(scope, receive, send)
