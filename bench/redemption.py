@@ -253,7 +253,8 @@ async def closed_loop(counter: Counter, tokens: list[str], seconds: float) -> No
     )
 
 
-async def check(url: str, shop_id: uuid.UUID, item_id: uuid.UUID) -> None:
+async def check(url: str, shop_id: uuid.UUID, item_id: uuid.UUID) -> bool:
+    """Whether the run left the shop consistent: chain, stock and balances."""
     engine = create_engine(url, pool_size=1)
     sessionmaker = create_sessionmaker(engine)
     async with sessionmaker() as session:
@@ -277,7 +278,7 @@ async def check(url: str, shop_id: uuid.UUID, item_id: uuid.UUID) -> None:
             await session.execute(
                 text(
                     "SELECT count(*) FROM household_balance b WHERE b.village_id = :v AND"
-                    " b.balance <> (SELECT sum(points) FROM ledger_entry e"
+                    " b.balance <> (SELECT coalesce(sum(points), 0) FROM ledger_entry e"
                     " WHERE e.household_id = b.household_id AND e.counts_balance)"
                 ),
                 {"v": village_id},
@@ -289,6 +290,7 @@ async def check(url: str, shop_id: uuid.UUID, item_id: uuid.UUID) -> None:
         f"{sold} units sold, stock {stock} (1,000,000 - sold = {1_000_000 - sold}), "
         f"balances differing from their entries: {mismatched}"
     )
+    return verified.ok and stock == 1_000_000 - sold and mismatched == 0
 
 
 def start_server(url: str, port: int, workers: int) -> subprocess.Popen[bytes]:
@@ -315,7 +317,7 @@ async def wait_ready(base: str, timeout: float = 60) -> None:
     raise RuntimeError("the server did not become ready")
 
 
-async def run(url: str, args: argparse.Namespace) -> None:
+async def run(url: str, args: argparse.Namespace) -> bool:
     shop_id, item_id, households, tokens = await seed(url, args.households)
     port = free_port()
     server = start_server(url, port, args.workers)
@@ -335,10 +337,10 @@ async def run(url: str, args: argparse.Namespace) -> None:
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
-    await check(url, shop_id, item_id)
+    return await check(url, shop_id, item_id)
 
 
-async def with_database(args: argparse.Namespace) -> None:
+async def with_database(args: argparse.Namespace) -> bool:
     server_url = os.environ.get("DATABASE_URL")
     holder = None
     if not server_url:
@@ -356,7 +358,7 @@ async def with_database(args: argparse.Namespace) -> None:
         async with engine.begin() as conn:
             await conn.run_sync(upgrade_on)
         await engine.dispose()
-        await run(url, args)
+        return await run(url, args)
     finally:
         async with admin.connect() as conn:
             await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -373,7 +375,8 @@ def main() -> None:
     parser.add_argument("--households", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=1, help="API processes")
     args = parser.parse_args()
-    asyncio.run(with_database(args))
+    if not asyncio.run(with_database(args)):
+        sys.exit("the shop was left inconsistent: see 'afterwards' above")
 
 
 if __name__ == "__main__":
