@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import case, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -34,6 +34,7 @@ from app.models import (
     HouseholdCard,
     HouseholdMember,
     LedgerKind,
+    NotificationKind,
     OrderChannel,
     OrderStatus,
     Person,
@@ -56,12 +57,12 @@ from app.schemas.shop import (
     ScanRead,
 )
 from app.security import Principal
-from app.services import ledger, shop_codes
+from app.services import ledger, notifications, shop_codes
 from app.services.households import get_household
 from app.services.periods import notice_board_name
 from app.services.shop import Refusal, get_shop, shop_attended, shop_not_found, shop_readable
 from app.services.shop import standing_for as household_standing
-from app.timeutil import local_today
+from app.timeutil import local_today, wechat_time
 
 # How long an order ahead waits at the counter before its points and stock go back.
 ORDER_HOLD = timedelta(hours=72)
@@ -733,3 +734,117 @@ async def expire_due_order(session: AsyncSession, now: datetime | None = None) -
     assert moved is not None  # locked above, and still reserved
     await _give_back(session, moved, None)
     return True
+
+
+async def remind_due_orders(
+    session: AsyncSession, settings: Settings, now: datetime | None = None, *, batch: int = 100
+) -> int:
+    """Queue the order_expiring message for up to `batch` uncollected orders whose reminder is
+    due; returns how many orders were reminded (0: none is due). Run each call in a transaction
+    of its own (the CLI loops).
+
+    An order is reminded SHOP_ORDER_REMINDER_HOURS before its pickup deadline; one placed with
+    no more than that left is reminded halfway to its deadline instead, so it is never told at
+    the moment it is placed that it is about to expire, yet still hears before it does.
+
+    Once per order, however many processes run the job: each takes due orders with SKIP LOCKED
+    and marks them in the same statement, whose `reminded_at IS NULL` lets only one mark win;
+    the messages are queued in that transaction, so a job that fails rolls the marks back with
+    them. Only order rows are locked (the first in the shop's lock order), and never waited for.
+    """
+    now = now or datetime.now(UTC)
+    lead = timedelta(hours=settings.shop_order_reminder_hours)
+    expires, placed = col(ShopOrder.expires_at), col(ShopOrder.created_at)
+    # Halfway: as much time has passed since placing as is left.
+    remind = case(
+        (expires - placed > lead, expires - lead <= now), else_=now - placed >= expires - now
+    )
+    open_unreminded = (
+        col(ShopOrder.status) == OrderStatus.RESERVED,
+        col(ShopOrder.reminded_at).is_(None),
+        col(ShopOrder.expires_at) > now,
+    )
+    due = (
+        select(col(ShopOrder.id))
+        .where(*open_unreminded, remind)
+        .order_by(col(ShopOrder.expires_at))
+        .limit(batch)
+        .with_for_update(skip_locked=True)
+    )
+    reminded = list(
+        (
+            await session.execute(
+                update(ShopOrder)
+                .where(col(ShopOrder.id).in_(due), *open_unreminded)
+                .values(reminded_at=now)
+                .returning(ShopOrder)
+                .execution_options(populate_existing=True)
+            )
+        ).scalars()
+    )
+    if not reminded:
+        return 0
+    lines: dict[uuid.UUID, list[ShopOrderLine]] = {order.id: [] for order in reminded}
+    rows = await session.execute(
+        select(ShopOrderLine).where(col(ShopOrderLine.order_id).in_(list(lines)))
+    )
+    for line in rows.scalars():
+        lines[line.order_id].append(line)
+    shop_ids = {order.shop_id for order in reminded}
+    shops = await session.execute(
+        select(col(Shop.id), col(Shop.name)).where(col(Shop.id).in_(shop_ids))
+    )
+    shop_names = {shop_id: name for shop_id, name in shops}
+    for order in reminded:
+        await _tell_expiring(session, order, lines[order.id], shop_names[order.shop_id])
+    return len(reminded)
+
+
+# Within a thing's 20 characters: the villager is reminded how to collect, and what happens
+# if they don't.
+PICKUP_HINT = "凭取货码到店领取，逾期积分退回"
+
+
+def expiring_message(
+    lines: Sequence[ShopOrderLine], shop_name: str, expires_at: datetime
+) -> dict[str, str]:
+    """The order_expiring template: thing1 the goods (the first item and its count, and how
+    many kinds more), time2 the pickup deadline, thing3 the shop, thing4 how to collect."""
+    # Sorted as the order shows them, so the message names the order's first line.
+    first = min(lines, key=lambda line: (line.item_name, str(line.item_id)))
+    more = f"等{len(lines)}种" if len(lines) > 1 else ""
+    count = f"×{first.quantity}{more}"
+    # The name gives way, so the count survives a thing's 20 characters.
+    room = notifications.MAX_LENGTH["thing"] - len(count)
+    name = first.item_name if len(first.item_name) <= room else first.item_name[: room - 1] + "…"
+    return {
+        "thing1": name + count,
+        "time2": wechat_time(expires_at),
+        "thing3": shop_name,
+        "thing4": PICKUP_HINT,
+    }
+
+
+async def _tell_expiring(
+    session: AsyncSession, order: ShopOrder, lines: Sequence[ShopOrderLine], shop_name: str
+) -> None:
+    """To the villager who placed the order; when they cannot be reached (WeChat unbound, or
+    no longer of the village), to the household's bound members: any member's phone shows the
+    order's pickup code, and the points that come back are the household's."""
+    assert order.expires_at is not None  # an order ahead
+    data = expiring_message(lines, shop_name, order.expires_at)
+    told = await notifications.notify_person(
+        session,
+        village_id=order.village_id,
+        person_id=order.created_by,
+        kind=NotificationKind.ORDER_EXPIRING,
+        data=data,
+    )
+    if not told:
+        await notifications.notify_household(
+            session,
+            village_id=order.village_id,
+            household_id=order.household_id,
+            kind=NotificationKind.ORDER_EXPIRING,
+            data=data,
+        )
