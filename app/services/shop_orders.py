@@ -3,11 +3,11 @@ with the household's pay code or card, cancellations, expiry and refunds.
 
 Every path that moves points or stock locks rows in one order: the order's own row (cancel,
 expire, refund), then per item in id order the household's allowance row and the item's row,
-and last the village's chain (ledger.post). One order everywhere, so racing requests queue
-instead of deadlocking, and the chain (which serialises a whole village) is held only for the
-last few statements. Nothing is decided on a value read earlier: stock, per-household
-allowances, balances, order states and code nonces are each guarded by the database itself
-(CHECK constraints, conditional UPDATEs, unique keys).
+and last the village's chain (the spendable-points check, then ledger.post). One order
+everywhere, so racing requests queue instead of deadlocking, and the chain (which serialises a
+whole village) is held only for the last few statements. Nothing is decided on a value read
+earlier: stock, per-household allowances, balances, order states and code nonces are each
+guarded by the database itself (CHECK constraints, conditional UPDATEs, unique keys).
 
 The ledger records a redemption as a balance-only entry (counts_score False: spending never
 lowers a rank). Where the policy does not spend the balance (翁源: goods by score tier, the
@@ -30,7 +30,6 @@ from app.config import Settings
 from app.errors import Conflict, Forbidden, NotFound, Unprocessable
 from app.models import (
     Household,
-    HouseholdBalance,
     HouseholdCard,
     HouseholdMember,
     LedgerKind,
@@ -60,7 +59,14 @@ from app.security import Principal
 from app.services import ledger, notifications, shop_codes
 from app.services.households import get_household
 from app.services.periods import notice_board_name
-from app.services.shop import Refusal, get_shop, shop_attended, shop_not_found, shop_readable
+from app.services.shop import (
+    Refusal,
+    get_shop,
+    shop_attended,
+    shop_not_found,
+    shop_readable,
+    spendable_points,
+)
 from app.services.shop import standing_for as household_standing
 from app.timeutil import local_today, wechat_time
 
@@ -161,12 +167,31 @@ async def _redeem(
             if taken is None:
                 raise _out_of_stock(item)
     if order.spends_balance:
+        await _refuse_unpublished_points(session, household, order.points)
         await ledger.post(
             session,
             household.village_id,
             [_entry(order, LedgerKind.REDEMPTION, -order.points, actor, "积分兑换")],
         )
     return order, order_lines
+
+
+async def _refuse_unpublished_points(
+    session: AsyncSession, household: Household, points: int
+) -> None:
+    """Refuse spending points of a period approved but not yet published (公示).
+
+    Checked under the village's chain lock, taken here after the items as the lock order
+    wants (the chain last; ledger.post takes it again for free), which makes the check
+    race-free: the balance moves only through ledger.post, and a period becomes approved, its
+    entries posted, or an entry corrected only by a transaction holding that same lock, so
+    neither figure changes until this transaction commits. The one change that needs no chain
+    lock, publication, only turns unpublished points into spendable ones: racing it, an order
+    is at worst refused points published an instant ago, never allowed unpublished ones.
+    """
+    await ledger.lock_chain(session, household.village_id)
+    if points > await spendable_points(session, household):
+        raise ledger.insufficient_balance()
 
 
 def _over_limit(item: ShopItem) -> Conflict:
@@ -547,14 +572,14 @@ async def scan(
         if scanned.nonce is not None and (await session.execute(used)).first():
             raise shop_codes.replayed()
     standing = await household_standing(session, household, item_tiers=False)
-    head, points = await _head_and_balance(session, household.id)
+    head = await _head_name(session, household.id)
     refusal: Refusal | None = None if order_read_model else standing.refusal
     return ScanRead(
         kind=scanned.kind,
         household_id=household.id,
         household_number=household.number,
         head_name=notice_board_name(head),
-        balance=points,
+        balance=await spendable_points(session, household),
         tier=standing.tier,
         redeemable_now=refusal is None,
         refusal_code=refusal.code if refusal else None,
@@ -564,25 +589,17 @@ async def scan(
     )
 
 
-async def _head_and_balance(
-    session: AsyncSession, household_id: uuid.UUID
-) -> tuple[str | None, int]:
-    """The name the household goes by (its head's) and its spendable points, in one query."""
-    head = (
-        select(col(Person.name))
-        .join(HouseholdMember, col(HouseholdMember.person_id) == col(Person.id))
-        .where(col(HouseholdMember.household_id) == household_id)
-        .order_by(col(HouseholdMember.is_head).desc(), col(HouseholdMember.created_at))
-        .limit(1)
-        .scalar_subquery()
-    )
-    balance = (
-        select(col(HouseholdBalance.balance))
-        .where(col(HouseholdBalance.household_id) == household_id)
-        .scalar_subquery()
-    )
-    name, points = (await session.execute(select(head, balance))).one()
-    return name, int(points or 0)
+async def _head_name(session: AsyncSession, household_id: uuid.UUID) -> str | None:
+    """The name the household goes by: its head's."""
+    return (
+        await session.execute(
+            select(col(Person.name))
+            .join(HouseholdMember, col(HouseholdMember.person_id) == col(Person.id))
+            .where(col(HouseholdMember.household_id) == household_id)
+            .order_by(col(HouseholdMember.is_head).desc(), col(HouseholdMember.created_at))
+            .limit(1)
+        )
+    ).scalar_one_or_none()
 
 
 async def redeem_at_counter(
