@@ -451,8 +451,10 @@ async def _latest_period(
 
 async def spendable_points(session: AsyncSession, household: Household) -> int:
     """The balance less the points of periods approved but not yet published: a villager does
-    not see those yet (ledger.sees_unpublished), so they cannot spend them either. Exact only
-    under the village's chain lock (see shop_orders._refuse_unpublished_points)."""
+    not see those yet (ledger.sees_unpublished), so they cannot spend them either. A deduction
+    waiting for publication (a veto) has already left the balance, and what is not there cannot
+    be spent: never more than the balance. Exact only under the village's chain lock (see
+    shop_orders._refuse_unpublished_points)."""
     balance = (
         await session.execute(
             select(col(HouseholdBalance.balance)).where(
@@ -461,7 +463,7 @@ async def spendable_points(session: AsyncSession, household: Household) -> int:
         )
     ).scalar_one_or_none()
     hidden, _ = await ledger.unpublished_points(session, household, local_today().year)
-    return (balance or 0) - hidden
+    return (balance or 0) - max(hidden, 0)
 
 
 def insufficient_points() -> Refusal:

@@ -136,3 +136,15 @@ async def test_a_counter_redemption_spends_only_published_points(
     assert redeemed.status_code == 201, redeemed.text
     assert await balance_of(db, scene.household.id) == 50
     await assert_ledger_consistent(db, scene.village.id)
+
+
+async def test_a_deduction_waiting_for_publication_is_not_spendable_either(
+    client: httpx.AsyncClient, db: AsyncSession, scene: Scene
+) -> None:
+    await approved_unpublished(db, scene, -30)
+    assert await balance_of(db, scene.household.id) == 70
+    scanned = await scan(client, scene, await pay_code(client, scene))
+    # The 30 points are gone from the balance even though the villager does not see why yet.
+    assert scanned.json()["balance"] == 70
+    refused = await place(client, scene, (scene.soap.id, 4))
+    assert_problem(refused, 409, "ledger.insufficient_balance")
