@@ -300,6 +300,9 @@ class Refusal:
         return Conflict(self.title, code=self.code, title=self.title)
 
 
+ITEM_INACTIVE = Refusal("shop.item_inactive", "该商品已下架")
+
+
 @dataclass
 class Standing:
     """What the policy asks of a household, read once per request."""
@@ -321,7 +324,7 @@ class Standing:
         if self.refusal:
             return self.refusal
         if not item.active:
-            return Refusal("shop.item_inactive", "该商品已下架")
+            return ITEM_INACTIVE
         if item.min_period_score is not None and (
             self.score is None or self.score < item.min_period_score
         ):

@@ -60,6 +60,7 @@ from app.services import ledger, notifications, shop_codes
 from app.services.households import get_household
 from app.services.periods import notice_board_name
 from app.services.shop import (
+    ITEM_INACTIVE,
     Refusal,
     get_shop,
     shop_attended,
@@ -155,17 +156,7 @@ async def _redeem(
     await session.flush()
     for item in items:
         await _take_allowance(session, household.id, item, wanted[item.id], order.round_key)
-        if item.stock is not None:
-            taken = (
-                await session.execute(
-                    update(ShopItem)
-                    .where(col(ShopItem.id) == item.id, col(ShopItem.stock) >= wanted[item.id])
-                    .values(stock=col(ShopItem.stock) - wanted[item.id])
-                    .returning(col(ShopItem.stock))
-                )
-            ).scalar_one_or_none()
-            if taken is None:
-                raise _out_of_stock(item)
+        await _take_item(session, item, wanted[item.id])
     if order.spends_balance:
         await _refuse_unpublished_points(session, household, order.points)
         await ledger.post(
@@ -192,6 +183,31 @@ async def _refuse_unpublished_points(
     await ledger.lock_chain(session, household.village_id)
     if points > await spendable_points(session, household):
         raise ledger.insufficient_balance()
+
+
+async def _take_item(session: AsyncSession, item: ShopItem, quantity: int) -> None:
+    """Take the stock, in one statement that also requires the item still on sale: the checks
+    above read the item without a lock, and a deactivation committed since then must still
+    refuse the order. A service (no stock) is updated too (its NULL stock stays NULL), so that
+    it is locked in the shop's order: a deactivation either commits first and refuses this
+    order here, or waits for it to finish."""
+    taken = (
+        await session.execute(
+            update(ShopItem)
+            .where(
+                col(ShopItem.id) == item.id,
+                col(ShopItem.active),
+                col(ShopItem.stock).is_(None) | (col(ShopItem.stock) >= quantity),
+            )
+            .values(stock=col(ShopItem.stock) - quantity)
+            .returning(col(ShopItem.id))
+        )
+    ).first()
+    if taken is None:
+        await session.refresh(item)
+        if not item.active:
+            raise ITEM_INACTIVE.error()
+        raise _out_of_stock(item)
 
 
 def _over_limit(item: ShopItem) -> Conflict:

@@ -36,7 +36,7 @@ from tests import factories as f
 from tests.auth.conftest import assert_problem, wait_for_lock_waiters
 from tests.conftest import database_of_its_own
 from tests.ledger.conftest import assert_ledger_consistent, balance_of, post_entry
-from tests.shop.conftest import API, Scene, build_scene
+from tests.shop.conftest import API, Scene, build_scene, snapshot
 
 RACERS = 50
 
@@ -444,3 +444,36 @@ async def test_reminder_jobs_running_at_once_remind_each_order_once(committed: C
     assert messages == 25
     assert all(marked[order_id] is not None for order_id in due)
     assert all(marked[order_id] is None for order_id in overdue)
+
+
+@pytest.mark.parametrize("service", [False, True], ids=["goods", "service"])
+async def test_an_order_in_flight_when_its_item_is_taken_off_sale_is_refused(
+    committed: Committed, service: bool
+) -> None:
+    scene = await committed.scene()
+    item = scene.haircut if service else scene.soap
+    async with committed.sessionmaker() as session:
+        before = await snapshot(session, scene.household)
+    async with committed.engine.connect() as admin:
+        edit = await admin.begin()
+        # The admin's edit holds the item while the order reads it as still on sale.
+        await admin.execute(
+            select(col(ShopItem.id)).where(col(ShopItem.id) == item.id).with_for_update()
+        )
+        ordering = asyncio.create_task(
+            committed.client.post(
+                f"{API}/shops/{scene.shop.id}/orders",
+                json={"lines": lines(item)},
+                headers=scene.villager_headers,
+            )
+        )
+        await wait_for_lock_waiters(committed.engine, 1)
+        await admin.execute(
+            update(ShopItem).where(col(ShopItem.id) == item.id).values(active=False)
+        )
+        await edit.commit()
+        response = await ordering
+    assert_problem(response, 409, "shop.item_inactive")
+    async with committed.sessionmaker() as session:
+        assert await snapshot(session, scene.household) == before
+        await assert_ledger_consistent(session, scene.village.id)
