@@ -3,7 +3,7 @@ with the household's pay code or card, cancellations, expiry and refunds.
 
 Every path that moves points or stock locks rows in one order: the order's own row (cancel,
 expire, refund), then per item in id order the household's allowance row and the item's row,
-and last the village's chain (the spendable-points check, then ledger.post). One order
+and last the village's chain (ledger.post, then the spendable-points check). One order
 everywhere, so racing requests queue instead of deadlocking, and the chain (which serialises a
 whole village) is held only for the last few statements. Nothing is decided on a value read
 earlier: stock, per-household allowances, balances, order states and code nonces are each
@@ -158,30 +158,29 @@ async def _redeem(
         await _take_allowance(session, household.id, item, wanted[item.id], order.round_key)
         await _take_item(session, item, wanted[item.id])
     if order.spends_balance:
-        await _refuse_unpublished_points(session, household, order.points)
         await ledger.post(
             session,
             household.village_id,
             [_entry(order, LedgerKind.REDEMPTION, -order.points, actor, "积分兑换")],
         )
+        await _refuse_unpublished_points(session, household)
     return order, order_lines
 
 
-async def _refuse_unpublished_points(
-    session: AsyncSession, household: Household, points: int
-) -> None:
-    """Refuse spending points of a period approved but not yet published (公示).
+async def _refuse_unpublished_points(session: AsyncSession, household: Household) -> None:
+    """Refuse a spend that needed points of a period approved but not yet published (公示):
+    checked once the points are spent, the spendable figure must not have gone below zero (the
+    redemption itself belongs to no period), and refusing rolls the whole order back.
 
-    Checked under the village's chain lock, taken here after the items as the lock order
-    wants (the chain last; ledger.post takes it again for free), which makes the check
-    race-free: the balance moves only through ledger.post, and a period becomes approved, its
-    entries posted, or an entry corrected only by a transaction holding that same lock, so
-    neither figure changes until this transaction commits. The one change that needs no chain
-    lock, publication, only turns unpublished points into spendable ones: racing it, an order
-    is at worst refused points published an instant ago, never allowed unpublished ones.
+    Race-free because ledger.post has just taken the village's chain lock, held to the commit
+    (the chain last, as the lock order wants; checking after the post saves taking it twice):
+    the balance moves only through ledger.post, and a period is approved, its entries posted or
+    an entry corrected only by a transaction holding that same lock, so neither figure can
+    change before this transaction commits. The one change that needs no chain lock,
+    publication, only turns unpublished points into spendable ones: racing it, an order is at
+    worst refused points published an instant ago, never allowed unpublished ones.
     """
-    await ledger.lock_chain(session, household.village_id)
-    if points > await spendable_points(session, household):
+    if await spendable_points(session, household) < 0:
         raise ledger.insufficient_balance()
 
 
