@@ -236,27 +236,38 @@ def photos_cleanup_command(args: argparse.Namespace) -> None:
     print(f"{removed} photo(s) never attached within {settings.photo_unattached_hours} h removed.")
 
 
-async def _expire_orders(url: str) -> int:
+async def _expire_orders(url: str, settings: Settings) -> tuple[int, int]:
     from app.db import create_engine, create_sessionmaker
-    from app.services.shop_orders import expire_due_order
+    from app.services.shop_orders import expire_due_order, remind_due_orders
 
     engine = create_engine(url, pool_size=1)
     sessionmaker = create_sessionmaker(engine)
-    total = 0
+    expired = reminded = 0
     try:
         while True:
             async with sessionmaker() as session, session.begin():
                 if not await expire_due_order(session):
-                    return total
-            total += 1
+                    break
+            expired += 1
+        while True:
+            async with sessionmaker() as session, session.begin():
+                batch = await remind_due_orders(session, settings)
+            if not batch:
+                return expired, reminded
+            reminded += batch
     finally:
         await engine.dispose()
 
 
 def expire_orders_command(args: argparse.Namespace) -> None:
     _interrupt_on_sigterm()
-    url, _server = _prepare_database(get_settings())
-    print(f"{asyncio.run(_expire_orders(url))} shop order(s) expired; points and stock returned.")
+    settings = get_settings()
+    url, _server = _prepare_database(settings)
+    expired, reminded = asyncio.run(_expire_orders(url, settings))
+    print(
+        f"{expired} shop order(s) expired; points and stock returned."
+        f" {reminded} order(s) about to expire reminded."
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -299,7 +310,8 @@ def main(argv: list[str] | None = None) -> None:
     ).set_defaults(func=photos_cleanup_command)
     commands.add_parser(
         "expire-orders",
-        help="expire uncollected shop orders past their deadline (run every few minutes)",
+        help="expire uncollected shop orders past their deadline and remind those about to expire"
+        " (run every few minutes)",
     ).set_defaults(func=expire_orders_command)
 
     args = parser.parse_args(argv)

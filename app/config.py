@@ -2,7 +2,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_JWT_SECRET = "dev-only-secret-change-me-0123456789abcdef"
@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     photo_unattached_hours: int = 24
     # JSON bodies; photo uploads and household imports have limits of their own.
     request_max_bytes: int = 1024 * 1024
+    # How long before an order's pickup deadline its villager is reminded (an order placed with
+    # less than that left is reminded halfway through the time it had).
+    shop_order_reminder_hours: float = Field(default=24, gt=0)
 
     @property
     def photo_folder(self) -> Path:

@@ -124,6 +124,8 @@ class ShopOrder(SQLModel, table=True):
     closed_by: uuid.UUID | None = Field(default=None, foreign_key="person.id")
     closed_at: datetime | None = timestamp_field()
     close_reason: str = Field(default="", max_length=200)
+    # When the order_expiring reminder was queued: set by the one job run that queues it.
+    reminded_at: datetime | None = timestamp_field()
 
 
 class ShopOrderLine(SQLModel, table=True):

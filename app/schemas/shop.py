@@ -178,6 +178,7 @@ class ScanRead(BaseModel):
     household_number: str
     # As the notice board shows it (张**): enough to recognise, not to expose.
     head_name: str | None
+    # Spendable: points of periods approved but not yet published are not counted.
     balance: int
     tier: str | None
     redeemable_now: bool

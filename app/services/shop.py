@@ -16,6 +16,7 @@ from sqlmodel import col
 from app.errors import Conflict, NotFound, Unprocessable
 from app.models import (
     Household,
+    HouseholdBalance,
     HouseholdPeriodScore,
     PeriodStatus,
     Role,
@@ -35,7 +36,7 @@ from app.schemas.shop import (
     TownShopCreate,
 )
 from app.security import Principal
-from app.services import audit
+from app.services import audit, ledger
 from app.services.organisation import get_town, get_village, get_village_for_admin
 from app.services.rules import rule_set_in_force
 from app.timeutil import local_today
@@ -299,6 +300,9 @@ class Refusal:
         return Conflict(self.title, code=self.code, title=self.title)
 
 
+ITEM_INACTIVE = Refusal("shop.item_inactive", "该商品已下架")
+
+
 @dataclass
 class Standing:
     """What the policy asks of a household, read once per request."""
@@ -320,7 +324,7 @@ class Standing:
         if self.refusal:
             return self.refusal
         if not item.active:
-            return Refusal("shop.item_inactive", "该商品已下架")
+            return ITEM_INACTIVE
         if item.min_period_score is not None and (
             self.score is None or self.score < item.min_period_score
         ):
@@ -448,6 +452,27 @@ async def _latest_period(
     return own.score, rank, False
 
 
+async def spendable_points(session: AsyncSession, household: Household) -> int:
+    """The balance less the points of periods approved but not yet published: a villager does
+    not see those yet (ledger.sees_unpublished), so they cannot spend them either. A deduction
+    waiting for publication (a veto) has already left the balance, and what is not there cannot
+    be spent: never more than the balance. Exact only under the village's chain lock (see
+    shop_orders._refuse_unpublished_points)."""
+    balance = (
+        await session.execute(
+            select(col(HouseholdBalance.balance)).where(
+                col(HouseholdBalance.household_id) == household.id
+            )
+        )
+    ).scalar_one_or_none()
+    hidden, _ = await ledger.unpublished_points(session, household, local_today().year)
+    return (balance or 0) - max(hidden, 0)
+
+
+def insufficient_points() -> Refusal:
+    return Refusal("ledger.insufficient_balance", "可用积分不足")
+
+
 async def list_items(
     session: AsyncSession, principal: Principal, shop_id: uuid.UUID
 ) -> list[ShopItemRead]:
@@ -468,11 +493,16 @@ async def list_items(
     order = (col(ShopItem.category), col(ShopItem.name), col(ShopItem.id))
     items = (await session.execute(statement.order_by(*order))).scalars()
     standing = await standing_for(session, household) if household else None
+    spendable = None
+    if household is not None and standing is not None and standing.policy.spends_balance:
+        spendable = await spendable_points(session, household)
     reads = []
     for item in items:
         read = ShopItemRead.model_validate(item)
         if standing is not None:
             refusal = standing.item_refusal(item)
+            if refusal is None and spendable is not None and item.price_points > spendable:
+                refusal = insufficient_points()
             read.redeemable_now = refusal is None
             read.refusal_code = refusal.code if refusal else None
             read.refusal = refusal.title if refusal else None

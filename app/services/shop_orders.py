@@ -3,11 +3,11 @@ with the household's pay code or card, cancellations, expiry and refunds.
 
 Every path that moves points or stock locks rows in one order: the order's own row (cancel,
 expire, refund), then per item in id order the household's allowance row and the item's row,
-and last the village's chain (ledger.post). One order everywhere, so racing requests queue
-instead of deadlocking, and the chain (which serialises a whole village) is held only for the
-last few statements. Nothing is decided on a value read earlier: stock, per-household
-allowances, balances, order states and code nonces are each guarded by the database itself
-(CHECK constraints, conditional UPDATEs, unique keys).
+and last the village's chain (ledger.post, then the spendable-points check). One order
+everywhere, so racing requests queue instead of deadlocking, and the chain (which serialises a
+whole village) is held only for the last few statements. Nothing is decided on a value read
+earlier: stock, per-household allowances, balances, order states and code nonces are each
+guarded by the database itself (CHECK constraints, conditional UPDATEs, unique keys).
 
 The ledger records a redemption as a balance-only entry (counts_score False: spending never
 lowers a rank). Where the policy does not spend the balance (翁源: goods by score tier, the
@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import case, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -30,10 +30,10 @@ from app.config import Settings
 from app.errors import Conflict, Forbidden, NotFound, Unprocessable
 from app.models import (
     Household,
-    HouseholdBalance,
     HouseholdCard,
     HouseholdMember,
     LedgerKind,
+    NotificationKind,
     OrderChannel,
     OrderStatus,
     Person,
@@ -56,12 +56,20 @@ from app.schemas.shop import (
     ScanRead,
 )
 from app.security import Principal
-from app.services import ledger, shop_codes
+from app.services import ledger, notifications, shop_codes
 from app.services.households import get_household
 from app.services.periods import notice_board_name
-from app.services.shop import Refusal, get_shop, shop_attended, shop_not_found, shop_readable
+from app.services.shop import (
+    ITEM_INACTIVE,
+    Refusal,
+    get_shop,
+    shop_attended,
+    shop_not_found,
+    shop_readable,
+    spendable_points,
+)
 from app.services.shop import standing_for as household_standing
-from app.timeutil import local_today
+from app.timeutil import local_today, wechat_time
 
 # How long an order ahead waits at the counter before its points and stock go back.
 ORDER_HOLD = timedelta(hours=72)
@@ -148,24 +156,57 @@ async def _redeem(
     await session.flush()
     for item in items:
         await _take_allowance(session, household.id, item, wanted[item.id], order.round_key)
-        if item.stock is not None:
-            taken = (
-                await session.execute(
-                    update(ShopItem)
-                    .where(col(ShopItem.id) == item.id, col(ShopItem.stock) >= wanted[item.id])
-                    .values(stock=col(ShopItem.stock) - wanted[item.id])
-                    .returning(col(ShopItem.stock))
-                )
-            ).scalar_one_or_none()
-            if taken is None:
-                raise _out_of_stock(item)
+        await _take_item(session, item, wanted[item.id])
     if order.spends_balance:
         await ledger.post(
             session,
             household.village_id,
             [_entry(order, LedgerKind.REDEMPTION, -order.points, actor, "积分兑换")],
         )
+        await _refuse_unpublished_points(session, household)
     return order, order_lines
+
+
+async def _refuse_unpublished_points(session: AsyncSession, household: Household) -> None:
+    """Refuse a spend that needed points of a period approved but not yet published (公示):
+    checked once the points are spent, the spendable figure must not have gone below zero (the
+    redemption itself belongs to no period), and refusing rolls the whole order back.
+
+    Race-free because ledger.post has just taken the village's chain lock, held to the commit
+    (the chain last, as the lock order wants; checking after the post saves taking it twice):
+    the balance moves only through ledger.post, and a period is approved, its entries posted or
+    an entry corrected only by a transaction holding that same lock, so neither figure can
+    change before this transaction commits. The one change that needs no chain lock,
+    publication, only turns unpublished points into spendable ones: racing it, an order is at
+    worst refused points published an instant ago, never allowed unpublished ones.
+    """
+    if await spendable_points(session, household) < 0:
+        raise ledger.insufficient_balance()
+
+
+async def _take_item(session: AsyncSession, item: ShopItem, quantity: int) -> None:
+    """Take the stock, in one statement that also requires the item still on sale: the checks
+    above read the item without a lock, and a deactivation committed since then must still
+    refuse the order. A service (no stock) is updated too (its NULL stock stays NULL), so that
+    it is locked in the shop's order: a deactivation either commits first and refuses this
+    order here, or waits for it to finish."""
+    taken = (
+        await session.execute(
+            update(ShopItem)
+            .where(
+                col(ShopItem.id) == item.id,
+                col(ShopItem.active),
+                col(ShopItem.stock).is_(None) | (col(ShopItem.stock) >= quantity),
+            )
+            .values(stock=col(ShopItem.stock) - quantity)
+            .returning(col(ShopItem.id))
+        )
+    ).first()
+    if taken is None:
+        await session.refresh(item)
+        if not item.active:
+            raise ITEM_INACTIVE.error()
+        raise _out_of_stock(item)
 
 
 def _over_limit(item: ShopItem) -> Conflict:
@@ -546,14 +587,14 @@ async def scan(
         if scanned.nonce is not None and (await session.execute(used)).first():
             raise shop_codes.replayed()
     standing = await household_standing(session, household, item_tiers=False)
-    head, points = await _head_and_balance(session, household.id)
+    head = await _head_name(session, household.id)
     refusal: Refusal | None = None if order_read_model else standing.refusal
     return ScanRead(
         kind=scanned.kind,
         household_id=household.id,
         household_number=household.number,
         head_name=notice_board_name(head),
-        balance=points,
+        balance=await spendable_points(session, household),
         tier=standing.tier,
         redeemable_now=refusal is None,
         refusal_code=refusal.code if refusal else None,
@@ -563,25 +604,17 @@ async def scan(
     )
 
 
-async def _head_and_balance(
-    session: AsyncSession, household_id: uuid.UUID
-) -> tuple[str | None, int]:
-    """The name the household goes by (its head's) and its spendable points, in one query."""
-    head = (
-        select(col(Person.name))
-        .join(HouseholdMember, col(HouseholdMember.person_id) == col(Person.id))
-        .where(col(HouseholdMember.household_id) == household_id)
-        .order_by(col(HouseholdMember.is_head).desc(), col(HouseholdMember.created_at))
-        .limit(1)
-        .scalar_subquery()
-    )
-    balance = (
-        select(col(HouseholdBalance.balance))
-        .where(col(HouseholdBalance.household_id) == household_id)
-        .scalar_subquery()
-    )
-    name, points = (await session.execute(select(head, balance))).one()
-    return name, int(points or 0)
+async def _head_name(session: AsyncSession, household_id: uuid.UUID) -> str | None:
+    """The name the household goes by: its head's."""
+    return (
+        await session.execute(
+            select(col(Person.name))
+            .join(HouseholdMember, col(HouseholdMember.person_id) == col(Person.id))
+            .where(col(HouseholdMember.household_id) == household_id)
+            .order_by(col(HouseholdMember.is_head).desc(), col(HouseholdMember.created_at))
+            .limit(1)
+        )
+    ).scalar_one_or_none()
 
 
 async def redeem_at_counter(
@@ -733,3 +766,117 @@ async def expire_due_order(session: AsyncSession, now: datetime | None = None) -
     assert moved is not None  # locked above, and still reserved
     await _give_back(session, moved, None)
     return True
+
+
+async def remind_due_orders(
+    session: AsyncSession, settings: Settings, now: datetime | None = None, *, batch: int = 100
+) -> int:
+    """Queue the order_expiring message for up to `batch` uncollected orders whose reminder is
+    due; returns how many orders were reminded (0: none is due). Run each call in a transaction
+    of its own (the CLI loops).
+
+    An order is reminded SHOP_ORDER_REMINDER_HOURS before its pickup deadline; one placed with
+    no more than that left is reminded halfway to its deadline instead, so it is never told at
+    the moment it is placed that it is about to expire, yet still hears before it does.
+
+    Once per order, however many processes run the job: each takes due orders with SKIP LOCKED
+    and marks them in the same statement, whose `reminded_at IS NULL` lets only one mark win;
+    the messages are queued in that transaction, so a job that fails rolls the marks back with
+    them. Only order rows are locked (the first in the shop's lock order), and never waited for.
+    """
+    now = now or datetime.now(UTC)
+    lead = timedelta(hours=settings.shop_order_reminder_hours)
+    expires, placed = col(ShopOrder.expires_at), col(ShopOrder.created_at)
+    # Halfway: as much time has passed since placing as is left.
+    remind = case(
+        (expires - placed > lead, expires - lead <= now), else_=now - placed >= expires - now
+    )
+    open_unreminded = (
+        col(ShopOrder.status) == OrderStatus.RESERVED,
+        col(ShopOrder.reminded_at).is_(None),
+        col(ShopOrder.expires_at) > now,
+    )
+    due = (
+        select(col(ShopOrder.id))
+        .where(*open_unreminded, remind)
+        .order_by(col(ShopOrder.expires_at))
+        .limit(batch)
+        .with_for_update(skip_locked=True)
+    )
+    reminded = list(
+        (
+            await session.execute(
+                update(ShopOrder)
+                .where(col(ShopOrder.id).in_(due), *open_unreminded)
+                .values(reminded_at=now)
+                .returning(ShopOrder)
+                .execution_options(populate_existing=True)
+            )
+        ).scalars()
+    )
+    if not reminded:
+        return 0
+    lines: dict[uuid.UUID, list[ShopOrderLine]] = {order.id: [] for order in reminded}
+    rows = await session.execute(
+        select(ShopOrderLine).where(col(ShopOrderLine.order_id).in_(list(lines)))
+    )
+    for line in rows.scalars():
+        lines[line.order_id].append(line)
+    shop_ids = {order.shop_id for order in reminded}
+    shops = await session.execute(
+        select(col(Shop.id), col(Shop.name)).where(col(Shop.id).in_(shop_ids))
+    )
+    shop_names = {shop_id: name for shop_id, name in shops}
+    for order in reminded:
+        await _tell_expiring(session, order, lines[order.id], shop_names[order.shop_id])
+    return len(reminded)
+
+
+# Within a thing's 20 characters: the villager is reminded how to collect, and what happens
+# if they don't.
+PICKUP_HINT = "凭取货码到店领取，逾期积分退回"
+
+
+def expiring_message(
+    lines: Sequence[ShopOrderLine], shop_name: str, expires_at: datetime
+) -> dict[str, str]:
+    """The order_expiring template: thing1 the goods (the first item and its count, and how
+    many kinds more), time2 the pickup deadline, thing3 the shop, thing4 how to collect."""
+    # Sorted as the order shows them, so the message names the order's first line.
+    first = min(lines, key=lambda line: (line.item_name, str(line.item_id)))
+    more = f"等{len(lines)}种" if len(lines) > 1 else ""
+    count = f"×{first.quantity}{more}"
+    # The name gives way, so the count survives a thing's 20 characters.
+    room = notifications.MAX_LENGTH["thing"] - len(count)
+    name = first.item_name if len(first.item_name) <= room else first.item_name[: room - 1] + "…"
+    return {
+        "thing1": name + count,
+        "time2": wechat_time(expires_at),
+        "thing3": shop_name,
+        "thing4": PICKUP_HINT,
+    }
+
+
+async def _tell_expiring(
+    session: AsyncSession, order: ShopOrder, lines: Sequence[ShopOrderLine], shop_name: str
+) -> None:
+    """To the villager who placed the order; when they cannot be reached (WeChat unbound, or
+    no longer of the village), to the household's bound members: any member's phone shows the
+    order's pickup code, and the points that come back are the household's."""
+    assert order.expires_at is not None  # an order ahead
+    data = expiring_message(lines, shop_name, order.expires_at)
+    told = await notifications.notify_person(
+        session,
+        village_id=order.village_id,
+        person_id=order.created_by,
+        kind=NotificationKind.ORDER_EXPIRING,
+        data=data,
+    )
+    if not told:
+        await notifications.notify_household(
+            session,
+            village_id=order.village_id,
+            household_id=order.household_id,
+            kind=NotificationKind.ORDER_EXPIRING,
+            data=data,
+        )

@@ -19,15 +19,24 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from sqlmodel import col
 
+from app.cli import _expire_orders
 from app.config import Settings
 from app.db import create_engine, create_sessionmaker
-from app.models import OrderStatus, ShopItem, ShopOrder, ShopOrderLine
-from app.services.shop_orders import expire_due_order
+from app.models import (
+    Notification,
+    NotificationKind,
+    OrderStatus,
+    ShopItem,
+    ShopOrder,
+    ShopOrderLine,
+    WechatIdentity,
+)
+from app.services.shop_orders import expire_due_order, remind_due_orders
 from tests import factories as f
 from tests.auth.conftest import assert_problem, wait_for_lock_waiters
 from tests.conftest import database_of_its_own
 from tests.ledger.conftest import assert_ledger_consistent, balance_of, post_entry
-from tests.shop.conftest import API, Scene, build_scene
+from tests.shop.conftest import API, Scene, build_scene, snapshot
 
 RACERS = 50
 
@@ -363,3 +372,108 @@ async def test_orders_cancellations_and_expiry_racing_on_one_item_never_deadlock
         assert live == RACERS // 2
         assert await balance_of(session, scene.household.id) == 2100 - live * 50
     await committed.check(scene, scene.soap, RACERS * 2)
+
+
+async def test_reminder_jobs_running_at_once_remind_each_order_once(committed: Committed) -> None:
+    scene = await committed.scene()
+    async with committed.sessionmaker() as session, session.begin():
+        await post_entry(session, scene.household, 1000)
+        session.add(
+            WechatIdentity(openid="openid-placer", session_key="k", person_id=scene.villager.id)
+        )
+    orders = []
+    for _ in range(30):
+        response = await committed.client.post(
+            f"{API}/shops/{scene.shop.id}/orders",
+            json={"lines": lines(scene.haircut)},
+            headers=scene.villager_headers,
+        )
+        assert response.status_code == 201, response.text
+        orders.append(uuid.UUID(response.json()["id"]))
+    due, overdue = orders[:25], orders[25:]
+    now = datetime.now(UTC)
+    async with committed.sessionmaker() as session, session.begin():
+        # As if placed 71 hours ago: inside the reminder's 24 hours, and (the last five)
+        # past the deadline.
+        for ids, expires_at in ((due, now + timedelta(hours=1)), (overdue, now)):
+            await session.execute(
+                update(ShopOrder)
+                .where(col(ShopOrder.id).in_(ids))
+                .values(created_at=now - timedelta(hours=71), expires_at=expires_at)
+            )
+
+    async def job() -> int:
+        reminded = 0
+        while True:
+            async with committed.sessionmaker() as session, session.begin():
+                batch = await remind_due_orders(session, committed.settings, batch=2)
+            if not batch:
+                return reminded
+            reminded += batch
+
+    url = committed.engine.url.render_as_string(hide_password=False)
+    # Two `village-points expire-orders` runs and two bare reminder loops, side by side.
+    results = await asyncio.gather(
+        _expire_orders(url, committed.settings),
+        _expire_orders(url, committed.settings),
+        job(),
+        job(),
+    )
+    expired = results[0][0] + results[1][0]
+    reminded = results[0][1] + results[1][1] + results[2] + results[3]
+    assert (expired, reminded) == (5, 25)
+    async with committed.sessionmaker() as session:
+        messages = await session.scalar(
+            select(func.count())
+            .select_from(Notification)
+            .where(
+                col(Notification.village_id) == scene.village.id,
+                col(Notification.kind) == NotificationKind.ORDER_EXPIRING,
+            )
+        )
+        marked = dict(
+            (order_id, reminded_at)
+            for order_id, reminded_at in await session.execute(
+                select(col(ShopOrder.id), col(ShopOrder.reminded_at)).where(
+                    col(ShopOrder.id).in_(orders)
+                )
+            )
+        )
+        assert await remind_due_orders(session, committed.settings) == 0
+    # One message per due order (all to the one villager), none for the expired ones.
+    assert messages == 25
+    assert all(marked[order_id] is not None for order_id in due)
+    assert all(marked[order_id] is None for order_id in overdue)
+
+
+@pytest.mark.parametrize("service", [False, True], ids=["goods", "service"])
+async def test_an_order_in_flight_when_its_item_is_taken_off_sale_is_refused(
+    committed: Committed, service: bool
+) -> None:
+    scene = await committed.scene()
+    item = scene.haircut if service else scene.soap
+    async with committed.sessionmaker() as session:
+        before = await snapshot(session, scene.household)
+    async with committed.engine.connect() as admin:
+        edit = await admin.begin()
+        # The admin's edit holds the item while the order reads it as still on sale.
+        await admin.execute(
+            select(col(ShopItem.id)).where(col(ShopItem.id) == item.id).with_for_update()
+        )
+        ordering = asyncio.create_task(
+            committed.client.post(
+                f"{API}/shops/{scene.shop.id}/orders",
+                json={"lines": lines(item)},
+                headers=scene.villager_headers,
+            )
+        )
+        await wait_for_lock_waiters(committed.engine, 1)
+        await admin.execute(
+            update(ShopItem).where(col(ShopItem.id) == item.id).values(active=False)
+        )
+        await edit.commit()
+        response = await ordering
+    assert_problem(response, 409, "shop.item_inactive")
+    async with committed.sessionmaker() as session:
+        assert await snapshot(session, scene.household) == before
+        await assert_ledger_consistent(session, scene.village.id)
