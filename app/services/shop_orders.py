@@ -33,6 +33,7 @@ from app.models import (
     HouseholdBalance,
     HouseholdCard,
     HouseholdMember,
+    LedgerEntry,
     LedgerKind,
     OrderChannel,
     OrderStatus,
@@ -43,6 +44,7 @@ from app.models import (
     ShopItem,
     ShopOrder,
     ShopOrderLine,
+    YearEndClose,
 )
 from app.pagination import PageParams, paginate
 from app.schemas.shop import (
@@ -199,7 +201,12 @@ async def _take_allowance(
 
 
 def _entry(
-    order: ShopOrder, kind: LedgerKind, points: int, actor: Principal | None, memo: str
+    order: ShopOrder,
+    kind: LedgerKind,
+    points: int,
+    actor: Principal | None,
+    memo: str,
+    year: int | None = None,
 ) -> ledger.NewEntry:
     return ledger.NewEntry(
         household_id=order.household_id,
@@ -207,7 +214,7 @@ def _entry(
         points=points,
         counts_score=False,
         counts_balance=True,
-        year=local_today().year,
+        year=local_today().year if year is None else year,
         source_type=SOURCE,
         source_id=order.id,
         actor_id=actor.person_id if actor else None,
@@ -248,11 +255,29 @@ async def _give_back(session: AsyncSession, order: ShopOrder, actor: Principal |
             OrderStatus.EXPIRED: "订单逾期未取，积分退回",
             OrderStatus.REFUNDED: "退货，积分退回",
         }[order.status]
-        await ledger.post(
-            session,
-            order.village_id,
-            [_entry(order, LedgerKind.REFUND, order.points, actor, memo)],
-        )
+        # The points return to the year they were spent from: a give-back after New Year
+        # must not turn last year's points into this year's and dodge the reset. Checked
+        # under the chain lock, which the year-end close also takes.
+        await ledger.lock_chain(session, order.village_id)
+        year = (
+            await session.execute(
+                select(col(LedgerEntry.year)).where(
+                    col(LedgerEntry.household_id) == order.household_id,
+                    col(LedgerEntry.source_type) == SOURCE,
+                    col(LedgerEntry.source_id) == order.id,
+                    col(LedgerEntry.kind) == LedgerKind.REDEMPTION,
+                )
+            )
+        ).scalar_one()
+        entries = [_entry(order, LedgerKind.REFUND, order.points, actor, memo, year)]
+        closed = await session.get(YearEndClose, (order.village_id, year))
+        if closed is not None and not closed.carried_over:
+            entries.append(
+                _entry(
+                    order, LedgerKind.EXPIRY, -order.points, actor, f"{year}年积分年底清零", year
+                )
+            )
+        await ledger.post(session, order.village_id, entries)
 
 
 async def _move(

@@ -2,20 +2,21 @@
 move together, and every refusal leaves the database as it was."""
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import httpx
+import pytest
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app.config import Settings
 from app.models import LedgerEntry, LedgerKind, OrderStatus, ShopOrder
-from app.services import shop_codes
+from app.services import ledger, shop_codes, shop_orders
 from app.services.shop_orders import expire_due_order
 from tests.auth.conftest import assert_problem
 from tests.ledger.conftest import assert_ledger_consistent, balance_of, score_of
-from tests.shop.conftest import API, Scene, build_scene, snapshot, stock_of
+from tests.shop.conftest import API, TODAY, Scene, build_scene, snapshot, stock_of
 
 
 def order_body(*lines: tuple[object, int]) -> dict[str, object]:
@@ -324,3 +325,55 @@ async def test_order_lists_for_the_household_and_the_counter(
         f"{API}/shops/{scene.shop.id}/orders", headers=other.attendant_headers
     )
     assert_problem(not_theirs, 404, "shop.not_found")
+
+
+async def entries_of(db: AsyncSession, scene: Scene) -> list[tuple[LedgerKind, int, int]]:
+    rows = await db.execute(
+        select(col(LedgerEntry.kind), col(LedgerEntry.points), col(LedgerEntry.year))
+        .where(col(LedgerEntry.household_id) == scene.household.id)
+        .order_by(col(LedgerEntry.seq))
+    )
+    return [(kind, points, year) for kind, points, year in rows]
+
+
+async def test_a_give_back_after_the_year_closed_expires_with_it(
+    client: httpx.AsyncClient, db: AsyncSession, scene: Scene
+) -> None:
+    year = TODAY.year
+    order = (await place(client, scene, (scene.soap.id, 2))).json()
+    (closed,) = await ledger.close_year(db, year, village_ids=[scene.village.id])
+    assert (closed.carried_over, closed.points_expired) == (False, 60)
+    assert await balance_of(db, scene.household.id) == 0
+
+    cancelled = await client.post(
+        f"{API}/shop-orders/{order['id']}/cancel", headers=scene.villager_headers
+    )
+    assert cancelled.status_code == 200, cancelled.text
+    # The 40 points come back into the closed year and expire as the reset would have.
+    assert await balance_of(db, scene.household.id) == 0
+    assert (await entries_of(db, scene))[1:] == [
+        (LedgerKind.REDEMPTION, -40, year),
+        (LedgerKind.EXPIRY, -60, year),
+        (LedgerKind.REFUND, 40, year),
+        (LedgerKind.EXPIRY, -40, year),
+    ]
+    assert await stock_of(db, scene.soap) == 10
+    await assert_ledger_consistent(db, scene.village.id)
+
+
+async def test_a_give_back_after_new_year_counts_in_the_year_spent(
+    client: httpx.AsyncClient, db: AsyncSession, scene: Scene, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    year = TODAY.year
+    order = (await place(client, scene, (scene.soap.id, 2))).json()
+    monkeypatch.setattr(shop_orders, "local_today", lambda: date(year + 1, 1, 2))
+    cancelled = await client.post(
+        f"{API}/shop-orders/{order['id']}/cancel", headers=scene.villager_headers
+    )
+    assert cancelled.status_code == 200, cancelled.text
+    assert (await entries_of(db, scene))[-1] == (LedgerKind.REFUND, 40, year)
+    # The year is still open: the close expires the returned points with the rest.
+    (closed,) = await ledger.close_year(db, year, village_ids=[scene.village.id])
+    assert closed.points_expired == 100
+    assert await balance_of(db, scene.household.id) == 0
+    await assert_ledger_consistent(db, scene.village.id)
