@@ -89,8 +89,25 @@ def shop_attended(principal: Principal) -> ColumnElement[bool]:
         if grant.shop_id is not None:
             clauses.append(col(Shop.id) == grant.shop_id)
         else:
-            clauses.append(served_by(col(Shop.served_village_ids), {grant.village_id}))
+            clauses.append(col(Shop.village_id) == grant.village_id)
     return or_(*clauses)
+
+
+def attended_villages(principal: Principal, shop: Shop) -> set[uuid.UUID] | None:
+    """Villages whose orders and households the caller serves at this (attended) shop; None:
+    all it serves. An attendant placed at a town shop by a village's grant acts for that
+    village only: another village's refunds are not theirs to give."""
+    if principal.is_district_admin or principal.is_village_admin_of(shop.village_id):
+        return None
+    villages: set[uuid.UUID] = set()
+    for grant in principal.grants:
+        if grant.role is not Role.SHOP_ATTENDANT or grant.village_id is None:
+            continue
+        if grant.village_id == shop.village_id and grant.shop_id in (None, shop.id):
+            return None
+        if grant.shop_id == shop.id:
+            villages.add(grant.village_id)
+    return villages
 
 
 def shop_not_found() -> NotFound:

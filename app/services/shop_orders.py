@@ -61,7 +61,14 @@ from app.security import Principal
 from app.services import ledger, shop_codes
 from app.services.households import get_household
 from app.services.periods import notice_board_name
-from app.services.shop import Refusal, get_shop, shop_attended, shop_not_found, shop_readable
+from app.services.shop import (
+    Refusal,
+    attended_villages,
+    get_shop,
+    shop_attended,
+    shop_not_found,
+    shop_readable,
+)
 from app.services.shop import standing_for as household_standing
 from app.timeutil import local_today
 
@@ -410,9 +417,11 @@ async def list_shop_orders(
 ) -> tuple[list[ShopOrder], str | None]:
     """The counter's orders, oldest first (status=reserved: what waits to be collected)."""
     shop = await get_shop(session, shop_id, shop_attended(principal))
-    return await _page(
-        session, select(ShopOrder).where(col(ShopOrder.shop_id) == shop.id), params, status
-    )
+    statement = select(ShopOrder).where(col(ShopOrder.shop_id) == shop.id)
+    villages = attended_villages(principal, shop)
+    if villages is not None:
+        statement = statement.where(col(ShopOrder.village_id).in_(villages))
+    return await _page(session, statement, params, status)
 
 
 async def list_household_orders(
@@ -449,7 +458,20 @@ async def _attended_shop(session: AsyncSession, principal: Principal, order: Sho
     ).scalar_one_or_none()
     if shop is None:
         raise order_not_found()
+    villages = attended_villages(principal, shop)
+    if villages is not None and order.village_id not in villages:
+        raise order_not_found()
     return shop
+
+
+def _check_attended_village(principal: Principal, shop: Shop, village_id: uuid.UUID) -> None:
+    villages = attended_villages(principal, shop)
+    if villages is not None and village_id not in villages:
+        raise Forbidden(
+            "You serve this shop's counter for your own village's households only.",
+            code="shop.other_village",
+            title="只能为本村农户办理兑换",
+        )
 
 
 # The villager's side
@@ -558,6 +580,7 @@ async def scan(
         order = await session.get(ShopOrder, scanned.order_id)
         if order is None or order.shop_id != shop.id:
             raise shop_codes.forged()
+        _check_attended_village(principal, shop, order.village_id)
         if order.status is not OrderStatus.RESERVED or (
             order.expires_at is not None and order.expires_at <= datetime.now(UTC)
         ):
@@ -567,6 +590,7 @@ async def scan(
         order_read_model = await order_read(session, settings, order)
     else:
         household = await _scanned_household(session, shop, scanned)
+        _check_attended_village(principal, shop, household.village_id)
         used = select(col(ShopCodeUse.nonce)).where(col(ShopCodeUse.nonce) == scanned.nonce)
         if scanned.nonce is not None and (await session.execute(used)).first():
             raise shop_codes.replayed()
@@ -631,6 +655,7 @@ async def redeem_at_counter(
             title="使用积分卡须核验身份",
         )
     household = await _scanned_household(session, shop, scanned)
+    _check_attended_village(principal, shop, household.village_id)
     order_id = uuid.uuid4()
     if scanned.nonce is not None:
         # Claimed before anything else: a second scan of the code waits here for the first
@@ -673,6 +698,9 @@ async def collect(
             code="shop.code_wrong_kind",
             title="这不是订单取货码",
         )
+    placed = await session.get(ShopOrder, scanned.order_id)
+    if placed is not None:
+        _check_attended_village(principal, shop, placed.village_id)
     moved = await _move(
         session,
         scanned.order_id,

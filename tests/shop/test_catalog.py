@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app.config import Settings
-from app.models import Role, Shop, ShopItem, StockMovement, Town
+from app.models import Role, RoleGrant, Shop, ShopItem, StockMovement, Town
 from tests import factories as f
 from tests.auth.conftest import assert_problem
 from tests.ledger.conftest import assert_ledger_consistent, audits, balance_of, post_entry
@@ -266,16 +266,21 @@ async def test_a_town_shop_serves_its_listed_villages(
     assert await balance_of(db, neighbour_home.id) == 20
     await assert_ledger_consistent(db, scene.village.id)
     await assert_ledger_consistent(db, neighbour.id)
-    # An attendant of a served village may be granted the town shop.
+    # A person of a served village may be granted the town shop, by the district (or town).
     person = await f.create_person(db, scene.village)
-    granted = await client.post(
-        f"{API}/role-grants",
-        json={
-            "person_id": str(person.id),
-            "role": "shop_attendant",
-            "village_id": str(scene.village.id),
-            "shop_id": shop["id"],
-        },
-        headers=scene.admin_headers,
+    grant = {
+        "person_id": str(person.id),
+        "role": "shop_attendant",
+        "village_id": str(scene.village.id),
+        "shop_id": shop["id"],
+    }
+    by_village = await client.post(f"{API}/role-grants", json=grant, headers=scene.admin_headers)
+    assert_problem(by_village, 403, "role_grant.town_shop_not_allowed")
+    assert (
+        await db.scalar(
+            select(func.count()).select_from(RoleGrant).where(col(RoleGrant.person_id) == person.id)
+        )
+        == 0
     )
+    granted = await client.post(f"{API}/role-grants", json=grant, headers=district_headers)
     assert granted.status_code == 201, granted.text
