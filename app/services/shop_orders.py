@@ -44,6 +44,8 @@ from app.models import (
     ShopItem,
     ShopOrder,
     ShopOrderLine,
+    StockChange,
+    StockMovement,
     YearEndClose,
 )
 from app.pagination import PageParams, paginate
@@ -58,7 +60,7 @@ from app.schemas.shop import (
     ScanRead,
 )
 from app.security import Principal
-from app.services import ledger, shop_codes
+from app.services import audit, ledger, shop_codes
 from app.services.households import get_household
 from app.services.periods import notice_board_name
 from app.services.shop import (
@@ -725,7 +727,18 @@ async def refund(
     order = await session.get(ShopOrder, order_id)
     if order is None:
         raise order_not_found()
-    await _attended_shop(session, principal, order)
+    shop = await _attended_shop(session, principal, order)
+    member = select(col(HouseholdMember.person_id)).where(
+        col(HouseholdMember.household_id) == order.household_id,
+        col(HouseholdMember.person_id) == principal.person_id,
+    )
+    if (await session.execute(member)).first() is not None:
+        # Handing one's own household its points back is for a colleague to do.
+        raise Forbidden(
+            "You may not refund your own household's order.",
+            code="shop.own_household",
+            title="不能为本户办理退货",
+        )
     moved = await _move(
         session,
         order.id,
@@ -748,6 +761,32 @@ async def refund(
             title="订单尚未领取，不能退货",
         )
     await _give_back(session, moved, principal)
+    # Read under the row locks the give-back took: the stock each return left.
+    returned = await session.execute(
+        select(col(ShopOrderLine.item_id), col(ShopOrderLine.quantity), col(ShopItem.stock))
+        .join(ShopItem, col(ShopItem.id) == col(ShopOrderLine.item_id))
+        .where(col(ShopOrderLine.order_id) == moved.id)
+    )
+    session.add_all(
+        StockMovement(
+            item_id=item_id,
+            shop_id=shop.id,
+            kind=StockChange.RESTOCK,
+            delta=quantity,
+            stock_after=stock,
+            reason=f"订单退货 {moved.id}",
+            actor_id=principal.person_id,
+        )
+        for item_id, quantity, stock in returned
+        if stock is not None  # a service keeps no stock
+    )
+    await session.flush()
+    audit.record(
+        session, principal, "shop_order.refund", "shop_order", moved.id,
+        before={"status": OrderStatus.COLLECTED.value},
+        after={"status": moved.status.value, "points": moved.points, "reason": reason},
+        town_id=moved.town_id, village_id=moved.village_id,
+    )  # fmt: skip
     return moved
 
 

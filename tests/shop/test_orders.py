@@ -11,11 +11,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app.config import Settings
-from app.models import LedgerEntry, LedgerKind, OrderStatus, ShopOrder
+from app.models import (
+    LedgerEntry,
+    LedgerKind,
+    OrderStatus,
+    ShopOrder,
+    StockChange,
+    StockMovement,
+)
 from app.services import ledger, shop_codes, shop_orders
 from app.services.shop_orders import expire_due_order
+from tests import factories as f
 from tests.auth.conftest import assert_problem
-from tests.ledger.conftest import assert_ledger_consistent, balance_of, score_of
+from tests.ledger.conftest import assert_ledger_consistent, audits, balance_of, score_of
 from tests.shop.conftest import API, TODAY, Scene, build_scene, snapshot, stock_of
 
 
@@ -377,3 +385,70 @@ async def test_a_give_back_after_new_year_counts_in_the_year_spent(
     assert closed.points_expired == 100
     assert await balance_of(db, scene.household.id) == 0
     await assert_ledger_consistent(db, scene.village.id)
+
+
+async def collected_order(client: httpx.AsyncClient, scene: Scene) -> dict[str, object]:
+    order: dict[str, object] = (
+        await place(client, scene, (scene.soap.id, 2), (scene.haircut.id, 1))
+    ).json()
+    picked = await client.post(
+        f"{API}/shops/{scene.shop.id}/pickups",
+        json={"code": order["pickup_code"]},
+        headers=scene.attendant_headers,
+    )
+    assert picked.status_code == 200, picked.text
+    return order
+
+
+async def test_a_refund_is_audited_and_puts_stock_back_on_record(
+    client: httpx.AsyncClient, db: AsyncSession, scene: Scene
+) -> None:
+    order = await collected_order(client, scene)
+    refunded = await client.post(
+        f"{API}/shop-orders/{order['id']}/refund",
+        json={"reason": "包装破损"},
+        headers=scene.attendant_headers,
+    )
+    assert refunded.status_code == 200, refunded.text
+    movements = list(
+        (
+            await db.execute(
+                select(StockMovement).where(col(StockMovement.shop_id) == scene.shop.id)
+            )
+        ).scalars()
+    )
+    assert [(m.item_id, m.kind, m.delta, m.stock_after, m.actor_id) for m in movements] == [
+        (scene.soap.id, StockChange.RESTOCK, 2, 10, scene.attendant.id)
+    ]  # the haircut is a service: no stock, no movement
+    assert movements[0].reason == f"订单退货 {order['id']}"
+    (entry,) = await audits(db, scene.village.id, "shop_order.refund")
+    assert (entry.actor_id, entry.object_id) == (scene.attendant.id, uuid.UUID(str(order["id"])))
+    assert entry.after == {"status": "refunded", "points": 70, "reason": "包装破损"}
+
+
+async def test_an_attendant_may_not_refund_their_own_household(
+    client: httpx.AsyncClient, db: AsyncSession, scene: Scene
+) -> None:
+    await f.add_member(db, scene.household, scene.attendant)
+    order = await collected_order(client, scene)
+    before = await snapshot(db, scene.household)
+    refused = await client.post(
+        f"{API}/shop-orders/{order['id']}/refund",
+        json={"reason": "退货"},
+        headers=scene.attendant_headers,
+    )
+    assert_problem(refused, 403, "shop.own_household")
+    assert await snapshot(db, scene.household) == before
+    stored = await db.get(ShopOrder, uuid.UUID(str(order["id"])))
+    assert stored is not None
+    await db.refresh(stored)
+    assert stored.status is OrderStatus.COLLECTED
+    assert await audits(db, scene.village.id, "shop_order.refund") == []
+    # A colleague (here the village admin) takes the goods back.
+    done = await client.post(
+        f"{API}/shop-orders/{order['id']}/refund",
+        json={"reason": "退货"},
+        headers=scene.admin_headers,
+    )
+    assert done.status_code == 200, done.text
+    assert await balance_of(db, scene.household.id) == 100
