@@ -59,7 +59,8 @@ class StockChange(StrEnum):
 
 
 class StockMovement(SQLModel, table=True):
-    """Restocking and stock corrections, with who and why; orders move stock through orders."""
+    """Restocking, stock corrections and goods a refund put back (a restock naming the order),
+    with who and why; orders move stock through orders."""
 
     __tablename__ = "stock_movement"
 

@@ -235,12 +235,15 @@ async def redeem_at_counter(
     principal: Counter,
     shop_id: uuid.UUID,
     body: CounterRedemptionCreate,
+    idempotency: IdempotencyDep,
 ) -> OrderRead:
     """The attendant confirms the goods picked for a scanned pay code or household card
     (a card needs `identity_checked`); points and stock move in one transaction."""
     settings = _settings(request)
     order, lines = await orders.redeem_at_counter(session, settings, principal, shop_id, body)
-    return await orders.order_read(session, settings, order, lines=lines)
+    result = await orders.order_read(session, settings, order, lines=lines)
+    await idempotency.remember(status.HTTP_201_CREATED, result)
+    return result
 
 
 @router.post("/shops/{shop_id}/pickups", operation_id="collect_order")

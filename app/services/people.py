@@ -254,7 +254,7 @@ async def create_grant(
                     code="role_grant.group_not_in_village",
                 )
         if data.shop_id is not None:
-            await _check_shop(session, data.shop_id, village_id)
+            await _check_shop(session, principal, data.shop_id, village_id)
     else:
         if not _may_manage(principal, data.role, None):
             raise Forbidden("You may not grant this role.", code="role_grant.not_allowed")
@@ -296,13 +296,23 @@ async def create_grant(
     return grant
 
 
-async def _check_shop(session: AsyncSession, shop_id: uuid.UUID, village_id: uuid.UUID) -> None:
-    served = await session.scalar(
-        select(col(Shop.served_village_ids)).where(col(Shop.id) == shop_id)
-    )
-    if served is None or village_id not in served:
+async def _check_shop(
+    session: AsyncSession, principal: Principal, shop_id: uuid.UUID, village_id: uuid.UUID
+) -> None:
+    shop = await session.get(Shop, shop_id)
+    if shop is None or village_id not in shop.served_village_ids:
         raise Unprocessable(
             "The shop must serve the grant's village.", code="role_grant.shop_not_in_village"
+        )
+    # A town shop's counter handles several villages' households: staffing it is the town's
+    # decision, not one served village's.
+    if shop.village_id is None and not (
+        principal.is_district_admin or shop.town_id in principal.supervised_town_ids()
+    ):
+        raise Forbidden(
+            "Only the town or the district staffs a town shop.",
+            code="role_grant.town_shop_not_allowed",
+            title="镇级积分超市的兑换员由镇或区县指定",
         )
 
 

@@ -4,6 +4,8 @@ Orders and counter redemptions are in shop_orders.py, codes in shop_codes.py.
 """
 
 import calendar
+import re
+import unicodedata
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -42,10 +44,18 @@ from app.services.rules import rule_set_in_force
 from app.timeutil import local_today
 
 # Points buy goods and services, never money: these never enter a catalog, whatever the
-# category is called (旧县: 不兑现金).
-MONEY_WORDS = (
-    "现金", "现钞", "人民币", "红包", "充值", "购物卡", "礼品卡", "储值卡", "提货卡", "代金券",
-    "消费券", "购物券", "话费", "电子券", "cash", "money", "prepaid", "gift card", "voucher",
+# category is called (旧县: 不兑现金). Matched on folded text (see _folded), so spacing,
+# full-width letters and case do not slip past; kept narrow enough for 金桔 and 金银花.
+MONEY_PATTERN = re.compile(
+    "|".join((
+        "现金", "现钞", "人民币", "红包", "充值", "储值", "提现", "兑现", "零钱", "转账",
+        "支付宝", "微信支付", "话费", "彩票", "金条", "金币", "q币",
+        "黄金(?!玉米|瓜|糕|薯|梨|桃|果|菇)",  # gold, not the golden varieties of produce
+        "(购物|超市|加油|充值|礼品|储值|提货|商场|消费)卡", "(?<![a-z])e卡",
+        "(元|超市|购物|代金|现金|消费|电子|抵用|提货)券",
+        "[¥$][0-9]", "[0-9一二两三四五六七八九十百千万]元", "rmb",
+        "cash(?!ew)", "money", "prepaid", "giftcard", "voucher", "coupon",
+    ))
 )  # fmt: skip
 
 # Scope
@@ -90,8 +100,25 @@ def shop_attended(principal: Principal) -> ColumnElement[bool]:
         if grant.shop_id is not None:
             clauses.append(col(Shop.id) == grant.shop_id)
         else:
-            clauses.append(served_by(col(Shop.served_village_ids), {grant.village_id}))
+            clauses.append(col(Shop.village_id) == grant.village_id)
     return or_(*clauses)
+
+
+def attended_villages(principal: Principal, shop: Shop) -> set[uuid.UUID] | None:
+    """Villages whose orders and households the caller serves at this (attended) shop; None:
+    all it serves. An attendant placed at a town shop by a village's grant acts for that
+    village only: another village's refunds are not theirs to give."""
+    if principal.is_district_admin or principal.is_village_admin_of(shop.village_id):
+        return None
+    villages: set[uuid.UUID] = set()
+    for grant in principal.grants:
+        if grant.role is not Role.SHOP_ATTENDANT or grant.village_id is None:
+            continue
+        if grant.village_id == shop.village_id and grant.shop_id in (None, shop.id):
+            return None
+        if grant.shop_id == shop.id:
+            villages.add(grant.village_id)
+    return villages
 
 
 def shop_not_found() -> NotFound:
@@ -187,9 +214,14 @@ async def list_shops(
     return list(rows.scalars())
 
 
+def _folded(text: str) -> str:
+    """Full-width forms made plain, case folded, spaces and invisible characters dropped."""
+    folded = unicodedata.normalize("NFKC", text).casefold()
+    return "".join(c for c in folded if not c.isspace() and unicodedata.category(c) != "Cf")
+
+
 def refuse_money(*texts: str) -> None:
-    lowered = " ".join(texts).lower()
-    if any(word in lowered for word in MONEY_WORDS):
+    if any(MONEY_PATTERN.search(_folded(text)) for text in texts):
         raise Unprocessable(
             "Points buy goods and services, never money or its equivalents.",
             code="shop.money_item",

@@ -32,6 +32,7 @@ from app.models import (
     Household,
     HouseholdCard,
     HouseholdMember,
+    LedgerEntry,
     LedgerKind,
     NotificationKind,
     OrderChannel,
@@ -43,6 +44,9 @@ from app.models import (
     ShopItem,
     ShopOrder,
     ShopOrderLine,
+    StockChange,
+    StockMovement,
+    YearEndClose,
 )
 from app.pagination import PageParams, paginate
 from app.schemas.shop import (
@@ -56,12 +60,13 @@ from app.schemas.shop import (
     ScanRead,
 )
 from app.security import Principal
-from app.services import ledger, notifications, shop_codes
+from app.services import audit, ledger, notifications, shop_codes
 from app.services.households import get_household
 from app.services.periods import notice_board_name
 from app.services.shop import (
     ITEM_INACTIVE,
     Refusal,
+    attended_villages,
     get_shop,
     shop_attended,
     shop_not_found,
@@ -240,7 +245,12 @@ async def _take_allowance(
 
 
 def _entry(
-    order: ShopOrder, kind: LedgerKind, points: int, actor: Principal | None, memo: str
+    order: ShopOrder,
+    kind: LedgerKind,
+    points: int,
+    actor: Principal | None,
+    memo: str,
+    year: int | None = None,
 ) -> ledger.NewEntry:
     return ledger.NewEntry(
         household_id=order.household_id,
@@ -248,7 +258,7 @@ def _entry(
         points=points,
         counts_score=False,
         counts_balance=True,
-        year=local_today().year,
+        year=local_today().year if year is None else year,
         source_type=SOURCE,
         source_id=order.id,
         actor_id=actor.person_id if actor else None,
@@ -289,11 +299,29 @@ async def _give_back(session: AsyncSession, order: ShopOrder, actor: Principal |
             OrderStatus.EXPIRED: "订单逾期未取，积分退回",
             OrderStatus.REFUNDED: "退货，积分退回",
         }[order.status]
-        await ledger.post(
-            session,
-            order.village_id,
-            [_entry(order, LedgerKind.REFUND, order.points, actor, memo)],
-        )
+        # The points return to the year they were spent from: a give-back after New Year
+        # must not turn last year's points into this year's and dodge the reset. Checked
+        # under the chain lock, which the year-end close also takes.
+        await ledger.lock_chain(session, order.village_id)
+        year = (
+            await session.execute(
+                select(col(LedgerEntry.year)).where(
+                    col(LedgerEntry.household_id) == order.household_id,
+                    col(LedgerEntry.source_type) == SOURCE,
+                    col(LedgerEntry.source_id) == order.id,
+                    col(LedgerEntry.kind) == LedgerKind.REDEMPTION,
+                )
+            )
+        ).scalar_one()
+        entries = [_entry(order, LedgerKind.REFUND, order.points, actor, memo, year)]
+        closed = await session.get(YearEndClose, (order.village_id, year))
+        if closed is not None and not closed.carried_over:
+            entries.append(
+                _entry(
+                    order, LedgerKind.EXPIRY, -order.points, actor, f"{year}年积分年底清零", year
+                )
+            )
+        await ledger.post(session, order.village_id, entries)
 
 
 async def _move(
@@ -426,9 +454,11 @@ async def list_shop_orders(
 ) -> tuple[list[ShopOrder], str | None]:
     """The counter's orders, oldest first (status=reserved: what waits to be collected)."""
     shop = await get_shop(session, shop_id, shop_attended(principal))
-    return await _page(
-        session, select(ShopOrder).where(col(ShopOrder.shop_id) == shop.id), params, status
-    )
+    statement = select(ShopOrder).where(col(ShopOrder.shop_id) == shop.id)
+    villages = attended_villages(principal, shop)
+    if villages is not None:
+        statement = statement.where(col(ShopOrder.village_id).in_(villages))
+    return await _page(session, statement, params, status)
 
 
 async def list_household_orders(
@@ -465,7 +495,20 @@ async def _attended_shop(session: AsyncSession, principal: Principal, order: Sho
     ).scalar_one_or_none()
     if shop is None:
         raise order_not_found()
+    villages = attended_villages(principal, shop)
+    if villages is not None and order.village_id not in villages:
+        raise order_not_found()
     return shop
+
+
+def _check_attended_village(principal: Principal, shop: Shop, village_id: uuid.UUID) -> None:
+    villages = attended_villages(principal, shop)
+    if villages is not None and village_id not in villages:
+        raise Forbidden(
+            "You serve this shop's counter for your own village's households only.",
+            code="shop.other_village",
+            title="只能为本村农户办理兑换",
+        )
 
 
 # The villager's side
@@ -574,6 +617,7 @@ async def scan(
         order = await session.get(ShopOrder, scanned.order_id)
         if order is None or order.shop_id != shop.id:
             raise shop_codes.forged()
+        _check_attended_village(principal, shop, order.village_id)
         if order.status is not OrderStatus.RESERVED or (
             order.expires_at is not None and order.expires_at <= datetime.now(UTC)
         ):
@@ -583,6 +627,7 @@ async def scan(
         order_read_model = await order_read(session, settings, order)
     else:
         household = await _scanned_household(session, shop, scanned)
+        _check_attended_village(principal, shop, household.village_id)
         used = select(col(ShopCodeUse.nonce)).where(col(ShopCodeUse.nonce) == scanned.nonce)
         if scanned.nonce is not None and (await session.execute(used)).first():
             raise shop_codes.replayed()
@@ -639,6 +684,7 @@ async def redeem_at_counter(
             title="使用积分卡须核验身份",
         )
     household = await _scanned_household(session, shop, scanned)
+    _check_attended_village(principal, shop, household.village_id)
     order_id = uuid.uuid4()
     if scanned.nonce is not None:
         # Claimed before anything else: a second scan of the code waits here for the first
@@ -681,6 +727,9 @@ async def collect(
             code="shop.code_wrong_kind",
             title="这不是订单取货码",
         )
+    placed = await session.get(ShopOrder, scanned.order_id)
+    if placed is not None:
+        _check_attended_village(principal, shop, placed.village_id)
     moved = await _move(
         session,
         scanned.order_id,
@@ -705,7 +754,18 @@ async def refund(
     order = await session.get(ShopOrder, order_id)
     if order is None:
         raise order_not_found()
-    await _attended_shop(session, principal, order)
+    shop = await _attended_shop(session, principal, order)
+    member = select(col(HouseholdMember.person_id)).where(
+        col(HouseholdMember.household_id) == order.household_id,
+        col(HouseholdMember.person_id) == principal.person_id,
+    )
+    if (await session.execute(member)).first() is not None:
+        # Handing one's own household its points back is for a colleague to do.
+        raise Forbidden(
+            "You may not refund your own household's order.",
+            code="shop.own_household",
+            title="不能为本户办理退货",
+        )
     moved = await _move(
         session,
         order.id,
@@ -728,6 +788,32 @@ async def refund(
             title="订单尚未领取，不能退货",
         )
     await _give_back(session, moved, principal)
+    # Read under the row locks the give-back took: the stock each return left.
+    returned = await session.execute(
+        select(col(ShopOrderLine.item_id), col(ShopOrderLine.quantity), col(ShopItem.stock))
+        .join(ShopItem, col(ShopItem.id) == col(ShopOrderLine.item_id))
+        .where(col(ShopOrderLine.order_id) == moved.id)
+    )
+    session.add_all(
+        StockMovement(
+            item_id=item_id,
+            shop_id=shop.id,
+            kind=StockChange.RESTOCK,
+            delta=quantity,
+            stock_after=stock,
+            reason=f"订单退货 {moved.id}",
+            actor_id=principal.person_id,
+        )
+        for item_id, quantity, stock in returned
+        if stock is not None  # a service keeps no stock
+    )
+    await session.flush()
+    audit.record(
+        session, principal, "shop_order.refund", "shop_order", moved.id,
+        before={"status": OrderStatus.COLLECTED.value},
+        after={"status": moved.status.value, "points": moved.points, "reason": reason},
+        town_id=moved.town_id, village_id=moved.village_id,
+    )  # fmt: skip
     return moved
 
 

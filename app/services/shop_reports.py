@@ -8,7 +8,7 @@ from io import BytesIO
 
 from openpyxl import Workbook
 from openpyxl.styles import Alignment, Font
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -33,7 +33,7 @@ from app.schemas.rules import Policy
 from app.schemas.shop import LiabilityRead
 from app.security import Principal
 from app.services.rules import rule_set_in_force
-from app.services.shop import get_shop, shop_attended
+from app.services.shop import attended_villages, get_shop, shop_attended
 from app.timeutil import SHANGHAI, local_today
 from app.xlsx import safe
 
@@ -65,6 +65,8 @@ async def redemption_sheet(
     """(file name, workbook): every line handed over in the month (or year), refunds marked."""
     scope = or_(shop_attended(principal), col(Shop.town_id).in_(principal.supervised_town_ids()))
     shop = await get_shop(session, shop_id, scope)
+    supervised = shop.town_id in principal.supervised_town_ids()
+    villages = None if supervised else attended_villages(principal, shop)
     first = date(year, month or 1, 1)
     after = date(year + 1, 1, 1) if (month or 12) == 12 else date(year, (month or 12) + 1, 1)
     start = datetime.combine(first, datetime.min.time(), SHANGHAI)
@@ -103,6 +105,7 @@ async def redemption_sheet(
             col(ShopOrder.status).in_(list(STATUSES)),
             col(ShopOrder.collected_at) >= start,
             col(ShopOrder.collected_at) < end,
+            col(ShopOrder.village_id).in_(villages) if villages is not None else true(),
         )
         .order_by(col(ShopOrder.collected_at), col(ShopOrder.id), col(ShopOrderLine.item_name))
     )

@@ -152,8 +152,9 @@ class Committed:
         return villager
 
 
-async def wait_for_lock_waiters(engine: AsyncEngine, count: int, timeout: float = 10) -> None:
+async def wait_for_lock_waiters(engine: AsyncEngine, count: int, timeout: float = 30) -> None:
     """Until `count` other backends of this database are waiting for a lock."""
+    # Generous: on a loaded machine fifty requests can take seconds to reach their lock.
     deadline = time.monotonic() + timeout
     async with engine.connect() as conn:
         while True:

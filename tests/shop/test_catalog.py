@@ -1,13 +1,16 @@
 """Shops and their catalog: items are goods or services, never money; stock changes carry who
 and why and never go below zero."""
 
+import uuid
+
 import httpx
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app.config import Settings
-from app.models import Role, Shop, ShopItem, StockMovement, Town
+from app.models import Role, RoleGrant, Shop, ShopItem, StockMovement, Town
 from tests import factories as f
 from tests.auth.conftest import assert_problem
 from tests.ledger.conftest import assert_ledger_consistent, audits, balance_of, post_entry
@@ -266,16 +269,69 @@ async def test_a_town_shop_serves_its_listed_villages(
     assert await balance_of(db, neighbour_home.id) == 20
     await assert_ledger_consistent(db, scene.village.id)
     await assert_ledger_consistent(db, neighbour.id)
-    # An attendant of a served village may be granted the town shop.
+    # A person of a served village may be granted the town shop, by the district (or town).
     person = await f.create_person(db, scene.village)
-    granted = await client.post(
-        f"{API}/role-grants",
-        json={
-            "person_id": str(person.id),
-            "role": "shop_attendant",
-            "village_id": str(scene.village.id),
-            "shop_id": shop["id"],
-        },
+    grant = {
+        "person_id": str(person.id),
+        "role": "shop_attendant",
+        "village_id": str(scene.village.id),
+        "shop_id": shop["id"],
+    }
+    by_village = await client.post(f"{API}/role-grants", json=grant, headers=scene.admin_headers)
+    assert_problem(by_village, 403, "role_grant.town_shop_not_allowed")
+    assert (
+        await db.scalar(
+            select(func.count()).select_from(RoleGrant).where(col(RoleGrant.person_id) == person.id)
+        )
+        == 0
+    )
+    granted = await client.post(f"{API}/role-grants", json=grant, headers=district_headers)
+    assert granted.status_code == 201, granted.text
+
+
+REFUSED_NAMES = (
+    "现 金", "现\u200b金", "京东E卡", "加油卡", "超市卡", "ＣＡＳＨ", "c a s h", "RMB 100元", "¥50",
+    "￥50", "微信零钱", "百元超市券", "50元代金券", "支付宝转账", "微信支付立减", "金条",
+    "黄金手镯", "纪念金币", "储值卡", "礼品卡", "话费", "体育彩票", "积分兑现", "兑换现金",
+    "新年红包", "Ｑ币",
+)  # fmt: skip
+ACCEPTED_NAMES = (
+    "盆栽金桔", "金银花茶", "黄金玉米", "腰果 Cashew", "奶油卡士达", "卡通贴纸", "元宵",
+    "肥皂2块", "大米 5kg", "电子秤", "金鱼", "电影票",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("name", REFUSED_NAMES)
+async def test_money_in_disguise_is_refused(
+    client: httpx.AsyncClient, db: AsyncSession, scene: Scene, name: str
+) -> None:
+    before = await item_count(db)
+    for body in ({"name": name, "category": "其他"}, {"name": "礼包", "category": name}):
+        response = await client.post(
+            f"{API}/shops/{scene.shop.id}/items",
+            json={**body, "price_points": 50, "stock": 5},
+            headers=scene.admin_headers,
+        )
+        assert_problem(response, 422, "shop.money_item")
+    renamed = await client.patch(
+        f"{API}/shop-items/{scene.soap.id}", json={"name": name}, headers=scene.admin_headers
+    )
+    assert_problem(renamed, 422, "shop.money_item")
+    assert await item_count(db) == before
+    await db.refresh(scene.soap)
+    assert scene.soap.name == "洗衣皂"
+
+
+@pytest.mark.parametrize("name", ACCEPTED_NAMES)
+async def test_goods_that_only_look_like_money_are_accepted(
+    client: httpx.AsyncClient, db: AsyncSession, scene: Scene, name: str
+) -> None:
+    response = await client.post(
+        f"{API}/shops/{scene.shop.id}/items",
+        json={"name": name, "category": "农副产品", "price_points": 50, "stock": 5},
         headers=scene.admin_headers,
     )
-    assert granted.status_code == 201, granted.text
+    assert response.status_code == 201, response.text
+    stored = await db.get(ShopItem, uuid.UUID(response.json()["id"]))
+    assert stored is not None
+    assert stored.name == name

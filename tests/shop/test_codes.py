@@ -197,3 +197,29 @@ async def test_household_card_with_identity_check_revoke_and_reissue(
     assert_problem(
         await client.post(card_url, headers=scene.attendant_headers), 403, "auth.forbidden"
     )
+
+
+async def test_a_retried_counter_redemption_with_one_key_spends_once(
+    client: httpx.AsyncClient, db: AsyncSession, scene: Scene
+) -> None:
+    card = await client.post(
+        f"{API}/households/{scene.household.id}/card", headers=scene.admin_headers
+    )
+    url = f"{API}/shops/{scene.shop.id}/counter-redemptions"
+    lines = [{"item_id": str(scene.soap.id), "quantity": 1}]
+    for body, balance in (
+        ({"code": card.json()["code"], "identity_checked": True, "lines": lines}, 80),
+        ({"code": await pay_code(client, scene), "lines": lines}, 60),
+    ):
+        headers = {**scene.attendant_headers, "Idempotency-Key": str(uuid.uuid4())}
+        before = await snapshot(db, scene.household)
+        first = await client.post(url, json=body, headers=headers)
+        again = await client.post(url, json=body, headers=headers)
+        assert first.status_code == again.status_code == 201, again.text
+        assert again.json() == first.json()
+        assert again.headers["idempotent-replayed"] == "true"
+        after = await snapshot(db, scene.household)
+        assert (after.orders, after.entries) == (before.orders + 1, before.entries + 1)
+        assert await balance_of(db, scene.household.id) == balance
+        assert await stock_of(db, scene.soap) == 10 - (100 - balance) // 20
+    await assert_ledger_consistent(db, scene.village.id)

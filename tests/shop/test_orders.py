@@ -2,20 +2,29 @@
 move together, and every refusal leaves the database as it was."""
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import httpx
+import pytest
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app.config import Settings
-from app.models import LedgerEntry, LedgerKind, OrderStatus, ShopOrder
-from app.services import shop_codes
+from app.models import (
+    LedgerEntry,
+    LedgerKind,
+    OrderStatus,
+    ShopOrder,
+    StockChange,
+    StockMovement,
+)
+from app.services import ledger, shop_codes, shop_orders
 from app.services.shop_orders import expire_due_order
+from tests import factories as f
 from tests.auth.conftest import assert_problem
-from tests.ledger.conftest import assert_ledger_consistent, balance_of, score_of
-from tests.shop.conftest import API, Scene, build_scene, snapshot, stock_of
+from tests.ledger.conftest import assert_ledger_consistent, audits, balance_of, score_of
+from tests.shop.conftest import API, TODAY, Scene, build_scene, snapshot, stock_of
 
 
 def order_body(*lines: tuple[object, int]) -> dict[str, object]:
@@ -324,3 +333,122 @@ async def test_order_lists_for_the_household_and_the_counter(
         f"{API}/shops/{scene.shop.id}/orders", headers=other.attendant_headers
     )
     assert_problem(not_theirs, 404, "shop.not_found")
+
+
+async def entries_of(db: AsyncSession, scene: Scene) -> list[tuple[LedgerKind, int, int]]:
+    rows = await db.execute(
+        select(col(LedgerEntry.kind), col(LedgerEntry.points), col(LedgerEntry.year))
+        .where(col(LedgerEntry.household_id) == scene.household.id)
+        .order_by(col(LedgerEntry.seq))
+    )
+    return [(kind, points, year) for kind, points, year in rows]
+
+
+async def test_a_give_back_after_the_year_closed_expires_with_it(
+    client: httpx.AsyncClient, db: AsyncSession, scene: Scene
+) -> None:
+    year = TODAY.year
+    order = (await place(client, scene, (scene.soap.id, 2))).json()
+    (closed,) = await ledger.close_year(db, year, village_ids=[scene.village.id])
+    assert (closed.carried_over, closed.points_expired) == (False, 60)
+    assert await balance_of(db, scene.household.id) == 0
+
+    cancelled = await client.post(
+        f"{API}/shop-orders/{order['id']}/cancel", headers=scene.villager_headers
+    )
+    assert cancelled.status_code == 200, cancelled.text
+    # The 40 points come back into the closed year and expire as the reset would have.
+    assert await balance_of(db, scene.household.id) == 0
+    assert (await entries_of(db, scene))[1:] == [
+        (LedgerKind.REDEMPTION, -40, year),
+        (LedgerKind.EXPIRY, -60, year),
+        (LedgerKind.REFUND, 40, year),
+        (LedgerKind.EXPIRY, -40, year),
+    ]
+    assert await stock_of(db, scene.soap) == 10
+    await assert_ledger_consistent(db, scene.village.id)
+
+
+async def test_a_give_back_after_new_year_counts_in_the_year_spent(
+    client: httpx.AsyncClient, db: AsyncSession, scene: Scene, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    year = TODAY.year
+    order = (await place(client, scene, (scene.soap.id, 2))).json()
+    monkeypatch.setattr(shop_orders, "local_today", lambda: date(year + 1, 1, 2))
+    cancelled = await client.post(
+        f"{API}/shop-orders/{order['id']}/cancel", headers=scene.villager_headers
+    )
+    assert cancelled.status_code == 200, cancelled.text
+    assert (await entries_of(db, scene))[-1] == (LedgerKind.REFUND, 40, year)
+    # The year is still open: the close expires the returned points with the rest.
+    (closed,) = await ledger.close_year(db, year, village_ids=[scene.village.id])
+    assert closed.points_expired == 100
+    assert await balance_of(db, scene.household.id) == 0
+    await assert_ledger_consistent(db, scene.village.id)
+
+
+async def collected_order(client: httpx.AsyncClient, scene: Scene) -> dict[str, object]:
+    order: dict[str, object] = (
+        await place(client, scene, (scene.soap.id, 2), (scene.haircut.id, 1))
+    ).json()
+    picked = await client.post(
+        f"{API}/shops/{scene.shop.id}/pickups",
+        json={"code": order["pickup_code"]},
+        headers=scene.attendant_headers,
+    )
+    assert picked.status_code == 200, picked.text
+    return order
+
+
+async def test_a_refund_is_audited_and_puts_stock_back_on_record(
+    client: httpx.AsyncClient, db: AsyncSession, scene: Scene
+) -> None:
+    order = await collected_order(client, scene)
+    refunded = await client.post(
+        f"{API}/shop-orders/{order['id']}/refund",
+        json={"reason": "包装破损"},
+        headers=scene.attendant_headers,
+    )
+    assert refunded.status_code == 200, refunded.text
+    movements = list(
+        (
+            await db.execute(
+                select(StockMovement).where(col(StockMovement.shop_id) == scene.shop.id)
+            )
+        ).scalars()
+    )
+    assert [(m.item_id, m.kind, m.delta, m.stock_after, m.actor_id) for m in movements] == [
+        (scene.soap.id, StockChange.RESTOCK, 2, 10, scene.attendant.id)
+    ]  # the haircut is a service: no stock, no movement
+    assert movements[0].reason == f"订单退货 {order['id']}"
+    (entry,) = await audits(db, scene.village.id, "shop_order.refund")
+    assert (entry.actor_id, entry.object_id) == (scene.attendant.id, uuid.UUID(str(order["id"])))
+    assert entry.after == {"status": "refunded", "points": 70, "reason": "包装破损"}
+
+
+async def test_an_attendant_may_not_refund_their_own_household(
+    client: httpx.AsyncClient, db: AsyncSession, scene: Scene
+) -> None:
+    await f.add_member(db, scene.household, scene.attendant)
+    order = await collected_order(client, scene)
+    before = await snapshot(db, scene.household)
+    refused = await client.post(
+        f"{API}/shop-orders/{order['id']}/refund",
+        json={"reason": "退货"},
+        headers=scene.attendant_headers,
+    )
+    assert_problem(refused, 403, "shop.own_household")
+    assert await snapshot(db, scene.household) == before
+    stored = await db.get(ShopOrder, uuid.UUID(str(order["id"])))
+    assert stored is not None
+    await db.refresh(stored)
+    assert stored.status is OrderStatus.COLLECTED
+    assert await audits(db, scene.village.id, "shop_order.refund") == []
+    # A colleague (here the village admin) takes the goods back.
+    done = await client.post(
+        f"{API}/shop-orders/{order['id']}/refund",
+        json={"reason": "退货"},
+        headers=scene.admin_headers,
+    )
+    assert done.status_code == 200, done.text
+    assert await balance_of(db, scene.household.id) == 100
