@@ -1,5 +1,5 @@
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy import MetaData
@@ -73,3 +73,13 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 # scope="function" makes the commit run when the endpoint returns, before the response is
 # sent, so a client never sees success for a transaction that then fails to commit.
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+
+async def driver_connection(session: AsyncSession) -> Any:
+    """The asyncpg connection under the session's transaction, for the few bulk paths (COPY,
+    tens of thousands of rows read) where SQLAlchemy's per-row work would dominate."""
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    driver = raw.driver_connection
+    assert driver is not None
+    return driver

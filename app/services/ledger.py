@@ -29,6 +29,7 @@ from sqlalchemy.types import TypeEngine
 from sqlmodel import col
 
 from app.authz import household_scope, village_scope
+from app.db import driver_connection
 from app.errors import Conflict, Forbidden, NotFound, Unprocessable
 from app.models import (
     GENESIS_HASH,
@@ -241,10 +242,7 @@ async def _copy_entries(session: AsyncSession, rows: list[dict[str, Any]], prev_
     """COPY into the request's own transaction, hashing on the way; returns the last hash.
     An approval writes tens of thousands of entries, and COPY takes them in a fraction of the
     time row-by-row INSERTs would."""
-    connection = await session.connection()
-    raw = await connection.get_raw_connection()
-    driver = raw.driver_connection
-    assert driver is not None
+    driver = await driver_connection(session)
     try:
         await driver.copy_records_to_table(
             "ledger_entry", records=_chained_records(rows, prev_hash), columns=ENTRY_COLUMNS

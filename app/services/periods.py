@@ -4,11 +4,13 @@ import calendar
 import uuid
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
+from typing import NamedTuple
 
 from sqlalchemy import ColumnElement, false, func, insert, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from app.db import driver_connection
 from app.errors import Conflict, NotFound, Unprocessable
 from app.models import (
     Household,
@@ -16,6 +18,7 @@ from app.models import (
     HouseholdPeriodScore,
     ItemKind,
     LedgerEntry,
+    Outcome,
     Participation,
     PeriodKind,
     PeriodStatus,
@@ -288,6 +291,39 @@ async def vetoed_for_the_year(session: AsyncSession, period: ScoringPeriod) -> s
     return set(rows.scalars())
 
 
+class _CardRow(NamedTuple):
+    id: uuid.UUID
+    rule_item_id: uuid.UUID
+    outcome: Outcome
+    points: int
+    note: str
+
+
+_CARD_LINES = """
+    SELECT c.household_id, l.id, l.rule_item_id, l.outcome, l.points, l.note
+    FROM scorecard c
+    JOIN scorecard_line l ON l.scorecard_id = c.id
+    JOIN household h ON h.id = c.household_id
+    WHERE c.period_id = $1 AND h.participation = $2 AND l.rule_item_id = ANY($3::uuid[])
+"""
+
+
+async def _cards(
+    session: AsyncSession, period_id: uuid.UUID, item_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, list[CardLine]]:
+    """Each participating household's lines for the items due, read through the driver: an
+    approval reads twenty thousand lines, and SQLAlchemy's per-row work took longer than the
+    query (0.3 s of a 2 s approval)."""
+    driver = await driver_connection(session)
+    outcomes = {o.value: o for o in Outcome}
+    cards: dict[uuid.UUID, list[CardLine]] = defaultdict(list)
+    for household_id, line_id, item_id, outcome, points, note in await driver.fetch(
+        _CARD_LINES, period_id, Participation.ACTIVE.value, item_ids
+    ):
+        cards[household_id].append(_CardRow(line_id, item_id, outcomes[outcome], points, note))
+    return cards
+
+
 async def approve(
     session: AsyncSession, principal: Principal, period_id: uuid.UUID
 ) -> ScoringPeriod:
@@ -320,28 +356,7 @@ async def approve(
         categories={c.id: c for c in categories},
         items=await _due_items(session, period),
     )
-    rows = (
-        await session.execute(
-            select(
-                col(Scorecard.household_id),
-                col(ScorecardLine.id),
-                col(ScorecardLine.rule_item_id),
-                col(ScorecardLine.outcome),
-                col(ScorecardLine.points),
-                col(ScorecardLine.note),
-            )
-            .join(ScorecardLine, col(ScorecardLine.scorecard_id) == col(Scorecard.id))
-            .join(Household, col(Household.id) == col(Scorecard.household_id))
-            .where(
-                col(Scorecard.period_id) == period.id,
-                col(Household.participation) == Participation.ACTIVE,
-                col(ScorecardLine.rule_item_id).in_(context.items),
-            )
-        )
-    ).all()
-    cards: dict[uuid.UUID, list[CardLine]] = defaultdict(list)
-    for row in rows:
-        cards[row.household_id].append(row)
+    cards = await _cards(session, period.id, list(context.items))
     year_vetoed = (
         await vetoed_for_the_year(session, period)
         if context.policy.veto_scope is VetoScope.YEAR
