@@ -22,7 +22,7 @@ from app.errors import NotFound
 from app.models import Household, HouseholdMember, LedgerEntry, LedgerKind, Person, Village
 from app.security import Principal
 from app.timeutil import SHANGHAI, local_today
-from app.xlsx import safe
+from app.xlsx import safe, title_and_header
 
 KIND_LABELS = {
     LedgerKind.INSPECTION: "考评",
@@ -164,13 +164,8 @@ def passbook_workbook(passbook: Passbook) -> bytes:
     workbook = Workbook()
     sheet = workbook.active
     sheet.title = "积分存折"
-    sheet.append([safe(passbook.title)])
-    sheet.merge_cells(start_row=1, start_column=1, end_row=1, end_column=len(HEADER))
-    sheet["A1"].font = Font(bold=True, size=14)
-    sheet["A1"].alignment = Alignment(horizontal="center")
-    sheet.append(HEADER)
+    title_and_header(sheet, passbook.title, HEADER)
     for cell in sheet[2]:
-        cell.font = Font(bold=True)
         cell.alignment = Alignment(horizontal="center")
     sheet.append([None, OPENING_LABEL, None, None, None, passbook.opening_balance])
     for line in passbook.lines:

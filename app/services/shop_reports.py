@@ -7,7 +7,7 @@ from datetime import date, datetime
 from io import BytesIO
 
 from openpyxl import Workbook
-from openpyxl.styles import Alignment, Font
+from openpyxl.styles import Font
 from sqlalchemy import func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -35,7 +35,7 @@ from app.security import Principal
 from app.services.rules import rule_set_in_force
 from app.services.shop import attended_villages, get_shop, shop_attended
 from app.timeutil import SHANGHAI, local_today
-from app.xlsx import safe
+from app.xlsx import safe, title_and_header
 
 HEADER = [
     "序号", "兑换日期", "户号", "户主", "村民小组", "兑换物品", "数量", "单价（积分）", "积分",
@@ -133,13 +133,7 @@ def _workbook(title: str, lines: list[SheetRow]) -> bytes:
     workbook = Workbook()
     sheet = workbook.active
     sheet.title = "兑换表"
-    sheet.append([safe(title)])
-    sheet.merge_cells(start_row=1, start_column=1, end_row=1, end_column=len(HEADER))
-    sheet["A1"].font = Font(bold=True, size=14)
-    sheet["A1"].alignment = Alignment(horizontal="center")
-    sheet.append(HEADER)
-    for cell in sheet[2]:
-        cell.font = Font(bold=True)
+    title_and_header(sheet, title, HEADER)
     handed_out = 0
     for n, line in enumerate(lines, start=1):
         points = line.quantity * line.unit_points
