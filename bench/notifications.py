@@ -15,25 +15,18 @@ database is created on it and dropped afterwards).
 
 import argparse
 import asyncio
-import os
-import tempfile
 import time
 import uuid
 from collections import Counter
 from datetime import date
-from pathlib import Path
 
 import httpx
-from sqlalchemy import func, insert, select, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
-from sqlalchemy.pool import NullPool
+from sqlalchemy import func, insert, select
+from throwaway import throwaway_database  # bench/ is on sys.path when a script runs
 
 from app.config import Settings
-from app.database_server import start_embedded
-from app.db import async_url, create_engine, create_sessionmaker
+from app.db import create_engine, create_sessionmaker
 from app.integrations.fake_wechat import FakeWechatServer
-from app.migrate import upgrade_on
 from app.models import (
     Household,
     HouseholdMember,
@@ -196,29 +189,8 @@ async def run(url: str, households: int, members: int, workers: int) -> None:
 
 
 async def with_database(households: int, members: int, workers: int) -> None:
-    server_url = os.environ.get("DATABASE_URL")
-    holder = None
-    if not server_url:
-        folder = Path(tempfile.mkdtemp(prefix="vp-bench-"))
-        holder, server_url = start_embedded(folder / "pgdata", "postgres")
-    name = f"vp_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_async_engine(
-        async_url(server_url), poolclass=NullPool, isolation_level="AUTOCOMMIT"
-    )
-    async with admin.connect() as conn:
-        await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(async_url(server_url)).set(database=name).render_as_string(hide_password=False)
-    try:
-        engine = create_engine(url, pool_size=1)
-        async with engine.begin() as conn:
-            await conn.run_sync(upgrade_on)
-        await engine.dispose()
+    async with throwaway_database() as url:
         await run(url, households, members, workers)
-    finally:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await admin.dispose()
-        del holder
 
 
 def main() -> None:

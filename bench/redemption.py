@@ -33,22 +33,16 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections import defaultdict
-from pathlib import Path
 
 import httpx
 from sqlalchemy import insert, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
-from sqlalchemy.pool import NullPool
+from throwaway import throwaway_database  # bench/ is on sys.path when a script runs
 
 from app.config import get_settings
-from app.database_server import start_embedded
-from app.db import async_url, create_engine, create_sessionmaker
-from app.migrate import upgrade_on
+from app.db import create_engine, create_sessionmaker
 from app.models import (
     Household,
     LedgerKind,
@@ -341,29 +335,8 @@ async def run(url: str, args: argparse.Namespace) -> bool:
 
 
 async def with_database(args: argparse.Namespace) -> bool:
-    server_url = os.environ.get("DATABASE_URL")
-    holder = None
-    if not server_url:
-        folder = Path(tempfile.mkdtemp(prefix="vp-bench-"))
-        holder, server_url = start_embedded(folder / "pgdata", "postgres")
-    name = f"vp_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_async_engine(
-        async_url(server_url), poolclass=NullPool, isolation_level="AUTOCOMMIT"
-    )
-    async with admin.connect() as conn:
-        await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(async_url(server_url)).set(database=name).render_as_string(hide_password=False)
-    try:
-        engine = create_engine(url, pool_size=1)
-        async with engine.begin() as conn:
-            await conn.run_sync(upgrade_on)
-        await engine.dispose()
+    async with throwaway_database() as url:
         return await run(url, args)
-    finally:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await admin.dispose()
-        del holder
 
 
 def main() -> None:
