@@ -164,9 +164,21 @@ async def wait_for_lock_waiters(engine: AsyncEngine, count: int, timeout: float 
                     " WHERE datname = current_database() AND wait_event_type = 'Lock'"
                 )
             )
+            # pg_stat_activity keeps its list of backends for the rest of the transaction (only
+            # their wait events are read live): without ending it, racers that connect after the
+            # first look would never be counted.
+            await conn.rollback()
             if waiting is not None and waiting >= count:
                 return
-            assert time.monotonic() < deadline, f"only {waiting} of {count} are waiting"
+            if time.monotonic() >= deadline:
+                others = await conn.execute(
+                    text(
+                        "SELECT state, wait_event_type, wait_event, left(query, 80), count(*)"
+                        " FROM pg_stat_activity WHERE datname = current_database()"
+                        " AND pid <> pg_backend_pid() GROUP BY 1, 2, 3, 4"
+                    )
+                )
+                raise AssertionError(f"only {waiting} of {count} are waiting: {others.all()}")
             await asyncio.sleep(0.02)
 
 
