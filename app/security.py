@@ -12,13 +12,12 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import select
-from sqlmodel import col
+from sqlalchemy import JSON, Boolean, Uuid, column, text
 
 from app.config import Settings
 from app.db import SessionDep
 from app.errors import Forbidden, Unauthorized
-from app.models import HouseholdMember, LoginSession, Role, RoleGrant, Village
+from app.models import Role
 
 JWT_ALGORITHM = "HS256"
 ACCESS = "access"
@@ -167,51 +166,65 @@ class Principal:
 _bearer = HTTPBearer(auto_error=False, description="Access token from a login endpoint")
 
 
+# One round trip, as every authenticated request runs it: the login session, the live grants
+# (read on every request so a change of roles applies to the very next one), the household
+# membership and the towns of the villages those name.
+_PRINCIPAL = text(
+    """
+    SELECT s.person_id, s.revoked_at IS NOT NULL AS revoked,
+           m.household_id, m.village_id AS household_village_id,
+           coalesce((
+               SELECT json_agg(json_build_array(
+                   g.role, g.town_id, g.village_id, g.village_group_ids, g.shop_id))
+               FROM role_grant g WHERE g.person_id = s.person_id AND g.revoked_at IS NULL
+           ), '[]') AS grants,
+           coalesce((
+               SELECT json_object_agg(v.id, v.town_id) FROM village v
+               WHERE v.id = m.village_id OR v.id IN (
+                   SELECT g.village_id FROM role_grant g
+                   WHERE g.person_id = s.person_id AND g.revoked_at IS NULL)
+           ), '{}') AS village_towns
+    FROM login_session s
+    LEFT JOIN household_member m ON m.person_id = s.person_id
+    WHERE s.id = :session_id
+    """
+).columns(
+    column("person_id", Uuid()),
+    column("revoked", Boolean()),
+    column("household_id", Uuid()),
+    column("household_village_id", Uuid()),
+    column("grants", JSON()),
+    column("village_towns", JSON()),
+)
+
+
+def _uuid(value: str | None) -> uuid.UUID | None:
+    return uuid.UUID(value) if value is not None else None
+
+
 async def load_principal(
     session: SessionDep, person_id: uuid.UUID, session_id: uuid.UUID
 ) -> Principal:
-    login = await session.get(LoginSession, session_id)
-    if login is None or login.person_id != person_id or login.revoked_at is not None:
+    row = (await session.execute(_PRINCIPAL, {"session_id": session_id})).first()
+    if row is None or row.person_id != person_id or row.revoked:
         raise session_ended()
-    # Grants are read on every request so a change of roles applies to the very next one.
-    grant_rows = (
-        await session.execute(
-            select(
-                col(RoleGrant.role),
-                col(RoleGrant.town_id),
-                col(RoleGrant.village_id),
-                col(RoleGrant.village_group_ids),
-                col(RoleGrant.shop_id),
-            ).where(col(RoleGrant.person_id) == person_id, col(RoleGrant.revoked_at).is_(None))
-        )
-    ).all()
-    membership = (
-        await session.execute(
-            select(col(HouseholdMember.household_id), col(HouseholdMember.village_id)).where(
-                col(HouseholdMember.person_id) == person_id
-            )
-        )
-    ).first()
     grants = tuple(
-        Grant(Role(role), town_id, village_id, tuple(group_ids or ()), shop_id)
-        for role, town_id, village_id, group_ids, shop_id in grant_rows
-    )
-    village_ids = {g.village_id for g in grants if g.village_id}
-    if membership:
-        village_ids.add(membership.village_id)
-    village_towns: dict[uuid.UUID, uuid.UUID] = {}
-    if village_ids:
-        rows = await session.execute(
-            select(col(Village.id), col(Village.town_id)).where(col(Village.id).in_(village_ids))
+        Grant(
+            Role(role),
+            _uuid(town_id),
+            _uuid(village_id),
+            tuple(uuid.UUID(g) for g in group_ids or ()),
+            _uuid(shop_id),
         )
-        village_towns = {village_id: town_id for village_id, town_id in rows}
+        for role, town_id, village_id, group_ids, shop_id in row.grants
+    )
     return Principal(
         person_id=person_id,
         session_id=session_id,
         grants=grants,
-        household_id=membership.household_id if membership else None,
-        household_village_id=membership.village_id if membership else None,
-        village_towns=village_towns,
+        household_id=row.household_id,
+        household_village_id=row.household_village_id,
+        village_towns={uuid.UUID(v): uuid.UUID(t) for v, t in row.village_towns.items()},
     )
 
 
