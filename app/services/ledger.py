@@ -13,6 +13,7 @@ import asyncpg
 from sqlalchemy import (
     ColumnElement,
     Integer,
+    ScalarSelect,
     TableValuedAlias,
     Uuid,
     bindparam,
@@ -269,18 +270,21 @@ async def lock_chain(session: AsyncSession, village_id: uuid.UUID) -> tuple[int,
     entry corrected yet, what is the balance) stays true until it commits. Taking it again in
     the same transaction is free.
     """
-    await session.execute(
-        pg_insert(LedgerChain)
-        .values(village_id=village_id, last_seq=0, last_hash=GENESIS_HASH)
-        .on_conflict_do_nothing()
+    locked = (
+        select(col(LedgerChain.last_seq), col(LedgerChain.last_hash))
+        .where(col(LedgerChain.village_id) == village_id)
+        .with_for_update()
     )
-    head = (
+    head = (await session.execute(locked)).first()
+    if head is None:
+        # A village's first entry; a racing first poster makes this a no-op, and the select
+        # below then waits for its commit.
         await session.execute(
-            select(col(LedgerChain.last_seq), col(LedgerChain.last_hash))
-            .where(col(LedgerChain.village_id) == village_id)
-            .with_for_update()
+            pg_insert(LedgerChain)
+            .values(village_id=village_id, last_seq=0, last_hash=GENESIS_HASH)
+            .on_conflict_do_nothing()
         )
-    ).one()
+        head = (await session.execute(locked)).one()
     return head.last_seq, head.last_hash
 
 
@@ -432,6 +436,20 @@ async def sees_unpublished(
         return False
     village = await session.get(Village, household.village_id)
     return village is not None and village.town_id in towns
+
+
+def unpublished_balance_points(household: Household) -> ScalarSelect[int]:
+    """What periods not yet published add to the household's balance, as a subquery: callers
+    fold it into the statement that reads the balance."""
+    return (
+        select(func.coalesce(func.sum(col(LedgerEntry.points)), 0))
+        .where(
+            col(LedgerEntry.household_id) == household.id,
+            col(LedgerEntry.counts_balance),
+            _unpublished_result(household.village_id),
+        )
+        .scalar_subquery()
+    )
 
 
 async def unpublished_points(

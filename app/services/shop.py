@@ -491,14 +491,13 @@ async def spendable_points(session: AsyncSession, household: Household) -> int:
     be spent: never more than the balance. Exact only under the village's chain lock (see
     shop_orders._refuse_unpublished_points)."""
     balance = (
-        await session.execute(
-            select(col(HouseholdBalance.balance)).where(
-                col(HouseholdBalance.household_id) == household.id
-            )
-        )
-    ).scalar_one_or_none()
-    hidden, _ = await ledger.unpublished_points(session, household, local_today().year)
-    return (balance or 0) - max(hidden, 0)
+        select(col(HouseholdBalance.balance))
+        .where(col(HouseholdBalance.household_id) == household.id)
+        .scalar_subquery()
+    )
+    hidden = ledger.unpublished_balance_points(household)
+    spendable = await session.scalar(select(func.coalesce(balance, 0) - func.greatest(hidden, 0)))
+    return int(spendable or 0)
 
 
 def insufficient_points() -> Refusal:
