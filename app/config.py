@@ -18,6 +18,9 @@ class Settings(BaseSettings):
     database_url: str = ""
     data_dir: Path = Path(".data")
 
+    # Connections each API process keeps open, and as many again for a burst.
+    database_pool_size: int = 10
+
     jwt_secret: str = DEV_JWT_SECRET
     jwt_issuer: str = "village-points"
     jwt_audience: str = "village-points-api"
