@@ -6,7 +6,7 @@ household, may they redeem) then POST /shops/{id}/counter-redemptions (points an
 in one transaction). The pay codes are made with the server's key, as the phones would have
 fetched them, each for its own household, so every redemption is a fresh code.
 
-Two phases:
+Two phases, after a warm-up (`--warmup` seconds of the open loop, reported apart):
 
 1. open loop: redemptions start at a fixed rate (Poisson arrivals, `--rate` per second) spread
    over the 200 attendants, whether or not earlier ones have finished, for `--seconds`. This
@@ -18,6 +18,7 @@ For each phase it prints requests, errors, throughput, and p50/p99/max latency p
 kind. Afterwards it checks the ledger chain verifies and that stock and balances add up.
 
     python3 -m uv run python bench/redemption.py                  # 200 attendants, 20/s, 20 s
+    python3 -m uv run python bench/redemption.py --rate 10 --seconds 60 --warmup 0
     python3 -m uv run python bench/redemption.py --rate 30 --seconds 30
 
 Uses the embedded PostgreSQL in a temporary folder unless DATABASE_URL names a server (a
@@ -27,6 +28,7 @@ machine as the server and PostgreSQL, so they share its CPUs.
 
 import argparse
 import asyncio
+import gc
 import os
 import random
 import signal
@@ -147,6 +149,14 @@ async def seed(
     return shop_id, item_id, household_ids, tokens
 
 
+def _problem(response: httpx.Response) -> str:
+    try:
+        code = response.json().get("code")
+    except ValueError:
+        code = None
+    return f"{response.status_code} {code or response.text[:80]}"
+
+
 class Recorder:
     def __init__(self) -> None:
         self.latencies: dict[str, list[float]] = defaultdict(list)
@@ -161,13 +171,14 @@ class Recorder:
             response = await client.post(
                 path, json=body, headers={"Authorization": f"Bearer {token}"}
             )
-            ok = response.status_code < 300
-        except httpx.HTTPError:
-            ok = False
+        except httpx.HTTPError as exc:
+            error = type(exc).__name__
+        else:
+            error = "" if response.status_code < 300 else _problem(response)
         self.latencies[kind].append(time.perf_counter() - started)
-        if not ok:
-            self.errors[kind] += 1
-        return ok
+        if error:
+            self.errors[f"{kind}: {error}"] += 1
+        return not error
 
     def report(self, title: str, elapsed: float) -> None:
         total = sum(len(v) for v in self.latencies.values())
@@ -177,6 +188,8 @@ class Recorder:
             f"  requests {total}, errors {errors}, throughput {total / elapsed:.1f} req/s "
             f"({self.redemptions / elapsed:.1f} redemptions/s)"
         )
+        for error, count in sorted(self.errors.items()):
+            print(f"  error {error} × {count}")
         every = sorted(x for v in self.latencies.values() for x in v)
         for kind, values in [*sorted(self.latencies.items()), ("all requests", every)]:
             ordered = sorted(values)
@@ -199,7 +212,11 @@ class Counter:
         self.households = households
         self.next_household = 0
         self.client = httpx.AsyncClient(
-            base_url=base, timeout=30, limits=httpx.Limits(max_connections=ATTENDANTS)
+            base_url=base,
+            timeout=30,
+            # Idle connections are dropped before uvicorn's 5 s keep-alive timeout closes them
+            # from its side, or a request sent as it does fails with a read error.
+            limits=httpx.Limits(max_connections=ATTENDANTS, keepalive_expiry=2),
         )
 
     async def redeem(self, recorder: Recorder, token: str) -> None:
@@ -215,7 +232,9 @@ class Counter:
                 recorder.redemptions += 1
 
 
-async def open_loop(counter: Counter, tokens: list[str], rate: float, seconds: float) -> None:
+async def open_loop(
+    counter: Counter, tokens: list[str], rate: float, seconds: float, phase: str = "open loop"
+) -> None:
     recorder = Recorder()
     tasks = []
     started = time.perf_counter()
@@ -227,7 +246,7 @@ async def open_loop(counter: Counter, tokens: list[str], rate: float, seconds: f
         at += random.expovariate(rate)
     await asyncio.gather(*tasks)
     recorder.report(
-        f"open loop, {rate:g} redemptions/s arriving over {len(tokens)} attendants",
+        f"{phase}, {rate:g} redemptions/s arriving over {len(tokens)} attendants",
         time.perf_counter() - started,
     )
 
@@ -319,12 +338,18 @@ async def run(url: str, args: argparse.Namespace) -> bool:
     try:
         await wait_ready(base)
         counter = Counter(base, shop_id, item_id, households)
-        # A short warm-up: connection pools filled, first-request costs paid.
-        await asyncio.gather(*(counter.redeem(Recorder(), t) for t in tokens[:20]))
+        # The load generator's own full collections would count as the server's latency.
+        gc.collect()
+        gc.freeze()
         print(
             f"one shop, {len(tokens)} attendants, {len(households)} households; server: "
             f"`village-points serve --workers {args.workers}` on {base}"
         )
+        if args.warmup:
+            # A server just started opens its pool's connections and prepares each statement
+            # on each of them as requests first need them; reported apart, as the opening
+            # minutes of a redemption day, not the hours after.
+            await open_loop(counter, tokens, args.rate, args.warmup, "warm-up")
         await open_loop(counter, tokens, args.rate, args.seconds)
         await closed_loop(counter, tokens, args.seconds)
         await counter.client.aclose()
@@ -345,6 +370,9 @@ def main() -> None:
     )
     parser.add_argument("--rate", type=float, default=20, help="open loop: redemptions per second")
     parser.add_argument("--seconds", type=float, default=20, help="length of each phase")
+    parser.add_argument(
+        "--warmup", type=float, default=10, help="seconds of open loop first, reported apart"
+    )
     parser.add_argument("--households", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=1, help="API processes")
     args = parser.parse_args()
