@@ -19,7 +19,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".data")
 
     # Connections each API process keeps open, and as many again for a burst.
-    database_pool_size: int = 10
+    database_pool_size: int = Field(default=10, ge=1)
 
     jwt_secret: str = DEV_JWT_SECRET
     jwt_issuer: str = "village-points"

@@ -69,6 +69,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
                     gc.freeze()
                     yield
             finally:
+                gc.unfreeze()
                 await engine.dispose()
 
     app = FastAPI(

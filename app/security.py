@@ -180,8 +180,9 @@ _PRINCIPAL = text(
            ), '[]') AS grants,
            coalesce((
                SELECT json_object_agg(v.id, v.town_id) FROM village v
-               WHERE v.id = m.village_id OR v.id IN (
-                   SELECT g.village_id FROM role_grant g
+               WHERE v.id IN (
+                   SELECT m.village_id
+                   UNION SELECT g.village_id FROM role_grant g
                    WHERE g.person_id = s.person_id AND g.revoked_at IS NULL)
            ), '{}') AS village_towns
     FROM login_session s

@@ -277,8 +277,8 @@ async def lock_chain(session: AsyncSession, village_id: uuid.UUID) -> tuple[int,
     )
     head = (await session.execute(locked)).first()
     if head is None:
-        # A village's first entry; a racing first poster makes this a no-op, and the select
-        # below then waits for its commit.
+        # A village's first entry. A racing first poster's uncommitted row makes this insert
+        # wait for its commit and then do nothing; the select below then finds that row.
         await session.execute(
             pg_insert(LedgerChain)
             .values(village_id=village_id, last_seq=0, last_hash=GENESIS_HASH)
