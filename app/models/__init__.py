@@ -52,6 +52,7 @@ from app.models.shop import (
     ShopItem,
     ShopOrder,
     ShopOrderLine,
+    ShopRoundUse,
     StockChange,
     StockMovement,
 )
@@ -115,6 +116,7 @@ __all__ = [
     "OrderStatus",
     "Shop",
     "ShopAllowance",
+    "ShopRoundUse",
     "ShopCodeUse",
     "ShopItem",
     "ShopOrder",

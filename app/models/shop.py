@@ -127,6 +127,8 @@ class ShopOrder(SQLModel, table=True):
     close_reason: str = Field(default="", max_length=200)
     # When the order_expiring reminder was queued: set by the one job run that queues it.
     reminded_at: datetime | None = timestamp_field()
+    # Whether the order took one of the household's orders_per_round, to give back once.
+    counts_round: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
 
 
 class ShopOrderLine(SQLModel, table=True):
@@ -157,6 +159,18 @@ class ShopAllowance(SQLModel, table=True):
     item_id: uuid.UUID = Field(foreign_key="shop_item.id", primary_key=True)
     round_key: str = Field(max_length=10, primary_key=True)
     quantity: int
+
+
+class ShopRoundUse(SQLModel, table=True):
+    """How many orders a household has taken in a redemption round, where the policy limits
+    them (orders_per_round); counted and checked in one conditional upsert, like allowances."""
+
+    __tablename__ = "shop_round_use"
+    __table_args__ = (sa.CheckConstraint("orders >= 0", name="orders_not_negative"),)
+
+    household_id: uuid.UUID = Field(foreign_key="household.id", primary_key=True)
+    round_key: str = Field(max_length=10, primary_key=True)
+    orders: int
 
 
 class ShopCodeUse(SQLModel, table=True):

@@ -87,6 +87,9 @@ class RedemptionPolicy(Strict):
     min_period_score: int | None = None
     top_n_in_group: int | None = Field(default=None, ge=1)
     tiers: list[ScoreTier] = []
+    # Orders a household may take in one redemption round (翁源: its tier's goods once a
+    # month); None: as many as points, stock and each item's own limit allow.
+    orders_per_round: int | None = Field(default=None, ge=1)
     # What a point is shown as worth, in goods only; points never turn into cash.
     yuan_per_point: Decimal | None = Field(default=None, gt=0, le=100, decimal_places=2)
 

@@ -25,6 +25,7 @@ from app.models import (
     ScoringPeriod,
     Shop,
     ShopItem,
+    ShopRoundUse,
     StockMovement,
     Village,
 )
@@ -406,7 +407,22 @@ async def standing_for(
         score, rank, vetoed = await _latest_period(session, household, policy)
     standing = Standing(policy, round_key(policy, day), score, rank, vetoed, None)
     standing.refusal = _household_refusal(standing, day)
+    if standing.refusal is None and policy.orders_per_round is not None:
+        used = await session.scalar(
+            select(col(ShopRoundUse.orders)).where(
+                col(ShopRoundUse.household_id) == household.id,
+                col(ShopRoundUse.round_key) == standing.round_key,
+            )
+        )
+        if (used or 0) >= policy.orders_per_round:
+            standing.refusal = round_used(policy.orders_per_round)
     return standing
+
+
+def round_used(limit: int) -> Refusal:
+    if limit == 1:
+        return Refusal("shop.round_used", "本期已兑换过，下期再来")
+    return Refusal("shop.round_used", f"每户每期限兑{limit}次，本期已用完")
 
 
 def _household_refusal(standing: Standing, day: date) -> Refusal | None:

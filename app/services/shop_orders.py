@@ -44,6 +44,7 @@ from app.models import (
     ShopItem,
     ShopOrder,
     ShopOrderLine,
+    ShopRoundUse,
     StockChange,
     StockMovement,
     YearEndClose,
@@ -68,6 +69,7 @@ from app.services.shop import (
     Refusal,
     attended_villages,
     get_shop,
+    round_used,
     shop_attended,
     shop_not_found,
     shop_readable,
@@ -141,6 +143,7 @@ async def _redeem(
         spends_balance=standing.policy.spends_balance,
         round_key=standing.round_key,
         identity_checked=identity_checked,
+        counts_round=standing.policy.orders_per_round is not None,
         expires_at=now + ORDER_HOLD if ahead else None,
         created_by=actor.person_id,
         collected_by=None if ahead else actor.person_id,
@@ -159,6 +162,8 @@ async def _redeem(
     session.add(order)
     session.add_all(order_lines)
     await session.flush()
+    if standing.policy.orders_per_round is not None:
+        await _take_round(session, household.id, order.round_key, standing.policy.orders_per_round)
     for item in items:
         await _take_allowance(session, household.id, item, wanted[item.id], order.round_key)
         await _take_item(session, item, wanted[item.id])
@@ -244,6 +249,20 @@ async def _take_allowance(
         raise _over_limit(item)
 
 
+async def _take_round(session: AsyncSession, household_id: uuid.UUID, key: str, limit: int) -> None:
+    """Count the order against the household's orders this round; the limit is part of the same
+    statement, so two orders racing for the last one cannot both pass."""
+    insert = pg_insert(ShopRoundUse).values(household_id=household_id, round_key=key, orders=1)
+    total = col(ShopRoundUse.orders) + 1
+    upsert = insert.on_conflict_do_update(
+        index_elements=[col(ShopRoundUse.household_id), col(ShopRoundUse.round_key)],
+        set_={"orders": total},
+        where=total <= limit,
+    )
+    if (await session.execute(upsert.returning(col(ShopRoundUse.orders)))).first() is None:
+        raise round_used(limit).error()
+
+
 def _entry(
     order: ShopOrder,
     kind: LedgerKind,
@@ -267,8 +286,9 @@ def _entry(
 
 
 async def _give_back(session: AsyncSession, order: ShopOrder, actor: Principal | None) -> None:
-    """Return an order's stock, allowance and points: called once, by whoever moved the order
-    out of its state (the conditional UPDATE that did it is the guard)."""
+    """Return an order's stock, allowances (its round's, its items') and points: called once,
+    by whoever moved the order out of its state (the conditional UPDATE that did it is the
+    guard)."""
     lines = list(
         (
             await session.execute(
@@ -278,6 +298,15 @@ async def _give_back(session: AsyncSession, order: ShopOrder, actor: Principal |
             )
         ).scalars()
     )
+    if order.counts_round:
+        await session.execute(
+            update(ShopRoundUse)
+            .where(
+                col(ShopRoundUse.household_id) == order.household_id,
+                col(ShopRoundUse.round_key) == order.round_key,
+            )
+            .values(orders=col(ShopRoundUse.orders) - 1)
+        )
     for line in lines:
         await session.execute(
             update(ShopAllowance)

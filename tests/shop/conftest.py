@@ -166,6 +166,7 @@ class Snapshot:
     orders: int
     stock: dict[uuid.UUID, int | None]
     allowances: int
+    rounds: int
     code_uses: int
 
 
@@ -186,6 +187,10 @@ async def snapshot(db: AsyncSession, household: Household) -> Snapshot:
         text("SELECT coalesce(sum(quantity), 0) FROM shop_allowance WHERE household_id = :h"),
         {"h": household.id},
     )
+    rounds = await db.scalar(
+        text("SELECT coalesce(sum(orders), 0) FROM shop_round_use WHERE household_id = :h"),
+        {"h": household.id},
+    )
     code_uses = await db.scalar(
         text("SELECT count(*) FROM shop_code_use WHERE household_id = :h"), {"h": household.id}
     )
@@ -195,6 +200,7 @@ async def snapshot(db: AsyncSession, household: Household) -> Snapshot:
         orders=int(orders or 0),
         stock=stock,
         allowances=int(allowances or 0),
+        rounds=int(rounds or 0),
         code_uses=int(code_uses or 0),
     )
 

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from sqlmodel import col
 
@@ -29,14 +29,18 @@ from app.models import (
     ShopItem,
     ShopOrder,
     ShopOrderLine,
+    ShopRoundUse,
     WechatIdentity,
 )
+from app.schemas.rules import Policy, RedemptionPolicy
+from app.services.shop import round_key
 from app.services.shop_orders import expire_due_order, remind_due_orders
+from app.timeutil import local_today
 from tests import factories as f
 from tests.auth.conftest import assert_problem, wait_for_lock_waiters
 from tests.conftest import database_of_its_own
 from tests.ledger.conftest import assert_ledger_consistent, balance_of, post_entry
-from tests.shop.conftest import API, Scene, build_scene, snapshot
+from tests.shop.conftest import API, Scene, build_scene, publish_scores, snapshot
 
 RACERS = 50
 
@@ -58,9 +62,9 @@ class Committed:
     client: httpx.AsyncClient
     settings: Settings
 
-    async def scene(self) -> Scene:
+    async def scene(self, policy: Policy | None = None) -> Scene:
         async with self.sessionmaker() as session, session.begin():
-            return await build_scene(session, self.settings)
+            return await build_scene(session, self.settings, policy)
 
     async def check(self, scene: Scene, item: ShopItem, initial_stock: int) -> None:
         """Ledger consistent, and the item's stock is what its live orders left."""
@@ -185,6 +189,49 @@ async def test_many_orders_never_overdraw_a_balance(committed: Committed) -> Non
         )
         assert allowance == len(won)
     await committed.check(scene, scene.soap, 1000)
+
+
+async def test_one_order_a_round_however_many_race(committed: Committed) -> None:
+    """翁源's goods cost no points, so no chain lock orders the racers: the round's counter
+    row does. All fifty pass the unlocked eligibility check, and one takes the turn."""
+    policy = Policy(redemption=RedemptionPolicy(spends_balance=False, orders_per_round=1))
+    scene = await committed.scene(policy)
+    key = round_key(policy.redemption, local_today())
+    async with committed.sessionmaker() as session, session.begin():
+        await publish_scores(session, scene.village, scene.rule_set, {scene.household.id: 90})
+        await session.execute(
+            insert(ShopRoundUse).values(household_id=scene.household.id, round_key=key, orders=0)
+        )
+    async with committed.engine.connect() as holder:
+        await holder.execute(
+            select(ShopRoundUse).where(col(ShopRoundUse.household_id) == scene.household.id)
+            .with_for_update()
+        )  # fmt: skip
+
+        async def release() -> None:
+            await wait_for_lock_waiters(committed.engine, RACERS)
+            await holder.rollback()
+
+        *responses, _ = await asyncio.gather(
+            *(
+                committed.client.post(
+                    f"{API}/shops/{scene.shop.id}/orders",
+                    json={"lines": lines(scene.soap)},
+                    headers=scene.villager_headers,
+                )
+                for _ in range(RACERS)
+            ),
+            release(),
+        )
+    assert sorted(r.status_code for r in responses) == [201] + [409] * (RACERS - 1)
+    for response in responses:
+        if response.status_code == 409:
+            assert_problem(response, 409, "shop.round_used")
+    async with committed.sessionmaker() as session:
+        after = await snapshot(session, scene.household)
+    # The scores were published without entries, so the ledger check is not for this race.
+    assert (after.rounds, after.orders, after.allowances) == (1, 1, 1)
+    assert after.stock[scene.soap.id] == 10 - 1
 
 
 async def test_the_last_units_are_never_oversold(committed: Committed) -> None:

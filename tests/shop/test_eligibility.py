@@ -142,3 +142,31 @@ async def test_wengyuan_tier_goods_leave_the_balance_alone(
     # The goods go by tier: no points leave the balance and nothing is posted to the ledger.
     assert (after.balance, after.entries) == (before.balance, before.entries)
     assert after.orders == before.orders + 1
+
+
+async def test_wengyuan_tier_goods_once_a_round(
+    client: httpx.AsyncClient, db: AsyncSession, settings: Settings
+) -> None:
+    """Goods that cost no points go once a month (orders_per_round 1): a second order is refused
+    whatever the item, writes nothing, and a cancelled order gives its turn back."""
+    policy = WENGYUAN.model_copy(update={"orders_per_round": 1})
+    scene = await build_scene(db, settings, Policy(redemption=policy))
+    homes = [await f.create_household(db, scene.village, scene.group) for _ in range(2)]
+    await publish_scores(
+        db, scene.village, scene.rule_set,
+        {scene.household.id: 96, homes[0].id: 91, homes[1].id: 70},
+    )  # fmt: skip
+    first = await place(client, scene, (scene.haircut.id, 1))
+    assert first.status_code == 201, first.text
+    assert (await snapshot(db, scene.household)).rounds == 1
+
+    await refused(client, db, scene, "shop.round_used")
+
+    cancel = await client.post(
+        f"{API}/shop-orders/{first.json()['id']}/cancel", headers=scene.villager_headers
+    )
+    assert cancel.status_code == 200, cancel.text
+    assert (await snapshot(db, scene.household)).rounds == 0
+    again = await place(client, scene, (scene.soap.id, 1))
+    assert again.status_code == 201, again.text
+    assert (await snapshot(db, scene.household)).rounds == 1
