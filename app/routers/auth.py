@@ -16,6 +16,10 @@ from app.services import auth as service
 router = APIRouter(prefix="/auth", tags=["auth"])
 
 
+def _address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
 def _wechat(request: Request) -> WechatClient:
     return WechatClient(request.app.state.http, request.app.state.settings)
 
@@ -33,14 +37,15 @@ async def wechat_login(
 @router.post("/wechat/bind", operation_id="wechat_bind")
 async def wechat_bind(request: Request, session: SessionDep, body: WechatBind) -> TokenPair:
     """Link a new WeChat user to a household member with an invite code or their phone."""
-    return await service.bind_wechat(session, request.app.state.settings, _wechat(request), body)
+    return await service.bind_wechat(
+        session, request.app.state.settings, _wechat(request), body, _address(request)
+    )
 
 
 @router.post("/password/login", operation_id="password_login")
 async def password_login(request: Request, session: SessionDep, body: PasswordLogin) -> TokenPair:
-    address = request.client.host if request.client else "unknown"
     return await service.password_login(
-        session, request.app.state.settings, body.username, body.password, address
+        session, request.app.state.settings, body.username, body.password, _address(request)
     )
 
 

@@ -118,7 +118,11 @@ async def wechat_login(
 
 
 async def bind_wechat(
-    session: AsyncSession, settings: Settings, wechat: WechatClient, data: WechatBind
+    session: AsyncSession,
+    settings: Settings,
+    wechat: WechatClient,
+    data: WechatBind,
+    address: str,
 ) -> TokenPair:
     claims = decode_token(settings, data.bind_ticket, kind=BIND)
     identity = (
@@ -140,7 +144,16 @@ async def bind_wechat(
         )
 
     if data.invite_code is not None:
-        person_id = await _redeem_invite(session, data.invite_code)
+        # Guessing codes is throttled like passwords: per WeChat account and per address.
+        account = f"wechat:{identity.id}"
+        await _refuse_if_throttled(session, settings, account, address)
+        try:
+            person_id = await _redeem_invite(session, data.invite_code)
+        except NotFound as exc:
+            session.add(LoginAttempt(username=account, address=address, succeeded=False))
+            await session.flush()
+            exc.keeps_changes = True
+            raise
     else:
         assert data.phone_code is not None
         person_id = await _person_by_wechat_phone(session, wechat, data.phone_code)
@@ -225,17 +238,19 @@ async def _person_by_wechat_phone(
     return candidates[0]
 
 
-async def password_login(
-    session: AsyncSession, settings: Settings, username: str, password: str, address: str
-) -> TokenPair:
+async def _refuse_if_throttled(
+    session: AsyncSession, settings: Settings, account: str, address: str
+) -> None:
+    """Too many recent failures for this account or from this address: 429. Serialised per
+    account and address, so racing guesses are each counted before the next is judged."""
     # Taken in this order everywhere (account, then address), so they cannot deadlock.
-    for namespace, key in ((_ACCOUNT_LOCK, username), (_ADDRESS_LOCK, address)):
+    for namespace, key in ((_ACCOUNT_LOCK, account), (_ADDRESS_LOCK, address)):
         await session.execute(select(func.pg_advisory_xact_lock(namespace, func.hashtext(key))))
     since = _now() - timedelta(minutes=settings.login_window_minutes)
     account_failures, address_failures = (
         await session.execute(
             select(
-                func.count().filter(col(LoginAttempt.username) == username),
+                func.count().filter(col(LoginAttempt.username) == account),
                 func.count().filter(col(LoginAttempt.address) == address),
             ).where(col(LoginAttempt.succeeded).is_(False), col(LoginAttempt.at) >= since)
         )
@@ -245,11 +260,17 @@ async def password_login(
         or address_failures >= settings.login_max_failures_per_address
     ):
         raise TooManyRequests(
-            "Too many failed logins; wait a few minutes.",
+            "Too many failed attempts; wait a few minutes.",
             code="auth.too_many_attempts",
-            title="登录失败次数过多，请稍后再试",
+            title="失败次数过多，请稍后再试",
             headers={"Retry-After": str(settings.login_window_minutes * 60)},
         )
+
+
+async def password_login(
+    session: AsyncSession, settings: Settings, username: str, password: str, address: str
+) -> TokenPair:
+    await _refuse_if_throttled(session, settings, username, address)
     person = (
         await session.execute(select(Person).where(col(Person.username) == username))
     ).scalar_one_or_none()

@@ -274,6 +274,34 @@ async def test_bind_with_unknown_invite_code(
     assert await _logins(db, v.person.id) == []
 
 
+async def test_guessing_invite_codes_is_throttled(
+    client: httpx.AsyncClient, db: AsyncSession, settings: Settings
+) -> None:
+    v = await make_villager(db, settings)
+    code = await issue_invite(client, v)
+    ticket = await bind_ticket_for(client, "o-guesser")
+    for n in range(settings.login_max_failures_per_account):
+        response = await client.post(
+            f"{API}/auth/wechat/bind", json={"bind_ticket": ticket, "invite_code": f"ZZZZ{n:04d}"}
+        )
+        assert_problem(response, 404, "auth.invite_invalid")
+    response = await client.post(
+        f"{API}/auth/wechat/bind", json={"bind_ticket": ticket, "invite_code": code}
+    )
+    assert_problem(response, 429, "auth.too_many_attempts")
+    assert response.headers["Retry-After"] == str(settings.login_window_minutes * 60)
+    guesser = await _identity(db, "o-guesser")
+    assert guesser is not None
+    assert guesser.person_id is None
+    # Refused while throttled, the right code is still good for the villager's own phone.
+    assert (await _invite(db, code)).used_at is None
+    rightful = await bind_ticket_for(client, "o-rightful")
+    ok = await client.post(
+        f"{API}/auth/wechat/bind", json={"bind_ticket": rightful, "invite_code": code}
+    )
+    assert ok.status_code == 200, ok.text
+
+
 async def test_bind_with_expired_invite_code(
     client: httpx.AsyncClient, db: AsyncSession, settings: Settings
 ) -> None:
