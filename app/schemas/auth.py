@@ -49,7 +49,14 @@ class WechatBind(BaseModel):
 
 class PasswordLogin(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    username: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+    # The characters an account's username may have (schemas.people.Username): anything else
+    # names no account, and could pose as the key invite-code binds are throttled under.
+    username: Annotated[
+        str,
+        StringConstraints(
+            strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$"
+        ),
+    ]
     password: Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
 

@@ -11,7 +11,7 @@ from sqlmodel import col
 
 from app.config import Settings
 from app.integrations.fake_wechat import FakeWechatServer, session_key_for
-from app.models import InviteCode, LoginMethod, LoginSession, Role, WechatIdentity
+from app.models import InviteCode, LoginAttempt, LoginMethod, LoginSession, Role, WechatIdentity
 from app.security import BIND, encode_token, token_digest
 from tests import factories
 from tests.auth.conftest import (
@@ -300,6 +300,21 @@ async def test_guessing_invite_codes_is_throttled(
         f"{API}/auth/wechat/bind", json={"bind_ticket": rightful, "invite_code": code}
     )
     assert ok.status_code == 200, ok.text
+
+
+async def test_password_logins_cannot_spend_a_wechat_accounts_bind_attempts(
+    client: httpx.AsyncClient, db: AsyncSession
+) -> None:
+    await bind_ticket_for(client, "o-victim")
+    victim = await _identity(db, "o-victim")
+    assert victim is not None
+    response = await client.post(
+        f"{API}/auth/password/login",
+        json={"username": f"wechat:{victim.id}", "password": "whatever"},
+    )
+    assert_problem(response, 422, "request.invalid")
+    attempts = await db.scalar(select(func.count()).select_from(LoginAttempt))
+    assert attempts == 0
 
 
 async def test_bind_with_expired_invite_code(

@@ -5,11 +5,13 @@ from datetime import timedelta
 
 import httpx
 import pytest
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
-from app.models import RuleSetStatus
+from app.models import RuleSetStatus, ShopRoundUse
 from app.schemas.rules import Policy, RedemptionPolicy, RedemptionWindow, ScoreTier
+from app.services.shop import round_key
 from tests import factories as f
 from tests.auth.conftest import assert_problem
 from tests.shop.conftest import API, TODAY, Scene, build_scene, publish_scores, snapshot
@@ -169,4 +171,26 @@ async def test_wengyuan_tier_goods_once_a_round(
     assert (await snapshot(db, scene.household)).rounds == 0
     again = await place(client, scene, (scene.soap.id, 1))
     assert again.status_code == 201, again.text
+    assert (await snapshot(db, scene.household)).rounds == 1
+
+
+async def test_an_order_that_took_no_turn_gives_none_back(
+    client: httpx.AsyncClient, db: AsyncSession, settings: Settings
+) -> None:
+    """Orders placed while the policy set no orders_per_round did not count, so cancelling one
+    leaves the turns counted since (here one, counted under a later policy) alone."""
+    scene = await build_scene(db, settings)
+    order = await place(client, scene, (scene.soap.id, 1))
+    assert order.status_code == 201, order.text
+    await db.execute(
+        insert(ShopRoundUse).values(
+            household_id=scene.household.id,
+            round_key=round_key(RedemptionPolicy(), TODAY),
+            orders=1,
+        )
+    )
+    cancel = await client.post(
+        f"{API}/shop-orders/{order.json()['id']}/cancel", headers=scene.villager_headers
+    )
+    assert cancel.status_code == 200, cancel.text
     assert (await snapshot(db, scene.household)).rounds == 1
