@@ -109,7 +109,9 @@ async def get_period(
         col(ScoringPeriod.id) == period_id, _scope(principal, admin=admin)
     )
     if lock:
-        statement = statement.with_for_update()
+        # Overwrite what this session read before the lock: approve reads the period, waits
+        # for the chain lock, then checks the status again, which must be the committed one.
+        statement = statement.with_for_update().execution_options(populate_existing=True)
     period = (await session.execute(statement)).scalar_one_or_none()
     if period is None:
         raise NotFound("No such scoring period.", code="period.not_found")

@@ -197,3 +197,27 @@ async def test_approval_racing_late_saves_never_posts_half_a_period(committed: C
     assert verified.ok
     cards = await committed.stored()
     assert all(outcome == "compliant" for lines in cards.values() for (_, _, outcome, _) in lines)
+
+
+async def test_two_approvals_at_once_post_the_period_once(committed: Committed) -> None:
+    """The second approval waits for the first and then sees the period approved: a clean 409,
+    not a second posting of every card."""
+    scene, client = committed.scene, committed.client
+    admin = scene.headers["admin"]
+    due = [scene.items[name] for name in ("clean", "penalty", "veto")]
+    for household in [*scene.group_a, *scene.group_b, scene.leader_household]:
+        saved = await client.put(
+            scene.url(household), json=card(*(line(i) for i in due)), headers=admin
+        )
+        assert saved.status_code == 200, saved.text
+    period_url = f"{API}/periods/{scene.period.id}"
+    assert (await client.post(f"{period_url}/submit", headers=admin)).status_code == 200
+
+    responses = await committed.gather_held(
+        *(client.post(f"{period_url}/approve", headers=admin) for _ in range(2))
+    )
+    assert sorted(r.status_code for r in responses) == [200, 409]
+    refused = next(r for r in responses if r.status_code == 409)
+    assert refused.json()["code"] == "period.wrong_status"
+    async with committed.sessionmaker() as session:
+        assert (await ledger.verify_village_chain(session, scene.village.id)).ok
