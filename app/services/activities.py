@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from app.authz import village_scope
+from app.authz import STAFF_READ_ROLES, village_scope
 from app.config import Settings
 from app.errors import Conflict, Forbidden, NotFound, Unprocessable
 from app.models import (
@@ -47,7 +47,6 @@ CODE_WINDOW = timedelta(minutes=1)
 # time past what datetime can hold, and converting it to local time would overflow.
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 LATEST = datetime(2100, 1, 1, tzinfo=UTC)
-STAFF = (Role.VILLAGE_ADMIN, Role.SCORING_LEADER, Role.SCORER, Role.SHOP_ATTENDANT)
 
 
 def _window(at: datetime) -> int:
@@ -151,10 +150,11 @@ async def get_activity(
     admin: bool = False,
     lock: bool = False,
 ) -> Activity:
+    village = col(Activity.village_id)
     scope = (
-        village_scope(principal, col(Activity.village_id), roles=(Role.VILLAGE_ADMIN,), towns=False)
+        village_scope(principal, village, roles=(Role.VILLAGE_ADMIN,), towns=False)
         if admin
-        else village_scope(principal, col(Activity.village_id), roles=STAFF, residents=True)
+        else village_scope(principal, village, roles=STAFF_READ_ROLES, residents=True)
     )
     statement = select(Activity).where(col(Activity.id) == activity_id, scope)
     if lock:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, or_, select, update
+from sqlalchemy import Select, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -41,7 +41,7 @@ from app.services import audit, ledger, notifications, photos
 from app.services.households import get_household
 from app.services.notifications import NotificationKind
 from app.services.rules import current_period_start, rule_set_in_force
-from app.timeutil import SHANGHAI, local_today
+from app.timeutil import SHANGHAI, local_today, wechat_time
 
 REVIEWERS = (Role.SCORER, Role.SCORING_LEADER)
 LIVE = (ClaimStatus.PENDING, ClaimStatus.APPROVED)
@@ -375,12 +375,6 @@ async def _check_cap_left(
 # Reviewing
 
 
-def _reviewer_scope(principal: Principal) -> ColumnElement[bool]:
-    """Claims the principal reviews: scorers and leaders of the village (a scorer limited to
-    some village groups, only theirs). The caller joins Household."""
-    return scorer_household_scope(principal)
-
-
 async def _claim_for_review(
     session: AsyncSession, principal: Principal, claim_id: uuid.UUID
 ) -> Claim:
@@ -388,7 +382,7 @@ async def _claim_for_review(
         await session.execute(
             select(Claim)
             .join(Household, col(Household.id) == col(Claim.household_id))
-            .where(col(Claim.id) == claim_id, _reviewer_scope(principal))
+            .where(col(Claim.id) == claim_id, scorer_household_scope(principal))
             # Reviews of one claim take turns: the one that reaches the quorum decides, and
             # the others then find it decided.
             .with_for_update(of=Claim)
@@ -546,13 +540,11 @@ async def _decide(
 def decided_message(title: str, approved: bool, detail: str, at: datetime) -> dict[str, str]:
     """The claim_decided template (thing1 what was claimed, phrase2 the decision, thing3 the
     points or the reason, time4 when), shared by claims and activity attendance."""
-    local = at.astimezone(SHANGHAI)
     return {
         "thing1": title,
         "phrase2": "已通过" if approved else "未通过",
         "thing3": detail,
-        # WeChat's time type: "2019年10月1日 15:01" (a dashed date or seconds are refused).
-        "time4": f"{local.year}年{local.month}月{local.day}日 {local:%H:%M}",
+        "time4": wechat_time(at),
     }
 
 
@@ -676,7 +668,7 @@ async def review_queue(
         .where(
             col(Claim.village_id) == village_id,
             col(Claim.status) == ClaimStatus.PENDING,
-            _reviewer_scope(principal),
+            scorer_household_scope(principal),
             col(Claim.id).not_in(mine),
             col(Claim.submitted_by) != principal.person_id,
         )

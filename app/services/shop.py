@@ -15,6 +15,7 @@ from sqlalchemy import ColumnElement, and_, false, func, or_, select, true, upda
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from app.authz import STAFF_READ_ROLES
 from app.errors import Conflict, NotFound, Unprocessable
 from app.models import (
     Household,
@@ -70,9 +71,7 @@ def shop_readable(principal: Principal) -> ColumnElement[bool]:
     """Shops a caller sees: staff of a served village or its town, residents of one."""
     if principal.is_district_admin:
         return true()
-    villages = principal.village_ids(
-        Role.VILLAGE_ADMIN, Role.SCORING_LEADER, Role.SCORER, Role.SHOP_ATTENDANT
-    )
+    villages = principal.village_ids(*STAFF_READ_ROLES)
     if principal.household_village_id:
         villages.add(principal.household_village_id)
     return or_(

@@ -100,9 +100,7 @@ def replayed() -> Conflict:
     return Conflict("The code was already used.", code="shop.code_replayed", title="该兑换码已使用")
 
 
-def read_code(
-    settings: Settings, code: str, shop_id: uuid.UUID, now: datetime | None = None
-) -> ScannedCode:
+def read_code(settings: Settings, code: str, shop_id: uuid.UUID) -> ScannedCode:
     """The code's fields, once its signature, expiry and shop check out."""
     message, _, signature = code.strip().rpartition(".")
     prefix, *fields = message.split(".")
@@ -129,7 +127,7 @@ def read_code(
             scanned = ScannedCode(kind, shop_id=uuid.UUID(shop), order_id=uuid.UUID(order))
     except ValueError as exc:  # signed by us, so only a key leak could get here
         raise forged() from exc
-    if scanned.expires_at is not None and scanned.expires_at <= (now or datetime.now(UTC)):
+    if scanned.expires_at is not None and scanned.expires_at <= datetime.now(UTC):
         raise expired()
     if scanned.shop_id is not None and scanned.shop_id != shop_id:
         raise other_shop()
