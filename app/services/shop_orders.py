@@ -412,13 +412,7 @@ async def order_read(
 ) -> OrderRead:
     """The order as its household or the counter sees it (`lines` when the caller has them)."""
     if lines is None:
-        lines = list(
-            (
-                await session.execute(
-                    select(ShopOrderLine).where(col(ShopOrderLine.order_id) == order.id)
-                )
-            ).scalars()
-        )
+        lines = (await _lines_by_order(session, [order.id]))[order.id]
     lines = sorted(lines, key=lambda line: (line.item_name, str(line.item_id)))
     show_code = owner and order.status is OrderStatus.RESERVED
     return OrderRead(
@@ -442,17 +436,25 @@ async def order_read(
     )
 
 
-async def order_reads(
-    session: AsyncSession, settings: Settings, orders: Sequence[ShopOrder], *, owner: bool
-) -> list[OrderRead]:
-    """Several orders with their lines, read in one query."""
-    lines: dict[uuid.UUID, list[ShopOrderLine]] = {order.id: [] for order in orders}
-    if orders:
+async def _lines_by_order(
+    session: AsyncSession, order_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[ShopOrderLine]]:
+    """The lines of several orders, read in one query."""
+    lines: dict[uuid.UUID, list[ShopOrderLine]] = {order_id: [] for order_id in order_ids}
+    if order_ids:
         rows = await session.execute(
             select(ShopOrderLine).where(col(ShopOrderLine.order_id).in_(list(lines)))
         )
         for line in rows.scalars():
             lines[line.order_id].append(line)
+    return lines
+
+
+async def order_reads(
+    session: AsyncSession, settings: Settings, orders: Sequence[ShopOrder], *, owner: bool
+) -> list[OrderRead]:
+    """Several orders with their lines."""
+    lines = await _lines_by_order(session, [order.id for order in orders])
     return [
         await order_read(session, settings, order, owner=owner, lines=lines[order.id])
         for order in orders
@@ -757,8 +759,9 @@ async def collect(
             title="这不是订单取货码",
         )
     placed = await session.get(ShopOrder, scanned.order_id)
-    if placed is not None:
-        _check_attended_village(principal, shop, placed.village_id)
+    if placed is None:
+        raise shop_codes.forged()
+    _check_attended_village(principal, shop, placed.village_id)
     moved = await _move(
         session,
         scanned.order_id,
@@ -768,11 +771,8 @@ async def collect(
         still_open=True,
     )
     if moved is None:
-        order = await session.get(ShopOrder, scanned.order_id)
-        if order is None:
-            raise shop_codes.forged()
-        await session.refresh(order)
-        raise _not_open(order)
+        await session.refresh(placed)
+        raise _not_open(placed)
     return moved
 
 
@@ -784,11 +784,7 @@ async def refund(
     if order is None:
         raise order_not_found()
     shop = await _attended_shop(session, principal, order)
-    member = select(col(HouseholdMember.person_id)).where(
-        col(HouseholdMember.household_id) == order.household_id,
-        col(HouseholdMember.person_id) == principal.person_id,
-    )
-    if (await session.execute(member)).first() is not None:
+    if principal.household_id == order.household_id:
         # Handing one's own household its points back is for a colleague to do.
         raise Forbidden(
             "You may not refund your own household's order.",
@@ -931,12 +927,7 @@ async def remind_due_orders(
     )
     if not reminded:
         return 0
-    lines: dict[uuid.UUID, list[ShopOrderLine]] = {order.id: [] for order in reminded}
-    rows = await session.execute(
-        select(ShopOrderLine).where(col(ShopOrderLine.order_id).in_(list(lines)))
-    )
-    for line in rows.scalars():
-        lines[line.order_id].append(line)
+    lines = await _lines_by_order(session, [order.id for order in reminded])
     shop_ids = {order.shop_id for order in reminded}
     shops = await session.execute(
         select(col(Shop.id), col(Shop.name)).where(col(Shop.id).in_(shop_ids))
