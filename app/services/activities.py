@@ -23,17 +23,16 @@ from app.models import (
     Household,
     Participation,
     Role,
-    RuleItem,
-    RuleSet,
 )
 from app.pagination import PageParams, paginate
 from app.schemas.activities import ActivityCreate, AttendanceConfirm, CheckInCode
-from app.schemas.rules import Policy, VetoScope
+from app.schemas.rules import VetoScope
 from app.security import Principal
 from app.services import audit, notifications
 from app.services.claims import (
     claimable_item,
     decided_message,
+    item_and_policy,
     points_detail,
     post_bonus,
     vetoed_in_year,
@@ -216,7 +215,7 @@ async def check_in(
             code="activity.household_not_participating",
             title="本户未参加积分制",
         )
-    _item, policy = await _item_and_policy(session, activity)
+    _item, policy = await item_and_policy(session, activity.rule_item_id)
     if policy.veto_scope is VetoScope.YEAR and await vetoed_in_year(
         session, activity.village_id, [household.id], _year_of(activity)
     ):
@@ -272,14 +271,6 @@ async def check_in(
 
 def _year_of(activity: Activity) -> int:
     return activity.starts_at.astimezone(SHANGHAI).year
-
-
-async def _item_and_policy(session: AsyncSession, activity: Activity) -> tuple[RuleItem, Policy]:
-    item = await session.get(RuleItem, activity.rule_item_id)
-    assert item is not None
-    rule_set = await session.get(RuleSet, item.rule_set_id)
-    assert rule_set is not None
-    return item, Policy.model_validate(rule_set.policy)
 
 
 def closed() -> Conflict:
@@ -361,7 +352,7 @@ async def confirm_attendance(
         .returning(col(Activity.id))
     )
     assert moved.first() is not None, "the activity row is locked by this transaction"
-    item, policy = await _item_and_policy(session, activity)
+    item, policy = await item_and_policy(session, activity.rule_item_id)
     # Attendance is recorded as it was, but a household that left the scheme or was vetoed
     # for the year since it checked in earns nothing, as its claim would not.
     left = set(

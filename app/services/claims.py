@@ -375,6 +375,17 @@ async def _check_cap_left(
 # Reviewing
 
 
+async def item_and_policy(
+    session: AsyncSession, rule_item_id: uuid.UUID
+) -> tuple[RuleItem, Policy]:
+    """A bonus item and the policy of the rule set it belongs to (claims and activities)."""
+    item = await session.get(RuleItem, rule_item_id)
+    assert item is not None
+    rule_set = await session.get(RuleSet, item.rule_set_id)
+    assert rule_set is not None
+    return item, Policy.model_validate(rule_set.policy)
+
+
 async def _claim_for_review(
     session: AsyncSession, principal: Principal, claim_id: uuid.UUID
 ) -> Claim:
@@ -440,11 +451,7 @@ async def review(
             code="claim.already_reviewed",
             title="您已审核过该申报",
         )
-    item = await session.get(RuleItem, claim.rule_item_id)
-    assert item is not None
-    rule_set = await session.get(RuleSet, item.rule_set_id)
-    assert rule_set is not None
-    policy = Policy.model_validate(rule_set.policy)
+    item, policy = await item_and_policy(session, claim.rule_item_id)
     as_leader = policy.claims.leader_decides_alone and claim.village_id in principal.village_ids(
         Role.SCORING_LEADER
     )
