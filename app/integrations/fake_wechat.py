@@ -68,6 +68,20 @@ class FakeWechatState:
         seed = f"{self.appid}:{self.secret}:{self.token_generation}"
         return hashlib.sha256(seed.encode()).hexdigest()
 
+    # Shared by the test-side methods and the demo's /__fake control routes.
+
+    def queue_failure(self, api: str, failure: Failure, times: int) -> None:
+        with self.lock:
+            self.failures[api].extend([failure] * times)
+
+    def refuse(self, openid: str) -> None:
+        with self.lock:
+            self.refused_openids.add(openid)
+
+    def sent(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return list(self.delivered)
+
 
 class _Server(ThreadingHTTPServer):
     # The default backlog of 5 refuses connections when many phones log in at once.
@@ -114,9 +128,7 @@ class FakeWechatServer:
         times: int = 1,
     ) -> None:
         failure = Failure(errcode, http_status, delay_seconds, body, content_encoding)
-        with self.state.lock:
-            for _ in range(times):
-                self.state.failures[api].append(failure)
+        self.state.queue_failure(api, failure, times)
 
     def calls_to(self, api: Api) -> list[dict[str, Any]]:
         with self.state.lock:
@@ -124,8 +136,7 @@ class FakeWechatServer:
 
     def refuse(self, openid: str) -> None:
         """That villager has not subscribed: sends to them answer 43101."""
-        with self.state.lock:
-            self.state.refused_openids.add(openid)
+        self.state.refuse(openid)
 
     def expire_token(self) -> None:
         """WeChat invalidates the current access token (as a force refresh elsewhere would)."""
@@ -138,8 +149,7 @@ class FakeWechatServer:
 
     def delivered(self) -> list[dict[str, Any]]:
         """The subscribe messages WeChat accepted, in order."""
-        with self.state.lock:
-            return list(self.state.delivered)
+        return self.state.sent()
 
     def reset(self) -> None:
         with self.state.lock:
@@ -167,15 +177,12 @@ class _Handler(BaseHTTPRequestHandler):
         return
 
     def _send(self, status: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        self._send_raw(json.dumps(body).encode(), status=status)
 
-    def _send_raw(self, body: bytes, content_encoding: str | None) -> None:
-        self.send_response(200)
+    def _send_raw(
+        self, body: bytes, content_encoding: str | None = None, status: int = 200
+    ) -> None:
+        self.send_response(status)
         self.send_header("Content-Type", "application/json")
         if content_encoding:
             self.send_header("Content-Encoding", content_encoding)
@@ -222,9 +229,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif url.path == "/cgi-bin/token":
             self._token(query)
         elif url.path == "/__fake/sent":
-            with self.state.lock:
-                delivered = list(self.state.delivered)
-            self._send(200, {"sent": delivered})
+            self._send(200, {"sent": self.state.sent()})
         else:
             self._send(404, {"errcode": 404, "errmsg": "not found"})
 
@@ -337,8 +342,7 @@ class _Handler(BaseHTTPRequestHandler):
         openid = body.get("openid")
         if not isinstance(openid, str) or not openid:
             return self._send(400, {"error": "openid is required"})
-        with self.state.lock:
-            self.state.refused_openids.add(openid)
+        self.state.refuse(openid)
         self._send(200, {"refused": openid})
 
     def _control(self, body: dict[str, Any]) -> None:
@@ -352,9 +356,7 @@ class _Handler(BaseHTTPRequestHandler):
             body=body["body"].encode() if isinstance(body.get("body"), str) else None,
             content_encoding=body.get("content_encoding"),
         )
-        with self.state.lock:
-            for _ in range(int(body.get("times") or 1)):
-                self.state.failures[api].append(failure)
+        self.state.queue_failure(api, failure, int(body.get("times") or 1))
         self._send(200, {"queued": api})
 
 
