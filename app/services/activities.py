@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import uuid
+from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, update
@@ -388,7 +389,9 @@ async def confirm_attendance(
         )
         awarded[household_id] = award.points
     posted = sum(awarded.values())
-    # Everyone who checked in learns the outcome, as a claimant would.
+    # Everyone who checked in learns the outcome, as a claimant would; the few distinct
+    # outcomes are queued one statement each.
+    told: dict[tuple[bool, str], list[uuid.UUID]] = defaultdict(list)
     for check_in_row in check_ins.values():
         came = check_in_row.id in attended
         if not came:
@@ -397,10 +400,12 @@ async def confirm_attendance(
             detail = points_detail(awarded[check_in_row.household_id])
         else:
             detail = "本户本年度不计积分"
-        await notifications.notify_person(
+        told[came, detail].append(check_in_row.person_id)
+    for (came, detail), person_ids in told.items():
+        await notifications.notify_people(
             session,
             village_id=activity.village_id,
-            person_id=check_in_row.person_id,
+            person_ids=person_ids,
             kind=NotificationKind.CLAIM_DECIDED,
             data=decided_message(activity.title, came, detail, now),
         )

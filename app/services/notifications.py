@@ -3,6 +3,7 @@ notification_delivery.py sends them."""
 
 import re
 import uuid
+from collections.abc import Collection
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -116,17 +117,33 @@ async def notify_person(
 ) -> int:
     """Queue a message to the person if they have bound WeChat and belong to the village (by
     registration or household); returns how many were queued (0 or 1)."""
+    return await notify_people(
+        session, village_id=village_id, person_ids=[person_id], kind=kind, data=data, page=page
+    )
+
+
+async def notify_people(
+    session: AsyncSession,
+    *,
+    village_id: uuid.UUID,
+    person_ids: Collection[uuid.UUID],
+    kind: NotificationKind,
+    data: dict[str, str],
+    page: str | None = None,
+) -> int:
+    """notify_person for several people given the same message, in one statement."""
+    person = col(WechatIdentity.person_id)
     belongs = or_(
         col(Person.village_id) == village_id,
         exists().where(
-            col(HouseholdMember.person_id) == person_id,
+            col(HouseholdMember.person_id) == person,
             col(HouseholdMember.village_id) == village_id,
         ),
     )
     recipients = (
-        select(col(WechatIdentity.person_id), col(WechatIdentity.openid))
-        .join(Person, col(Person.id) == col(WechatIdentity.person_id))
-        .where(col(WechatIdentity.person_id) == person_id, belongs)
+        select(person, col(WechatIdentity.openid))
+        .join(Person, col(Person.id) == person)
+        .where(person.in_(list(person_ids)), belongs)
     )
     return await _queue(session, recipients, village_id=village_id, kind=kind, data=data, page=page)
 
