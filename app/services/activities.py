@@ -346,13 +346,10 @@ async def confirm_attendance(
         )
     for check_in_row in check_ins.values():
         check_in_row.attended = check_in_row.id in attended
-    moved = await session.execute(
-        update(Activity)
-        .where(col(Activity.id) == activity.id, col(Activity.status) == ActivityStatus.ANNOUNCED)
-        .values(status=ActivityStatus.CONFIRMED, confirmed_at=now, confirmed_by=principal.person_id)
-        .returning(col(Activity.id))
-    )
-    assert moved.first() is not None, "the activity row is locked by this transaction"
+    # The row is locked and was announced when read: no other confirmation can come between.
+    activity.status = ActivityStatus.CONFIRMED
+    activity.confirmed_at = now
+    activity.confirmed_by = principal.person_id
     item, policy = await item_and_policy(session, activity.rule_item_id)
     # Attendance is recorded as it was, but a household that left the scheme or was vetoed
     # for the year since it checked in earns nothing, as its claim would not.
@@ -409,7 +406,6 @@ async def confirm_attendance(
             kind=NotificationKind.CLAIM_DECIDED,
             data=decided_message(activity.title, came, detail, now),
         )
-    await session.refresh(activity)
     audit.record(
         session, principal, "activity.confirm", "activity", activity.id,
         after={
