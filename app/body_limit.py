@@ -3,13 +3,19 @@ Content-Length, and by counting the bytes of a chunked body as they arrive."""
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import problem_response
 
-CODE = "request.too_large"
-TITLE = "提交的内容过大"
+
+@dataclass(frozen=True)
+class Limit:
+    max_bytes: int
+    # The problem a refusal answers with: a route may name its own (a photo's).
+    code: str = "request.too_large"
+    title: str = "提交的内容过大"
 
 
 class _Exceeded(Exception):
@@ -17,25 +23,24 @@ class _Exceeded(Exception):
 
 
 def route_limits(
-    prefix: str, default: int, *, import_max_bytes: int
-) -> Callable[[str, str], int | None]:
-    """The limit for a method and path: None where the route counts the bytes itself."""
+    prefix: str, default: int, *, import_max_bytes: int, photo: Limit
+) -> Callable[[str, str], Limit]:
+    """The limit for a method and path."""
     photos = re.compile(rf"^{re.escape(prefix)}/photos/?$")
     household_import = re.compile(rf"^{re.escape(prefix)}/villages/[^/]+/households/import/?$")
 
-    def limit(method: str, path: str) -> int | None:
+    def limit(method: str, path: str) -> Limit:
         if method == "POST" and photos.match(path):
-            # The upload route refuses past PHOTO_MAX_BYTES as the bytes arrive.
-            return None
+            return photo
         if method == "POST" and household_import.match(path):
-            return import_max_bytes
-        return default
+            return Limit(import_max_bytes)
+        return Limit(default)
 
     return limit
 
 
 class BodyLimit:
-    def __init__(self, app: ASGIApp, *, limit_for: Callable[[str, str], int | None]) -> None:
+    def __init__(self, app: ASGIApp, *, limit_for: Callable[[str, str], Limit]) -> None:
         self.app = app
         self.limit_for = limit_for
 
@@ -45,7 +50,7 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         declared = dict(scope["headers"]).get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > limit:
+        if declared.isdigit() and int(declared) > limit.max_bytes:
             await self._refuse(scope, receive, send, limit)
             return
         received = 0
@@ -56,7 +61,7 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > limit:
+                if received > limit.max_bytes:
                     exceeded = True
                     raise _Exceeded
             return message
@@ -79,14 +84,14 @@ class BodyLimit:
         if exceeded and not started:
             await self._refuse(scope, receive, send, limit)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, limit: Limit) -> None:
         response = problem_response(
             413,
-            CODE,
-            TITLE,
-            f"The request body may be at most {limit} bytes.",
+            limit.code,
+            limit.title,
+            f"The request body may be at most {limit.max_bytes} bytes.",
             instance=scope["path"],
-            max_bytes=limit,
+            max_bytes=limit.max_bytes,
             # The rest of the body is not read; the client must not send it on this connection.
             headers={"Connection": "close"},
         )

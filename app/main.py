@@ -8,7 +8,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from app.body_limit import BodyLimit, route_limits
+from app.body_limit import BodyLimit, Limit, route_limits
 from app.config import Settings, get_settings
 from app.db import create_engine, create_sessionmaker
 from app.errors import (
@@ -34,6 +34,7 @@ from app.routers import (
     shop,
 )
 from app.routers.photos import MULTIPART_OVERHEAD
+from app.services import photos as photos_service
 from app.services.household_import import MAX_FILE_BYTES
 from app.services.notification_delivery import running_worker
 
@@ -87,6 +88,11 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
             API_PREFIX,
             settings.request_max_bytes,
             import_max_bytes=MAX_FILE_BYTES + MULTIPART_OVERHEAD,
+            photo=Limit(
+                settings.photo_max_bytes + MULTIPART_OVERHEAD,
+                photos_service.TOO_LARGE_CODE,
+                photos_service.TOO_LARGE_TITLE,
+            ),
         ),
     )
 

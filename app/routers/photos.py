@@ -5,7 +5,6 @@ from fastapi import APIRouter, Query, Request, Response, status
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException
-from starlette.types import Message
 
 from app.config import Settings
 from app.db import SessionDep
@@ -36,26 +35,11 @@ UPLOAD_BODY = {
 
 
 async def _read_upload(request: Request, limit: int) -> bytes:
-    """The one uploaded file, refused as soon as it is known to be too large: by the declared
-    length before anything is read, and by counting the bytes as they arrive otherwise (a
-    chunked body has no length), so an oversized body is never spooled whole."""
-    ceiling = limit + MULTIPART_OVERHEAD
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > ceiling:
-        raise service.too_large(limit)
-    received = 0
-
-    async def counted() -> Message:
-        nonlocal received
-        message = await request.receive()
-        if message["type"] == "http.request":
-            received += len(message.get("body", b""))
-            if received > ceiling:
-                raise service.too_large(limit)
-        return message
-
+    """The one uploaded file. The body limit (app.body_limit, PHOTO_MAX_BYTES and room for the
+    multipart framing) has refused an oversized body as it arrived, so it is never spooled
+    whole; the file's own size is checked here."""
     try:
-        form = await Request(request.scope, counted).form(max_files=1, max_fields=2)
+        form = await request.form(max_files=1, max_fields=2)
     except (StarletteHTTPException, MultiPartException) as exc:
         # A broken body, or more parts than one photo needs.
         raise Unprocessable(

@@ -49,12 +49,16 @@ def unsupported_type() -> AppError:
     )
 
 
+TOO_LARGE_CODE = "photo.too_large"
+TOO_LARGE_TITLE = "照片太大"
+
+
 def too_large(limit: int) -> AppError:
     return AppError(
         f"A photo may be at most {limit} bytes.",
         status=413,
-        code="photo.too_large",
-        title="照片太大",
+        code=TOO_LARGE_CODE,
+        title=TOO_LARGE_TITLE,
     )
 
 
