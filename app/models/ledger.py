@@ -42,6 +42,17 @@ class LedgerEntry(SQLModel, table=True):
         sa.CheckConstraint("points <> 0 OR kind = 'veto'", name="points_nonzero"),
         sa.CheckConstraint("seq >= 1", name="seq_positive"),
         sa.Index("ix_ledger_entry_household_seq", "household_id", "seq"),
+        # A shop order spends points once and gives them back at most once (released, or
+        # refunded after the goods came back): the ledger itself refuses a second entry.
+        *(
+            sa.Index(
+                f"uq_ledger_entry_shop_order_{kind}",
+                "source_id",
+                unique=True,
+                postgresql_where=sa.text(f"source_type = 'shop_order' AND kind = '{kind}'"),
+            )
+            for kind in ("redemption", "refund")
+        ),
         # Keys that carry the village: an entry's household and period must be its village's
         # (a tenant key in every foreign key, as a sharded database wants), and one check per
         # row covers what a village key and a household key would check apart; an approval

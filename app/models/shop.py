@@ -7,7 +7,6 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Field, SQLModel
 
 from app.models.base import created_at_field, enum_field, timestamp_field, uuid_pk
-from app.models.ledger import LedgerEntry
 
 
 class Shop(SQLModel, table=True):
@@ -212,15 +211,3 @@ class HouseholdCard(SQLModel, table=True):
     issued_at: datetime = created_at_field()
     revoked_at: datetime | None = timestamp_field()
     revoked_by: uuid.UUID | None = Field(default=None, foreign_key="person.id")
-
-
-# An order spends points once and gives them back at most once (released, or refunded after
-# the goods came back): the ledger itself refuses a second entry of either kind.
-_ledger = LedgerEntry.__table__  # type: ignore[attr-defined]
-for _kind in ("redemption", "refund"):
-    sa.Index(
-        f"uq_ledger_entry_shop_order_{_kind}",
-        _ledger.c.source_id,
-        unique=True,
-        postgresql_where=sa.text(f"source_type = 'shop_order' AND kind = '{_kind}'"),
-    )
