@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
+from app import clock
 from app.config import Settings, get_settings
 from app.database_server import resolve_database_url
 
@@ -181,11 +182,10 @@ async def _close_year(url: str, year: int) -> None:
 
 
 def year_end_command(args: argparse.Namespace) -> None:
-    from app.timeutil import local_today
 
     _interrupt_on_sigterm()
     url, _server = _prepare_database(get_settings())
-    asyncio.run(_close_year(url, args.year or local_today().year - 1))
+    asyncio.run(_close_year(url, args.year or clock.today().year - 1))
 
 
 async def _run_notify_worker(url: str, settings: Settings) -> None:
@@ -318,6 +318,9 @@ def main(argv: list[str] | None = None) -> None:
     ).set_defaults(func=expire_orders_command)
 
     args = parser.parse_args(argv)
+    clock_now = get_settings().clock_now
+    if clock_now is not None:
+        clock.set_now(clock_now)
     try:
         args.func(args)
     except KeyboardInterrupt:

@@ -1,3 +1,4 @@
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -14,6 +15,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", env_file=".env", extra="ignore")
 
     environment: Literal["dev", "test", "production"] = "dev"
+    # Outside production: run the process as if it were this moment (app/clock.py).
+    clock_now: datetime | None = None
     # Empty means: run the embedded PostgreSQL in data_dir.
     database_url: str = ""
     data_dir: Path = Path(".data")
@@ -76,6 +79,8 @@ class Settings(BaseSettings):
                 raise ValueError("JWT_SECRET must be set to 32+ random characters in production")
             if self.wechat_secret == DEV_WECHAT_SECRET:
                 raise ValueError("WECHAT_SECRET must be set in production")
+            if self.clock_now is not None:
+                raise ValueError("CLOCK_NOW is for trying the calendar out, never in production")
             if not self.database_url:
                 raise ValueError("DATABASE_URL must point at a PostgreSQL server in production")
             if any(t.startswith(DEV_TEMPLATE_PREFIX) for t in self.notify_templates().values()):

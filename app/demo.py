@@ -15,6 +15,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel, col
 
+from app import clock
 from app.config import get_settings
 from app.db import create_engine, create_sessionmaker
 from app.errors import AppError
@@ -41,7 +42,6 @@ from app.schemas.shop import OrderCreate, OrderLineCreate, ShopCreate, ShopItemC
 from app.security import Grant, Principal, hash_password
 from app.services import households, periods, rules, scorecards, shop_cards, shop_orders
 from app.services import shop as shop_service
-from app.timeutil import local_today
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 DEMO_PASSWORD = "demo1234"
@@ -510,7 +510,7 @@ def _demo_outcome(household: int, item: int, month: int, kind: ItemKind) -> Outc
 async def _ensure_rules(session: AsyncSession) -> list[str]:
     """Each demo village has approved rules for this year, from its own seed template."""
     admin = await _district_admin(session)
-    year = local_today().year
+    year = clock.today().year
     lines = []
     for plan in VILLAGES:
         village = (
@@ -546,7 +546,7 @@ async def _ensure_history(session: AsyncSession) -> list[str]:
     village = (
         await session.execute(select(Village).where(col(Village.name) == HOME.name))
     ).scalar_one()
-    today = local_today()
+    today = clock.today()
     lines = []
     for month in range(max(1, today.month - 2), today.month):
         starts_on = date(today.year, month, 1)
@@ -606,7 +606,7 @@ async def _ensure_claims(session: AsyncSession) -> list[str]:
         await session.execute(select(col(Claim.id)).where(col(Claim.village_id) == village.id))
     ).first() is not None:
         return []
-    today = local_today()
+    today = clock.today()
     rule_set = await rules.rule_set_in_force(session, village.id, today)
     if rule_set is None:
         return []

@@ -8,6 +8,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
+from app import clock
 from app.body_limit import BodyLimit, Limit, route_limits
 from app.config import Settings, get_settings
 from app.db import create_engine, create_sessionmaker
@@ -48,6 +49,8 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     Tests call this without running the lifespan and set `app.state` themselves.
     """
     settings = settings or get_settings()
+    if settings.clock_now is not None:
+        clock.set_now(settings.clock_now)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

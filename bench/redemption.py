@@ -43,6 +43,7 @@ import httpx
 from sqlalchemy import insert, text
 from throwaway import throwaway_database  # bench/ is on sys.path when a script runs
 
+from app import clock
 from app.config import get_settings
 from app.db import create_engine, create_sessionmaker
 from app.models import (
@@ -63,7 +64,6 @@ from app.models import (
 from app.schemas.rules import Policy
 from app.services import ledger, shop_codes
 from app.services.auth import start_login
-from app.timeutil import local_today
 
 API = "/api/v1"
 ATTENDANTS = 200
@@ -84,7 +84,7 @@ async def seed(
     settings = get_settings()
     engine = create_engine(url, pool_size=2)
     sessionmaker = create_sessionmaker(engine)
-    today = local_today()
+    today = clock.today()
     town_id, village_id, shop_id, item_id = (uuid.uuid4() for _ in range(4))
     household_ids = [uuid.uuid4() for _ in range(households)]
     attendant_ids = [uuid.uuid4() for _ in range(ATTENDANTS)]

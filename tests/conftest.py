@@ -1,7 +1,8 @@
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -18,6 +19,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import NullPool
 
+from app import clock
 from app.config import Settings
 from app.db import async_url, create_engine
 from app.integrations.fake_wechat import FakeWechatServer
@@ -176,3 +178,11 @@ async def app_and_client(
 @pytest.fixture
 async def client(app_and_client: tuple[FastAPI, httpx.AsyncClient]) -> httpx.AsyncClient:
     return app_and_client[1]
+
+
+@pytest.fixture
+def set_clock() -> Iterator[Callable[[datetime], None]]:
+    """Move the product's clock (app/clock.py) for one test; it ticks on from there and is
+    put back afterwards."""
+    yield clock.set_now
+    clock.set_now(None)

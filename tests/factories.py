@@ -6,6 +6,7 @@ from itertools import count
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import clock
 from app.config import Settings
 from app.models import (
     Cadence,
@@ -32,7 +33,6 @@ from app.schemas.rules import Policy
 from app.security import hash_password
 from app.services import ledger
 from app.services.auth import start_login
-from app.timeutil import local_today
 
 _seq = count(1)
 
@@ -219,7 +219,7 @@ async def create_entry(
                 points=points,
                 counts_score=True,
                 counts_balance=True,
-                year=local_today().year,
+                year=clock.today().year,
                 source_type="test",
             )
         ],

@@ -3,6 +3,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
+from app import clock
 from app.config import Settings
 from app.db import SessionDep
 from app.idempotency import IdempotencyDep
@@ -38,7 +39,6 @@ from app.services import shop as service
 from app.services import shop_cards as cards
 from app.services import shop_orders as orders
 from app.services import shop_reports as reports
-from app.timeutil import local_today
 from app.xlsx import XLSX_MEDIA_TYPE, attachment
 
 router = APIRouter(tags=["shop"])
@@ -337,7 +337,7 @@ async def export_redemption_sheet(
     """Every line handed over in the month (or the whole year; default this year), with
     household, goods, points, how it was redeemed and who handed it over; refunds marked."""
     name, workbook = await reports.redemption_sheet(
-        session, principal, shop_id, year or local_today().year, month
+        session, principal, shop_id, year or clock.today().year, month
     )
     return Response(
         workbook, media_type=XLSX_MEDIA_TYPE, headers={"Content-Disposition": attachment(name)}

@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from app import clock
 from app.authz import STAFF_READ_ROLES, village_scope
 from app.config import Settings
 from app.errors import Conflict, Forbidden, NotFound, Unprocessable
@@ -101,7 +102,7 @@ async def create(
             code="activity.bad_window",
             title="活动结束时间须晚于开始时间",
         )
-    if data.ends_at <= datetime.now(UTC):
+    if data.ends_at <= clock.now():
         raise Unprocessable(
             "The activity is already over.", code="activity.already_over", title="活动已结束"
         )
@@ -169,7 +170,7 @@ async def current_code(
     session: AsyncSession, principal: Principal, settings: Settings, activity_id: uuid.UUID
 ) -> CheckInCode:
     activity = await get_activity(session, principal, activity_id, admin=True)
-    return check_in_code(settings, activity.id, datetime.now(UTC))
+    return check_in_code(settings, activity.id, clock.now())
 
 
 async def check_in(
@@ -183,7 +184,7 @@ async def check_in(
 ) -> ActivityCheckIn:
     """One check-in per person; a place is taken in the same statement that checks one is
     left, so however many scan at once the places are never oversold."""
-    now = now or datetime.now(UTC)
+    now = now or clock.now()
     activity = (
         await session.execute(
             select(Activity).where(
@@ -315,7 +316,7 @@ async def confirm_attendance(
             code="activity.already_confirmed",
             title="该活动已确认过签到名单",
         )
-    now = datetime.now(UTC)
+    now = clock.now()
     if now < activity.starts_at:
         raise Conflict(
             "The activity has not started yet.",

@@ -4,7 +4,7 @@ village decides; an approval posts the bonus to the ledger, capped per period.""
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import Select, func, or_, select, update
@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from app import clock
 from app.authz import household_scope, scorer_household_scope, village_scope
 from app.errors import Conflict, Forbidden, NotFound, Unprocessable
 from app.models import (
@@ -41,7 +42,7 @@ from app.services import audit, ledger, notifications, photos
 from app.services.households import get_household
 from app.services.notifications import NotificationKind
 from app.services.rules import current_period_start, rule_set_in_force
-from app.timeutil import SHANGHAI, local_today, wechat_time
+from app.timeutil import SHANGHAI, wechat_time
 
 REVIEWERS = (Role.SCORER, Role.SCORING_LEADER)
 LIVE = (ClaimStatus.PENDING, ClaimStatus.APPROVED)
@@ -98,7 +99,7 @@ async def post_bonus(
     else:
         period_id, year = None, activity_on.year
         if await _year_closed(session, village_id, year):
-            year = local_today().year
+            year = clock.today().year
     entry_id = None
     if points > 0:
         [row] = await ledger.post(
@@ -148,7 +149,7 @@ async def _bonus_period(
     """(id, year) of the period a bonus is posted into: the one the activity fell in while it
     is not yet approved, else the one covering today while that is not, else none. The caller
     holds the chain lock, so the status read here holds until it commits."""
-    today = local_today()
+    today = clock.today()
     found = (
         await session.execute(
             select(col(ScoringPeriod.id), col(ScoringPeriod.year))
@@ -256,7 +257,7 @@ async def _create(
             code="claim.household_not_participating",
             title="本户未参加积分制，不能申报",
         )
-    if data.activity_on > local_today():
+    if data.activity_on > clock.today():
         raise Unprocessable(
             "The activity's day is in the future.",
             code="claim.date_in_future",
@@ -497,7 +498,7 @@ async def _decide(
     guarded by the award's unique source). The household is told in the same transaction.
     """
     status = ClaimStatus.APPROVED if decision is ReviewDecision.APPROVE else ClaimStatus.REJECTED
-    now = datetime.now(UTC)
+    now = clock.now()
     moved = await session.execute(
         update(Claim)
         .where(col(Claim.id) == claim.id, col(Claim.status) == ClaimStatus.PENDING)
@@ -605,7 +606,7 @@ async def withdraw(session: AsyncSession, principal: Principal, claim_id: uuid.U
         .where(col(Claim.id) == claim.id, col(Claim.status) == ClaimStatus.PENDING)
         .values(
             status=ClaimStatus.WITHDRAWN,
-            decided_at=datetime.now(UTC),
+            decided_at=clock.now(),
             decided_by=principal.person_id,
         )
         .returning(col(Claim.id))
@@ -752,7 +753,7 @@ async def claims_read(session: AsyncSession, claims: list[Claim]) -> list[ClaimR
     ).scalars():
         reviews[row.claim_id].append(ReviewRead.model_validate(row))
     photo_ids = await photos.photos_of(session, ids)
-    today = local_today()
+    today = clock.today()
     return [
         ClaimRead(
             id=c.id,

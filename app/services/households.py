@@ -1,12 +1,13 @@
 import secrets
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from app import clock
 from app.authz import ensure_may_manage_account, household_scope
 from app.errors import Conflict, NotFound, Unprocessable
 from app.models import Household, HouseholdMember, InviteCode, Participation, Person, VillageGroup
@@ -208,7 +209,7 @@ async def update_household(
         )
     for key, value in changes.items():
         setattr(household, key, value)
-    household.updated_at = datetime.now(UTC)
+    household.updated_at = clock.now()
     await session.flush()
     audit.record(
         session,
@@ -320,7 +321,7 @@ async def update_member(
         if data.is_head:
             await _clear_head(session, member.household_id)
         member.is_head = data.is_head
-    person.updated_at = datetime.now(UTC)
+    person.updated_at = clock.now()
     await session.flush()
     audit.record(
         session,
@@ -368,7 +369,7 @@ async def issue_invite(
         .values(expires_at=func.now())
     )
     code = "".join(secrets.choice(INVITE_ALPHABET) for _ in range(8))
-    expires = datetime.now(UTC) + valid_for
+    expires = clock.now() + valid_for
     invite = InviteCode(
         code_hash=token_digest(code),
         person_id=person.id,

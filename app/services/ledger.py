@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.types import TypeEngine
 from sqlmodel import col
 
+from app import clock
 from app.authz import household_scope, village_scope
 from app.db import driver_connection
 from app.errors import Conflict, Forbidden, NotFound, Unprocessable
@@ -55,7 +56,6 @@ from app.security import Principal
 from app.services import audit
 from app.services.households import get_household
 from app.services.rules import rule_set_in_force
-from app.timeutil import local_today
 
 # The fields an entry's hash covers, in this order; changing it breaks every chain.
 HASHED_FIELDS = (
@@ -296,7 +296,7 @@ async def post(
     if not entries:
         return []
     seq, prev_hash = await lock_chain(session, village_id)
-    now = datetime.now(UTC)
+    now = clock.now()
     rows: list[dict[str, Any]] = []
     item_copies: dict[int, tuple[Any, ...]] = {}
     for entry in entries:
@@ -379,7 +379,7 @@ async def balance(
     session: AsyncSession, principal: Principal, household_id: uuid.UUID, year: int | None
 ) -> BalanceRead:
     household = await get_household(session, principal, household_id)
-    year = year or local_today().year
+    year = year or clock.today().year
     spendable = (
         await session.execute(
             select(col(HouseholdBalance.balance)).where(
@@ -502,7 +502,7 @@ async def adjust(
     # Read under the chain lock: a concurrent adjustment cannot slip in between this reading
     # and the entry, so the audited "before" is the balance this entry really started from.
     await lock_chain(session, household.village_id)
-    before = await balance(session, principal, household.id, local_today().year)
+    before = await balance(session, principal, household.id, clock.today().year)
     [row] = await post(
         session,
         household.village_id,
@@ -513,14 +513,14 @@ async def adjust(
                 points=points,
                 counts_score=counts_score,
                 counts_balance=counts_balance,
-                year=local_today().year,
+                year=clock.today().year,
                 source_type="adjustment",
                 actor_id=principal.person_id,
                 memo=reason,
             )
         ],
     )
-    after = await balance(session, principal, household.id, local_today().year)
+    after = await balance(session, principal, household.id, clock.today().year)
     audit.record(
         session,
         principal,

@@ -17,11 +17,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlmodel import col
 
+from app import clock
 from app.authz import household_scope
 from app.errors import NotFound
 from app.models import Household, HouseholdMember, LedgerEntry, LedgerKind, Person, Village
 from app.security import Principal
-from app.timeutil import SHANGHAI, local_today
+from app.timeutil import SHANGHAI
 from app.xlsx import safe, title_and_header
 
 KIND_LABELS = {
@@ -86,7 +87,7 @@ async def household_passbook(
     session: AsyncSession, principal: Principal, household_id: uuid.UUID, year: int | None
 ) -> Passbook:
     """The passbook of a household the principal may read (404 otherwise)."""
-    year = year or local_today().year
+    year = year or clock.today().year
     head_member = aliased(HouseholdMember)
     head = aliased(Person)
     found = (

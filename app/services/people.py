@@ -1,10 +1,11 @@
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import ColumnElement, false, func, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from app import clock
 from app.authz import VILLAGE_GRANTABLE, ensure_may_manage_account, villages_in_towns
 from app.errors import Conflict, Forbidden, NotFound, Unprocessable
 from app.models import (
@@ -142,7 +143,7 @@ async def update_person(
         person.name = data.name
     if "phone" in data.model_fields_set:
         person.phone = data.phone
-    person.updated_at = datetime.now(UTC)
+    person.updated_at = clock.now()
     await session.flush()
     audit.record(
         session,
@@ -172,7 +173,7 @@ async def set_credentials(
         .where(col(LoginSession.person_id) == person.id, col(LoginSession.revoked_at).is_(None))
         .values(revoked_at=func.now(), revoked_reason="credentials_changed")
     )
-    person.updated_at = datetime.now(UTC)
+    person.updated_at = clock.now()
     await session.flush()
     audit.record(
         session,
@@ -359,7 +360,7 @@ async def revoke_grant(
     if grant.revoked_at is not None:
         raise Conflict("The grant is already revoked.", code="role_grant.already_revoked")
     before = audit.snapshot(grant)
-    grant.revoked_at = datetime.now(UTC)
+    grant.revoked_at = clock.now()
     grant.revoked_by = principal.person_id
     await session.flush()
     audit.record(

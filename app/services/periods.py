@@ -3,13 +3,14 @@
 import calendar
 import uuid
 from collections import defaultdict
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from typing import NamedTuple
 
 from sqlalchemy import ColumnElement, false, func, insert, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from app import clock
 from app.db import driver_connection
 from app.errors import Conflict, NotFound, Unprocessable
 from app.models import (
@@ -40,7 +41,6 @@ from app.services.notifications import NotificationKind
 from app.services.organisation import get_village, get_village_for_admin
 from app.services.rules import QUARTER_STARTS, rule_set_in_force
 from app.services.scoring import CardLine, PeriodContext, household_result, is_due
-from app.timeutil import local_today
 
 STAFF = (Role.VILLAGE_ADMIN, Role.SCORING_LEADER, Role.SCORER)
 
@@ -60,7 +60,7 @@ def deadline_for(ends_on: date, deadline: Deadline | None) -> date | None:
 
 
 def _read(period: ScoringPeriod, today: date | None = None) -> PeriodRead:
-    today = today or local_today()
+    today = today or clock.today()
     read = PeriodRead.model_validate(period)
     scoring_done = period.status not in (PeriodStatus.OPEN, PeriodStatus.SCORING)
     published = period.status in (PeriodStatus.PUBLISHED, PeriodStatus.CLOSED)
@@ -128,7 +128,7 @@ async def list_periods(
     if year is not None:
         statement = statement.where(col(ScoringPeriod.year) == year)
     rows = (await session.execute(statement.order_by(col(ScoringPeriod.starts_on)))).scalars()
-    today = local_today()
+    today = clock.today()
     return [_read(p, today) for p in rows]
 
 
@@ -272,7 +272,7 @@ async def submit(
         )
     before = audit.snapshot(period)
     period.status = PeriodStatus.SUBMITTED
-    period.submitted_at = datetime.now(UTC)
+    period.submitted_at = clock.now()
     await session.flush()
     _audit(session, principal, "period.submit", period, before)
     return period
@@ -406,7 +406,7 @@ async def approve(
         )
     before = audit.snapshot(period)
     period.status = PeriodStatus.APPROVED
-    period.approved_at = datetime.now(UTC)
+    period.approved_at = clock.now()
     period.approved_by = principal.person_id
     await session.flush()
     _audit(session, principal, "period.approve", period, before)
@@ -425,8 +425,8 @@ async def publish(
     window = Policy.model_validate(rule_set.policy).deadlines.objection_window_days
     before = audit.snapshot(period)
     period.status = PeriodStatus.PUBLISHED
-    period.published_at = datetime.now(UTC)
-    period.objection_closes_on = local_today() + timedelta(days=window)
+    period.published_at = clock.now()
+    period.objection_closes_on = clock.today() + timedelta(days=window)
     await session.flush()
     _audit(session, principal, "period.publish", period, before)
     await notifications.notify_scored_households(
@@ -458,7 +458,7 @@ async def close(session: AsyncSession, principal: Principal, period_id: uuid.UUI
     period = await get_period(session, principal, period_id, admin=True, lock=True)
     if period.status is not PeriodStatus.PUBLISHED:
         raise _not_in(period, PeriodStatus.PUBLISHED)
-    if period.objection_closes_on is not None and local_today() <= period.objection_closes_on:
+    if period.objection_closes_on is not None and clock.today() <= period.objection_closes_on:
         raise Conflict(
             "Objections may still be filed.",
             code="period.objection_window_open",
@@ -467,7 +467,7 @@ async def close(session: AsyncSession, principal: Principal, period_id: uuid.UUI
         )
     before = audit.snapshot(period)
     period.status = PeriodStatus.CLOSED
-    period.closed_at = datetime.now(UTC)
+    period.closed_at = clock.now()
     await session.flush()
     _audit(session, principal, "period.close", period, before)
     return period

@@ -5,7 +5,7 @@ import io
 import uuid
 import warnings
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import anyio
 import anyio.to_thread
@@ -16,6 +16,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from app import clock
 from app.authz import household_scope
 from app.errors import AppError, NotFound, Unprocessable
 from app.models import Claim, Household, Photo, Role
@@ -250,7 +251,7 @@ async def attach(
             col(Photo.village_id) == claim.village_id,
             col(Photo.claim_id).is_(None),
         )
-        .values(claim_id=claim.id, attached_at=datetime.now(UTC))
+        .values(claim_id=claim.id, attached_at=clock.now())
         .returning(col(Photo.id))
     )
     if len(attached.all()) != len(photo_ids):
@@ -282,7 +283,7 @@ async def remove_unattached(
     """Delete the rows of uploads never attached; the caller removes their bytes after the
     commit. One DELETE … RETURNING: two cleanups running at once each delete a row at most
     once, and a photo being attached at that moment is either attached or deleted, not both."""
-    cutoff = (now or datetime.now(UTC)) - older_than
+    cutoff = (now or clock.now()) - older_than
     deleted = await session.execute(
         delete(Photo)
         .where(col(Photo.claim_id).is_(None), col(Photo.created_at) < cutoff)
@@ -296,7 +297,7 @@ async def orphan_keys(
 ) -> list[str]:
     """Stored files no photo row points at: written by an upload whose transaction then failed.
     Only files older than `older_than` are considered, long past any upload still running."""
-    keys = await store.keys_older_than((now or datetime.now(UTC)) - older_than)
+    keys = await store.keys_older_than((now or clock.now()) - older_than)
     ids: dict[str, uuid.UUID] = {}
     for key in keys:
         try:

@@ -2,7 +2,7 @@
 
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
+from datetime import date
 from enum import Enum
 from typing import Any
 
@@ -10,6 +10,7 @@ from sqlalchemy import ColumnElement, false, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from app import clock
 from app.errors import Conflict, NotFound, Unprocessable
 from app.models import (
     EDITABLE_STATUSES,
@@ -43,7 +44,6 @@ from app.schemas.rules import (
 from app.security import Principal
 from app.services import audit
 from app.services.organisation import get_village, get_village_for_admin
-from app.timeutil import local_today
 
 QUARTER_STARTS = (1, 4, 7, 10)
 
@@ -244,7 +244,7 @@ async def active_rules(
     session: AsyncSession, principal: Principal, village_id: uuid.UUID, on: date | None
 ) -> ActiveRules:
     village = await get_village(session, principal, village_id)
-    day = on or local_today()
+    day = on or clock.today()
     rule_set = await rule_set_in_force(session, village.id, day)
     if rule_set is None:
         raise NotFound(
@@ -273,7 +273,7 @@ async def active_rules(
 
 
 def current_period_start(period: PeriodLength, today: date | None = None) -> date:
-    day = today or local_today()
+    day = today or clock.today()
     if period is PeriodLength.MONTH:
         return day.replace(day=1)
     return date(day.year, QUARTER_STARTS[(day.month - 1) // 3], 1)
@@ -511,7 +511,7 @@ async def _editable(session: AsyncSession, principal: Principal, rule_set_id: uu
 
 
 def _touch(rule_set: RuleSet) -> None:
-    rule_set.updated_at = datetime.now(UTC)
+    rule_set.updated_at = clock.now()
 
 
 async def update_rule_set(
@@ -849,7 +849,7 @@ async def submit(session: AsyncSession, principal: Principal, rule_set_id: uuid.
     await _check_complete(session, rule_set)
     before = audit.snapshot(rule_set)
     rule_set.status = RuleSetStatus.SUBMITTED
-    rule_set.submitted_at = datetime.now(UTC)
+    rule_set.submitted_at = clock.now()
     rule_set.submitted_by = principal.person_id
     rule_set.return_reason = None
     await session.flush()
@@ -876,7 +876,7 @@ async def approve(session: AsyncSession, principal: Principal, rule_set_id: uuid
         check_not_retroactive(rule_set.effective_from, Policy.model_validate(rule_set.policy))
     before = audit.snapshot(rule_set)
     rule_set.status = RuleSetStatus.APPROVED
-    rule_set.decided_at = datetime.now(UTC)
+    rule_set.decided_at = clock.now()
     rule_set.decided_by = principal.person_id
     await session.flush()
     _audit_rule_set(session, principal, "rule_set.approve", rule_set, before)
@@ -889,7 +889,7 @@ async def return_for_changes(
     rule_set = await _submitted(session, principal, rule_set_id)
     before = audit.snapshot(rule_set)
     rule_set.status = RuleSetStatus.RETURNED
-    rule_set.decided_at = datetime.now(UTC)
+    rule_set.decided_at = clock.now()
     rule_set.decided_by = principal.person_id
     rule_set.return_reason = reason
     await session.flush()

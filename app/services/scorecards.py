@@ -12,7 +12,6 @@ import hashlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -33,6 +32,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from app import clock
 from app.authz import household_scope, village_scope
 from app.errors import Conflict, Forbidden, NotFound, Unprocessable
 from app.models import (
@@ -509,7 +509,7 @@ async def save_cards(
         )
     }
 
-    now = datetime.now(UTC)
+    now = clock.now()
     new_cards: list[dict[str, Any]] = []
     card_ids: list[uuid.UUID] = []
     lines: list[dict[str, Any]] = []

@@ -8,13 +8,14 @@ import re
 import unicodedata
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, false, func, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from app import clock
 from app.authz import STAFF_READ_ROLES
 from app.errors import Conflict, NotFound, Unprocessable
 from app.models import (
@@ -43,7 +44,6 @@ from app.security import Principal
 from app.services import audit, ledger
 from app.services.organisation import get_town, get_village, get_village_for_admin
 from app.services.rules import rule_set_in_force
-from app.timeutil import local_today
 
 # Points buy goods and services, never money: these never enter a catalog, whatever the
 # category is called (旧县: 不兑现金). Matched on folded text (see _folded), so spacing,
@@ -256,7 +256,7 @@ async def update_item(
     before = audit.snapshot(item)
     for key, value in changes.items():
         setattr(item, key, value)
-    item.updated_at = datetime.now(UTC)
+    item.updated_at = clock.now()
     await session.flush()
     audit.record(
         session, principal, "shop_item.update", "shop_item", item.id,
@@ -279,7 +279,7 @@ async def change_stock(
         await session.execute(
             update(ShopItem)
             .where(col(ShopItem.id) == item.id, col(ShopItem.stock) + data.delta >= 0)
-            .values(stock=col(ShopItem.stock) + data.delta, updated_at=datetime.now(UTC))
+            .values(stock=col(ShopItem.stock) + data.delta, updated_at=clock.now())
             .returning(col(ShopItem.stock))
         )
     ).scalar_one_or_none()
@@ -393,7 +393,7 @@ async def standing_for(
 ) -> Standing:
     """The household's standing under today's policy. The latest period's score is read only
     when the policy or an item (`item_tiers`) asks for it."""
-    day = local_today()
+    day = clock.today()
     rule_set = await rule_set_in_force(session, household.village_id, day)
     if rule_set is None:
         return Standing(

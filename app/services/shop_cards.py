@@ -8,7 +8,6 @@ CHECK constraint for the card channel).
 
 import io
 import uuid
-from datetime import UTC, datetime
 from enum import StrEnum
 
 import segno
@@ -16,6 +15,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from app import clock
 from app.config import Settings
 from app.errors import NotFound
 from app.models import HouseholdCard
@@ -52,7 +52,7 @@ async def _revoke(
                 col(HouseholdCard.household_id) == household_id,
                 col(HouseholdCard.revoked_at).is_(None),
             )
-            .values(revoked_at=datetime.now(UTC), revoked_by=principal.person_id)
+            .values(revoked_at=clock.now(), revoked_by=principal.person_id)
             .returning(col(HouseholdCard.id))
         )
     ).scalar_one_or_none()

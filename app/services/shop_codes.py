@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from app import clock
 from app.config import Settings
 from app.errors import Conflict, Unprocessable
 from app.schemas.shop import CodeKind
@@ -45,7 +46,7 @@ def _sign(settings: Settings, kind: CodeKind, *fields: str) -> str:
 def pay_code(
     settings: Settings, shop_id: uuid.UUID, household_id: uuid.UUID, now: datetime | None = None
 ) -> tuple[str, datetime]:
-    expires = (now or datetime.now(UTC)) + timedelta(seconds=PAY_CODE_SECONDS)
+    expires = (now or clock.now()) + timedelta(seconds=PAY_CODE_SECONDS)
     code = _sign(
         settings, CodeKind.PAY,
         shop_id.hex, household_id.hex, uuid.uuid4().hex, str(int(expires.timestamp())),
@@ -127,7 +128,7 @@ def read_code(settings: Settings, code: str, shop_id: uuid.UUID) -> ScannedCode:
             scanned = ScannedCode(kind, shop_id=uuid.UUID(shop), order_id=uuid.UUID(order))
     except ValueError as exc:  # signed by us, so only a key leak could get here
         raise forged() from exc
-    if scanned.expires_at is not None and scanned.expires_at <= datetime.now(UTC):
+    if scanned.expires_at is not None and scanned.expires_at <= clock.now():
         raise expired()
     if scanned.shop_id is not None and scanned.shop_id != shop_id:
         raise other_shop()

@@ -18,7 +18,7 @@ stop a household taking more than its tier's share.
 
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import case, select, update
@@ -26,6 +26,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from app import clock
 from app.config import Settings
 from app.errors import Conflict, Forbidden, NotFound, Unprocessable
 from app.models import (
@@ -76,7 +77,7 @@ from app.services.shop import (
     spendable_points,
 )
 from app.services.shop import standing_for as household_standing
-from app.timeutil import local_today, wechat_time
+from app.timeutil import wechat_time
 
 # How long an order ahead waits at the counter before its points and stock go back.
 ORDER_HOLD = timedelta(hours=72)
@@ -129,7 +130,7 @@ async def _redeem(
         if item.limit_per_period is not None and wanted[item.id] > item.limit_per_period:
             raise _over_limit(item)
 
-    now = datetime.now(UTC)
+    now = clock.now()
     ahead = channel is OrderChannel.AHEAD
     order = ShopOrder(
         id=order_id or uuid.uuid4(),
@@ -277,7 +278,7 @@ def _entry(
         points=points,
         counts_score=False,
         counts_balance=True,
-        year=local_today().year if year is None else year,
+        year=clock.today().year if year is None else year,
         source_type=SOURCE,
         source_id=order.id,
         actor_id=actor.person_id if actor else None,
@@ -364,7 +365,7 @@ async def _move(
     still_open: bool = False,
 ) -> ShopOrder | None:
     """One state change, taken by one caller however many race for it."""
-    now = datetime.now(UTC)
+    now = clock.now()
     statement = update(ShopOrder).where(
         col(ShopOrder.id) == order_id, col(ShopOrder.status) == from_status
     )
@@ -650,7 +651,7 @@ async def scan(
             raise shop_codes.forged()
         _check_attended_village(principal, shop, order.village_id)
         if order.status is not OrderStatus.RESERVED or (
-            order.expires_at is not None and order.expires_at <= datetime.now(UTC)
+            order.expires_at is not None and order.expires_at <= clock.now()
         ):
             raise _not_open(order)
         household = await session.get(Household, order.household_id)
@@ -854,7 +855,7 @@ async def expire_due_order(session: AsyncSession, now: datetime | None = None) -
     transaction that held one order's chain while taking the next order's items could wait on
     a request that is itself waiting for that chain.
     """
-    now = now or datetime.now(UTC)
+    now = now or clock.now()
     order_id = (
         await session.execute(
             select(col(ShopOrder.id))
@@ -895,7 +896,7 @@ async def remind_due_orders(
     the messages are queued in that transaction, so a job that fails rolls the marks back with
     them. Only order rows are locked (the first in the shop's lock order), and never waited for.
     """
-    now = now or datetime.now(UTC)
+    now = now or clock.now()
     lead = timedelta(hours=settings.shop_order_reminder_hours)
     expires, placed = col(ShopOrder.expires_at), col(ShopOrder.created_at)
     # Halfway: as much time has passed since placing as is left.

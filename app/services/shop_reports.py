@@ -12,6 +12,7 @@ from sqlalchemy import func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from app import clock
 from app.authz import village_scope
 from app.errors import NotFound
 from app.models import (
@@ -34,7 +35,7 @@ from app.schemas.shop import LiabilityRead
 from app.security import Principal
 from app.services.rules import rule_set_in_force
 from app.services.shop import attended_villages, get_shop, shop_attended
-from app.timeutil import SHANGHAI, local_today
+from app.timeutil import SHANGHAI
 from app.xlsx import safe, title_and_header
 
 HEADER = [
@@ -169,7 +170,7 @@ async def liability(
     ).scalar_one_or_none()
     if village is None:
         raise NotFound("No such village.", code="village.not_found")
-    year = year or local_today().year
+    year = year or clock.today().year
     # Redemptions net of what came back (refunds and released orders) in the year.
     spent = await session.scalar(
         select(func.coalesce(func.sum(col(LedgerEntry.points)), 0)).where(
@@ -183,7 +184,7 @@ async def liability(
             col(HouseholdBalance.village_id) == village.id
         )
     )
-    rule_set = await rule_set_in_force(session, village.id, local_today())
+    rule_set = await rule_set_in_force(session, village.id, clock.today())
     rate = Policy.model_validate(rule_set.policy).redemption.yuan_per_point if rule_set else None
     redeemed = -int(spent or 0)
     owed = int(outstanding or 0)

@@ -9,6 +9,7 @@ from sqlalchemy import ColumnElement, and_, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from app import clock
 from app.models import (
     Household,
     HouseholdPeriodScore,
@@ -23,7 +24,6 @@ from app.schemas.rules import VetoScope
 from app.security import Principal
 from app.services.households import get_household
 from app.services.ledger import sees_unpublished, unpublished_points
-from app.timeutil import local_today
 
 
 def _ranked(score: Any) -> tuple[ColumnElement[int], ColumnElement[int]]:
@@ -37,7 +37,7 @@ async def standing(
     session: AsyncSession, principal: Principal, household_id: uuid.UUID, year: int | None
 ) -> StandingRead:
     household = await get_household(session, principal, household_id)
-    year = year or local_today().year
+    year = year or clock.today().year
     participating = and_(
         col(Household.village_id) == household.village_id,
         col(Household.participation) == Participation.ACTIVE,

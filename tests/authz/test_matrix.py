@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import clock
 from app.config import Settings
 from app.models import (
     Activity,
@@ -37,7 +38,6 @@ from app.models import (
 )
 from app.services.photos import image_key
 from app.storage import LocalPhotoStore
-from app.timeutil import local_today
 from tests import factories as f
 from tests.photos.images import png
 
@@ -296,7 +296,7 @@ def activity_body(w: "World") -> dict[str, Any]:
 
 
 def claim_body(w: "World") -> dict[str, Any]:
-    return {"rule_item_id": str(w.item_id), "activity_on": str(local_today()), "description": "x"}
+    return {"rule_item_id": str(w.item_id), "activity_on": str(clock.today()), "description": "x"}
 
 
 def card_body(w: "World") -> dict[str, Any]:
@@ -361,11 +361,11 @@ async def build_world(db: AsyncSession, settings: Settings) -> World:
     member = await f.add_member(db, household, is_head=True)
     scorer = await f.create_person(db, village)
     scorer_grant = await f.grant(db, scorer, Role.SCORER, village=village)
-    year = local_today().year
+    year = clock.today().year
     # Approved and in force today, so reads are served and edits meet the frozen-set conflict.
     rule_set, category, item = await f.create_rule_set(db, village, year=year)
     entry = await f.create_entry(db, household, points=10)
-    today = local_today()
+    today = clock.today()
     period = ScoringPeriod(
         village_id=village.id,
         town_id=town.id,
@@ -483,7 +483,7 @@ async def _claim(
         household_id=household.id,
         rule_item_id=item.id,
         item_lineage_id=item.lineage_id,
-        activity_on=local_today(),
+        activity_on=clock.today(),
         description="参加志愿服务",
         status=ClaimStatus.PENDING,
         submitted_by=claimant.id,

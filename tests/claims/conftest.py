@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import clock
 from app.config import Settings
 from app.models import (
     Cadence,
@@ -26,11 +27,10 @@ from app.models import (
     VillageGroup,
 )
 from app.schemas.rules import ClaimPolicy, Policy
-from app.timeutil import local_today
 from tests import factories as f
 
 API = "/api/v1"
-TODAY = local_today()
+TODAY = clock.today()
 
 
 @dataclass

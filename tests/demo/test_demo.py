@@ -3,6 +3,7 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy import func, select
 
+from app import clock
 from app.db import create_engine, create_sessionmaker
 from app.demo import seed_demo
 from app.models import (
@@ -18,7 +19,6 @@ from app.models import (
     Village,
 )
 from app.services.ledger import verify_village_chain
-from app.timeutil import local_today
 from tests.conftest import database_of_its_own
 
 
@@ -70,7 +70,7 @@ async def test_demo_fills_once_with_villages_on_three_templates(
     assert {status for _, status in rule_sets} == {RuleSetStatus.APPROVED}
     assert len({template for template, _ in rule_sets}) >= 3
     # The home village's last two months (fewer early in the year) are scored and published.
-    assert len(published) == min(2, local_today().month - 1)
+    assert len(published) == min(2, clock.today().month - 1)
     assert all(status is PeriodStatus.PUBLISHED for status in published)
     assert verified
     # The home village's shop, its attendant scoped to it, a printed card, a waiting order.
@@ -79,4 +79,4 @@ async def test_demo_fills_once_with_villages_on_three_templates(
     assert cards == 1
     assert "Shop: " in first
     # In January nothing is published yet, so the villager has no points to order with.
-    assert ("waiting to be collected" in first) == (local_today().month > 1)
+    assert ("waiting to be collected" in first) == (clock.today().month > 1)

@@ -11,15 +11,15 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from app import clock
 from app.config import Settings
 from app.models import AuditEntry, Household, LedgerEntry, LedgerKind, Person, Role, Village
 from app.services import ledger
-from app.timeutil import local_today
 from tests import factories as f
 
 API = "/api/v1"
 # Adjustments are made in the current year (Asia/Shanghai), and balance reads default to it.
-THIS_YEAR = local_today().year
+THIS_YEAR = clock.today().year
 
 
 @dataclass

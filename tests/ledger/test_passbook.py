@@ -11,10 +11,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from app import clock
 from app.config import Settings
 from app.models import Household, HouseholdMember, LedgerKind, Person, Role, RuleItem
 from app.services import ledger
-from app.timeutil import local_today
 from tests import factories as f
 from tests.auth.conftest import assert_problem
 from tests.ledger.conftest import API, THIS_YEAR, Scene, balance_of, post_entry, score_of
@@ -149,7 +149,7 @@ async def test_the_passbook_shows_the_years_entries_with_a_running_balance(
     # Every entry was posted today; the date is the Asia/Shanghai day, as a date cell.
     days = [row[0] for row in rows[3:-1]]
     assert all(isinstance(day, datetime) for day in days)
-    assert {day.date() for day in days} == {local_today()}
+    assert {day.date() for day in days} == {clock.today()}
     assert rows[-1] == (None, "本年合计（年度积分）", None, 6, None, 10)
     assert rows[-1][3] == await score_of(db, scene.household.id, THIS_YEAR)
     assert rows[-1][5] == rows[-2][5] == await balance_of(db, scene.household.id)

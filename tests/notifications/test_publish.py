@@ -7,6 +7,7 @@ from datetime import date, timedelta
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import clock
 from app.config import Settings
 from app.models import (
     HouseholdPeriodScore,
@@ -20,7 +21,6 @@ from app.models import (
 )
 from app.security import Grant, Principal
 from app.services import periods
-from app.timeutil import local_today
 from tests import factories as f
 from tests.notifications.conftest import bound_villager, outbox
 
@@ -84,7 +84,7 @@ async def test_publishing_queues_a_message_to_each_bound_member_of_each_scored_h
     assert response.status_code == 200, response.text
     rows = await outbox(db, village)
     assert sorted(row.person_id for row in rows) == sorted(reached)
-    closes = local_today() + timedelta(days=7)
+    closes = clock.today() + timedelta(days=7)
     assert {(row.kind, row.status) for row in rows} == {
         (NotificationKind.PERIOD_PUBLISHED, NotificationStatus.QUEUED)
     }

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import clock
 from app.config import Settings
 from app.models import (
     Household,
@@ -24,7 +25,6 @@ from app.models import (
     ScorecardLine,
     Village,
 )
-from app.timeutil import local_today
 from tests import factories as f
 from tests.ledger.conftest import assert_ledger_consistent
 
@@ -257,7 +257,7 @@ async def test_a_whole_month_from_opening_to_publication(
 
     published = await client.post(f"{API}/periods/{pid}/publish", headers=month.admin)
     assert (
-        published.json()["objection_closes_on"] == (local_today() + timedelta(days=7)).isoformat()
+        published.json()["objection_closes_on"] == (clock.today() + timedelta(days=7)).isoformat()
     )
     published_balance = await client.get(
         f"{API}/households/{home}/balance", params={"year": YEAR}, headers=month.villager
@@ -375,5 +375,5 @@ async def test_deadlines_come_from_the_policy_and_lateness_shows(
     assert (period["scoring_due_on"], period["publication_due_on"]) == ("2025-12-20", "2026-01-10")
     listing = await client.get(f"{API}/villages/{village.id}/periods", headers=supervisor_headers)
     [seen] = listing.json()
-    assert seen["scoring_late"] is (local_today() > date(2025, 12, 20))
-    assert seen["publication_late"] is (local_today() > date(2026, 1, 10))
+    assert seen["scoring_late"] is (clock.today() > date(2025, 12, 20))
+    assert seen["publication_late"] is (clock.today() > date(2026, 1, 10))

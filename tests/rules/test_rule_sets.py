@@ -10,13 +10,13 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import clock
 from app.config import Settings
 from app.errors import Unprocessable
 from app.models import AuditEntry, Role, RuleItem, RuleSet, RuleSetStatus, Village
 from app.rule_templates import all_items, templates
 from app.schemas.rules import Policy
 from app.services.rules import check_not_retroactive
-from app.timeutil import local_today
 from tests import factories as f
 
 YEAR = 2031  # a year of its own, so nothing else in the database is in force
@@ -709,7 +709,7 @@ def test_versions_never_reach_back_before_the_current_period() -> None:
 async def test_a_version_cannot_take_effect_in_a_past_month(
     client: httpx.AsyncClient, db: AsyncSession, actors: Actors
 ) -> None:
-    today = local_today()
+    today = clock.today()
     rule_set, _, _ = await f.create_rule_set(db, actors.village, year=today.year)
     if today.month > 1:
         day, code = date(today.year, today.month - 1, 1), "rule_set.effective_in_past"

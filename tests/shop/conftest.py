@@ -10,6 +10,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from app import clock
 from app.config import Settings
 from app.models import (
     Household,
@@ -29,12 +30,11 @@ from app.models import (
     VillageGroup,
 )
 from app.schemas.rules import Policy
-from app.timeutil import local_today
 from tests import factories as f
 from tests.ledger.conftest import balance_of, post_entry
 
 API = "/api/v1"
-TODAY = local_today()
+TODAY = clock.today()
 
 
 @dataclass

@@ -19,6 +19,7 @@ from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from sqlmodel import col
 
+from app import clock
 from app.cli import _expire_orders
 from app.config import Settings
 from app.db import create_engine, create_sessionmaker
@@ -35,7 +36,6 @@ from app.models import (
 from app.schemas.rules import Policy, RedemptionPolicy
 from app.services.shop import round_key
 from app.services.shop_orders import expire_due_order, remind_due_orders
-from app.timeutil import local_today
 from tests import factories as f
 from tests.auth.conftest import assert_problem, wait_for_lock_waiters
 from tests.conftest import database_of_its_own
@@ -196,7 +196,7 @@ async def test_one_order_a_round_however_many_race(committed: Committed) -> None
     row does. All fifty pass the unlocked eligibility check, and one takes the turn."""
     policy = Policy(redemption=RedemptionPolicy(spends_balance=False, orders_per_round=1))
     scene = await committed.scene(policy)
-    key = round_key(policy.redemption, local_today())
+    key = round_key(policy.redemption, clock.today())
     async with committed.sessionmaker() as session, session.begin():
         await publish_scores(session, scene.village, scene.rule_set, {scene.household.id: 90})
         await session.execute(

@@ -2,10 +2,10 @@
 move together, and every refusal leaves the database as it was."""
 
 import uuid
-from datetime import UTC, date, datetime, timedelta
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import httpx
-import pytest
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -19,8 +19,9 @@ from app.models import (
     StockChange,
     StockMovement,
 )
-from app.services import ledger, shop_codes, shop_orders
+from app.services import ledger, shop_codes
 from app.services.shop_orders import expire_due_order
+from app.timeutil import SHANGHAI
 from tests import factories as f
 from tests.auth.conftest import assert_problem
 from tests.ledger.conftest import assert_ledger_consistent, audits, balance_of, score_of
@@ -370,11 +371,15 @@ async def test_a_give_back_after_the_year_closed_expires_with_it(
 
 
 async def test_a_give_back_after_new_year_counts_in_the_year_spent(
-    client: httpx.AsyncClient, db: AsyncSession, scene: Scene, monkeypatch: pytest.MonkeyPatch
+    client: httpx.AsyncClient,
+    db: AsyncSession,
+    scene: Scene,
+    set_clock: Callable[[datetime], None],
 ) -> None:
     year = TODAY.year
+    set_clock(datetime(year, 12, 31, 20, tzinfo=SHANGHAI))
     order = (await place(client, scene, (scene.soap.id, 2))).json()
-    monkeypatch.setattr(shop_orders, "local_today", lambda: date(year + 1, 1, 2))
+    set_clock(datetime(year + 1, 1, 1, 10, tzinfo=SHANGHAI))
     cancelled = await client.post(
         f"{API}/shop-orders/{order['id']}/cancel", headers=scene.villager_headers
     )
