@@ -151,14 +151,15 @@ def demo_command(args: argparse.Namespace) -> None:
     _seed_demo(url)
 
 
-async def _close_year(url: str, year: int) -> None:
+async def _close_year(url: str, year: int) -> bool:
+    """Close the year village by village; True when every village is closed."""
     from sqlalchemy import select
     from sqlmodel import col
 
     from app.models import Village
-    from app.services.ledger import close_year
+    from app.services.ledger import YearEnd, close_year
 
-    closed = []
+    outcome = YearEnd()
     async with _sessions(url) as sessionmaker:
         async with sessionmaker() as session:
             village_ids = list((await session.execute(select(col(Village.id)))).scalars())
@@ -166,26 +167,35 @@ async def _close_year(url: str, year: int) -> None:
         # no village's chain stays locked while the rest are done.
         for village_id in village_ids:
             async with sessionmaker() as session, session.begin():
-                closed += await close_year(session, year, village_ids=[village_id])
-    for record in closed:
+                done = await close_year(session, year, village_ids=[village_id])
+            outcome.closed += done.closed
+            outcome.blocked += done.blocked
+    for record in outcome.closed:
         what = (
             "carried over"
             if record.carried_over
             else f"{record.points_expired} points of {record.households_expired} households expired"
         )
         print(f"{year} closed for village {record.village_id}: {what}")
+    for blocker in outcome.blocked:
+        print(
+            f"{year} NOT closed for village {blocker.village_id}: {blocker.code} {blocker.message}"
+        )
+    waiting = len({b.village_id for b in outcome.blocked})
     print(
-        f"{len(closed)} village(s) closed for {year}. Villages already closed were left alone;"
-        " villages without approved rules, or with a period of the year still being scored,"
-        " were not closed (run again once it is approved)."
+        f"{len(outcome.closed)} village(s) closed for {year}, {waiting} waiting (listed above:"
+        " run again once every period of the year is published). Villages already closed were"
+        " left alone."
     )
+    return waiting == 0
 
 
 def year_end_command(args: argparse.Namespace) -> None:
 
     _interrupt_on_sigterm()
     url, _server = _prepare_database(get_settings())
-    asyncio.run(_close_year(url, args.year or clock.today().year - 1))
+    if not asyncio.run(_close_year(url, args.year or clock.today().year - 1)):
+        sys.exit(1)
 
 
 async def _run_notify_worker(url: str, settings: Settings) -> None:

@@ -43,11 +43,14 @@ class LedgerEntry(SQLModel, table=True):
         sa.CheckConstraint("seq >= 1", name="seq_positive"),
         sa.Index("ix_ledger_entry_household_seq", "household_id", "seq"),
         # A shop order spends points once and gives them back at most once (released, or
-        # refunded after the goods came back): the ledger itself refuses a second entry.
+        # refunded after the goods came back): the ledger itself refuses a second entry. A
+        # spend draws on the oldest year first, one entry per year drawn from, and gives back
+        # to those years: once per order and year.
         *(
             sa.Index(
                 f"uq_ledger_entry_shop_order_{kind}",
                 "source_id",
+                "year",
                 unique=True,
                 postgresql_where=sa.text(f"source_type = 'shop_order' AND kind = '{kind}'"),
             )

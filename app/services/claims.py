@@ -41,7 +41,8 @@ from app.security import Principal
 from app.services import audit, ledger, notifications, photos
 from app.services.households import get_household
 from app.services.notifications import NotificationKind
-from app.services.rules import current_period_start, rule_set_in_force
+from app.services.points_year import calendar_of
+from app.services.rules import rule_set_in_force
 from app.timeutil import SHANGHAI, wechat_time
 
 REVIEWERS = (Role.SCORER, Role.SCORING_LEADER)
@@ -80,7 +81,7 @@ async def post_bonus(
     the balance too.
     """
     await ledger.lock_chain(session, village_id)
-    cap_starts_on = current_period_start(policy.period, activity_on)
+    cap_starts_on = calendar_of(policy).period_start(activity_on)
     points = item.points
     if item.period_cap is not None:
         used = (
@@ -361,7 +362,7 @@ async def _check_cap_left(
             select(func.coalesce(func.sum(col(BonusAward.points)), 0)).where(
                 col(BonusAward.household_id) == household_id,
                 col(BonusAward.item_lineage_id) == item.lineage_id,
-                col(BonusAward.cap_starts_on) == current_period_start(policy.period, on),
+                col(BonusAward.cap_starts_on) == calendar_of(policy).period_start(on),
             )
         )
     ).scalar_one()

@@ -4,7 +4,7 @@ import hashlib
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from operator import getitem, itemgetter
 from typing import Any
@@ -55,6 +55,7 @@ from app.schemas.rules import Policy
 from app.security import Principal
 from app.services import audit
 from app.services.households import get_household
+from app.services.points_year import YearCloseBlocker, year_close_blockers
 from app.services.rules import rule_set_in_force
 
 # The fields an entry's hash covers, in this order; changing it breaks every chain.
@@ -222,6 +223,56 @@ async def _apply_summaries(
         )
 
 
+def _is_spend(entry: NewEntry) -> bool:
+    return entry.kind is LedgerKind.REDEMPTION and entry.counts_balance and entry.points < 0
+
+
+async def _drawn_oldest_first(
+    session: AsyncSession, entries: Sequence[NewEntry]
+) -> Sequence[NewEntry]:
+    """Spends draw on the oldest year that still holds points first: a redemption becomes one
+    entry per year it draws from, each carrying that year, so a January order before the close
+    spends last year's points (the close then finds them spent) and a give-back returns them
+    to the year they came from (shop_orders._give_back). Read under the chain lock `post`
+    holds, so no other change moves the years in between; the balance's own guard still
+    refuses a spend beyond the balance.
+
+    A year's points are what it holds after the years before it: a year that ended below zero
+    (a correction after the close) takes its shortfall out of the next year first.
+    """
+    spenders = {e.household_id for e in entries if _is_spend(e)}
+    if not spenders:
+        return entries
+    held: dict[uuid.UUID, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    for household_id, year, points in await session.execute(
+        select(col(LedgerEntry.household_id), col(LedgerEntry.year), func.sum(LedgerEntry.points))
+        .where(col(LedgerEntry.household_id).in_(spenders), col(LedgerEntry.counts_balance))
+        .group_by(col(LedgerEntry.household_id), col(LedgerEntry.year))
+    ):
+        held[household_id][year] = int(points)
+    drawn: list[NewEntry] = []
+    for entry in entries:
+        years = held.get(entry.household_id)
+        if years is None or not _is_spend(entry):
+            if years is not None and entry.counts_balance:
+                years[entry.year] += entry.points
+            drawn.append(entry)
+            continue
+        left, shortfall = -entry.points, 0
+        for year in sorted(years):
+            available = years[year] + shortfall
+            shortfall = min(available, 0)
+            take = min(left, max(available, 0))
+            if take > 0:
+                years[year] -= take
+                left -= take
+                drawn.append(replace(entry, points=-take, year=year))
+        if left > 0:
+            # More than every year holds: posted as asked, for the balance's guard to refuse.
+            drawn.append(replace(entry, points=-left))
+    return drawn
+
+
 ENTRY_COLUMNS = ("id", *HASHED_FIELDS[1:], "prev_hash", "hash")
 _entry_record = itemgetter(*ENTRY_COLUMNS)
 
@@ -296,6 +347,7 @@ async def post(
     if not entries:
         return []
     seq, prev_hash = await lock_chain(session, village_id)
+    entries = await _drawn_oldest_first(session, entries)
     now = clock.now()
     rows: list[dict[str, Any]] = []
     item_copies: dict[int, tuple[Any, ...]] = {}
@@ -738,18 +790,31 @@ async def _expiring_points(
     return [(household_id, int(points)) for household_id, points in rows]
 
 
+@dataclass
+class YearEnd:
+    """What a run of the close did: the villages it closed, and why the others wait."""
+
+    closed: list[YearEndClose] = field(default_factory=list)
+    blocked: list[YearCloseBlocker] = field(default_factory=list)
+
+
 async def close_year(
     session: AsyncSession, year: int, *, village_ids: Sequence[uuid.UUID] | None = None
-) -> list[YearEndClose]:
-    """Expire unspent points of villages whose policy resets each year; record carry-overs.
+) -> YearEnd:
+    """Expire what is left of the year's points in villages whose policy resets each year;
+    record carry-overs.
 
     Runs once per village and year: a second run finds the record and changes nothing. A
-    village with a period of that year still being scored is left for a later run.
+    village waits, with the reasons said (points_year.year_close_blockers), until every
+    period of the year exists and is published: closing before December is scored would shut
+    the year on a month nobody scored. Only the closed year's points expire: spends drew on
+    the oldest year first (`post`), so what the year still holds is the sum of its entries
+    and those before it, and the new year's points are never touched.
     """
     statement = select(Village).order_by(col(Village.name))
     if village_ids is not None:
         statement = statement.where(col(Village.id).in_(village_ids))
-    closed: list[YearEndClose] = []
+    outcome = YearEnd()
     for village in (await session.execute(statement)).scalars().all():
         # Serialise two runs of the close for the same village and year.
         await session.execute(
@@ -757,22 +822,12 @@ async def close_year(
         )
         if await session.get(YearEndClose, (village.id, year)) is not None:
             continue
-        # December is often scored in January: closing first would let its points land after
-        # the reset and survive into the new year. Such a village waits for the next run.
-        unfinished = await session.execute(
-            select(col(ScoringPeriod.id)).where(
-                col(ScoringPeriod.village_id) == village.id,
-                col(ScoringPeriod.year) == year,
-                col(ScoringPeriod.status).in_(
-                    [PeriodStatus.OPEN, PeriodStatus.SCORING, PeriodStatus.SUBMITTED]
-                ),
-            )
-        )
-        if unfinished.first() is not None:
+        blockers = await year_close_blockers(session, village.id, year)
+        if blockers:
+            outcome.blocked += blockers
             continue
         rules = await rule_set_in_force(session, village.id, date(year, 12, 31))
-        if rules is None:
-            continue
+        assert rules is not None  # no approved rules for the year is a blocker
         policy = Policy.model_validate(rules.policy)
         expiring: list[NewEntry] = []
         if not policy.carry_over:
@@ -800,5 +855,5 @@ async def close_year(
         )
         session.add(record)
         await session.flush()
-        closed.append(record)
-    return closed
+        outcome.closed.append(record)
+    return outcome

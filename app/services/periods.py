@@ -1,9 +1,8 @@
 """Scoring periods: open → scoring → submitted → approved (两委审定) → published (公示) → closed."""
 
-import calendar
 import uuid
 from collections import defaultdict
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import NamedTuple
 
 from sqlalchemy import ColumnElement, false, func, insert, or_, select, true
@@ -34,43 +33,34 @@ from app.models import (
     YearEndClose,
 )
 from app.schemas.periods import PeriodRead, PeriodResultRow, PeriodResults
-from app.schemas.rules import Deadline, PeriodLength, Policy, VetoedInRankings, VetoScope
+from app.schemas.rules import Policy, VetoedInRankings, VetoScope
 from app.security import Principal
 from app.services import audit, ledger, notifications
 from app.services.notifications import NotificationKind
 from app.services.organisation import get_village, get_village_for_admin
-from app.services.rules import QUARTER_STARTS, rule_set_in_force
+from app.services.points_year import calendar_of
+from app.services.rules import rule_set_in_force
 from app.services.scoring import CardLine, PeriodContext, household_result, is_due
+from app.timeutil import SHANGHAI
 
 STAFF = (Role.VILLAGE_ADMIN, Role.SCORING_LEADER, Role.SCORER)
-
-
-def period_end(starts_on: date, kind: PeriodKind) -> date:
-    last_month = starts_on.month + (2 if kind is PeriodKind.QUARTER else 0)
-    return date(starts_on.year, last_month, calendar.monthrange(starts_on.year, last_month)[1])
-
-
-def deadline_for(ends_on: date, deadline: Deadline | None) -> date | None:
-    """A day counted from the period's last month; past the month's end means its last day."""
-    if deadline is None:
-        return None
-    month_index = ends_on.month - 1 + deadline.months_after_period_end
-    year, month = ends_on.year + month_index // 12, month_index % 12 + 1
-    return date(year, month, min(deadline.day, calendar.monthrange(year, month)[1]))
 
 
 def _read(period: ScoringPeriod, today: date | None = None) -> PeriodRead:
     today = today or clock.today()
     read = PeriodRead.model_validate(period)
-    scoring_done = period.status not in (PeriodStatus.OPEN, PeriodStatus.SCORING)
-    published = period.status in (PeriodStatus.PUBLISHED, PeriodStatus.CLOSED)
-    read.scoring_late = bool(
-        period.scoring_due_on and not scoring_done and today > period.scoring_due_on
-    )
-    read.publication_late = bool(
-        period.publication_due_on and not published and today > period.publication_due_on
-    )
+    # Late stays late once the step is done: the town sees a month published after its
+    # deadline as late for good, judged by the day (Asia/Shanghai) the step was taken.
+    read.scoring_late = _late(period.scoring_due_on, period.submitted_at, today)
+    read.publication_late = _late(period.publication_due_on, period.published_at, today)
     return read
+
+
+def _late(due_on: date | None, done_at: datetime | None, today: date) -> bool:
+    if due_on is None:
+        return False
+    done_on = done_at.astimezone(SHANGHAI).date() if done_at is not None else today
+    return done_on > due_on
 
 
 def period_read(period: ScoringPeriod) -> PeriodRead:
@@ -143,12 +133,8 @@ async def open_period(
             code="period.no_rules",
             title="该日期没有已备案的积分细则",
         )
-    policy = Policy.model_validate(rule_set.policy)
-    kind = PeriodKind(policy.period.value)
-    is_start = starts_on.day == 1 and (
-        policy.period is PeriodLength.MONTH or starts_on.month in QUARTER_STARTS
-    )
-    if not is_start:
+    points_calendar = calendar_of(rule_set.policy)
+    if not points_calendar.is_period_start(starts_on):
         raise Unprocessable(
             "A period starts on the first day of a month (or quarter) as the rules say.",
             code="period.not_period_start",
@@ -169,19 +155,19 @@ async def open_period(
         raise Conflict(
             "This period is already open.", code="period.exists", title="该考核周期已存在"
         )
-    ends_on = period_end(starts_on, kind)
+    span = points_calendar.period_of(starts_on)
     period = ScoringPeriod(
         village_id=village.id,
         town_id=village.town_id,
         rule_set_id=rule_set.id,
-        year=starts_on.year,
-        kind=kind,
-        number=starts_on.month if kind is PeriodKind.MONTH else (starts_on.month - 1) // 3 + 1,
+        year=points_calendar.year_of(starts_on),
+        kind=span.kind,
+        number=span.number,
         starts_on=starts_on,
-        ends_on=ends_on,
+        ends_on=span.ends_on,
         status=PeriodStatus.OPEN,
-        scoring_due_on=deadline_for(ends_on, policy.deadlines.scoring_due),
-        publication_due_on=deadline_for(ends_on, policy.deadlines.publication_due),
+        scoring_due_on=points_calendar.scoring_due(span.ends_on),
+        publication_due_on=points_calendar.publication_due(span.ends_on),
         opened_by=principal.person_id,
     )
     session.add(period)

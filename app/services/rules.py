@@ -44,8 +44,7 @@ from app.schemas.rules import (
 from app.security import Principal
 from app.services import audit
 from app.services.organisation import get_village, get_village_for_admin
-
-QUARTER_STARTS = (1, 4, 7, 10)
+from app.services.points_year import calendar_of
 
 
 class Access(Enum):
@@ -215,6 +214,28 @@ async def rule_set_in_force(
     ).scalar_one_or_none()
 
 
+async def rule_set_in_effect(
+    session: AsyncSession, village_id: uuid.UUID, on: date
+) -> RuleSet | None:
+    """The rules a village reads and redeems by on `on`: the latest approved version that has
+    taken effect, whatever its year. Last year's rules stay in force across New Year until the
+    new year's set takes effect, since January redeems the fourth quarter (旧县) and villages
+    file the new year's plan by March. Scoring a period still needs its own year's rules
+    (rule_set_in_force)."""
+    return (
+        await session.execute(
+            select(RuleSet)
+            .where(
+                col(RuleSet.village_id) == village_id,
+                col(RuleSet.status) == RuleSetStatus.APPROVED,
+                col(RuleSet.effective_from) <= on,
+            )
+            .order_by(col(RuleSet.effective_from).desc())
+            .limit(1)
+        )
+    ).scalar_one_or_none()
+
+
 def _summary_lines(policy: Policy) -> list[str]:
     period = "每月" if policy.period is PeriodLength.MONTH else "每季度"
     lines = []
@@ -245,7 +266,7 @@ async def active_rules(
 ) -> ActiveRules:
     village = await get_village(session, principal, village_id)
     day = on or clock.today()
-    rule_set = await rule_set_in_force(session, village.id, day)
+    rule_set = await rule_set_in_effect(session, village.id, day)
     if rule_set is None:
         raise NotFound(
             "The village has no approved rules in force on that day.",
@@ -272,25 +293,14 @@ async def active_rules(
 # Creating drafts
 
 
-def current_period_start(period: PeriodLength, today: date | None = None) -> date:
-    day = today or clock.today()
-    if period is PeriodLength.MONTH:
-        return day.replace(day=1)
-    return date(day.year, QUARTER_STARTS[(day.month - 1) // 3], 1)
-
-
 def check_not_retroactive(effective_from: date, policy: Policy, today: date | None = None) -> None:
     """A later version may not reach back into periods already under way or done."""
-    if effective_from < current_period_start(policy.period, today):
+    if effective_from < calendar_of(policy).period_start(today or clock.today()):
         raise Unprocessable(
             "A new version cannot take effect before the current scoring period.",
             code="rule_set.effective_in_past",
             title="新版本不能早于当前考核周期生效",
         )
-
-
-def _is_period_start(day: date, period: PeriodLength) -> bool:
-    return day.day == 1 and (period is PeriodLength.MONTH or day.month in QUARTER_STARTS)
 
 
 async def _add_tree(
@@ -463,7 +473,9 @@ async def new_version(
             code="rule_set.not_latest",
         )
     policy = Policy.model_validate(source.policy)
-    if effective_from.year != source.year or not _is_period_start(effective_from, policy.period):
+    if effective_from.year != source.year or not calendar_of(policy).is_period_start(
+        effective_from
+    ):
         raise Unprocessable(
             "A new version takes effect on the first day of a scoring period of the same year.",
             code="rule_set.effective_not_period_start",
@@ -522,9 +534,9 @@ async def update_rule_set(
     if data.title is not None:
         rule_set.title = data.title
     if data.policy is not None:
-        if data.policy.period != Policy.model_validate(
-            rule_set.policy
-        ).period and not _is_period_start(rule_set.effective_from, data.policy.period):
+        if data.policy.period != Policy.model_validate(rule_set.policy).period and not calendar_of(
+            data.policy
+        ).is_period_start(rule_set.effective_from):
             raise Unprocessable(
                 "The version's first day is not the start of a period of that length.",
                 code="rule_set.effective_not_period_start",

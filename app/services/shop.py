@@ -3,12 +3,10 @@
 Orders and counter redemptions are in shop_orders.py, codes in shop_codes.py.
 """
 
-import calendar
 import re
 import unicodedata
 import uuid
 from dataclasses import dataclass
-from datetime import date
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, false, func, or_, select, true, update
@@ -31,7 +29,7 @@ from app.models import (
     StockMovement,
     Village,
 )
-from app.schemas.rules import Policy, RedemptionPolicy
+from app.schemas.rules import RedemptionPolicy
 from app.schemas.shop import (
     ShopCreate,
     ShopItemCreate,
@@ -43,7 +41,8 @@ from app.schemas.shop import (
 from app.security import Principal
 from app.services import audit, ledger
 from app.services.organisation import get_town, get_village, get_village_for_admin
-from app.services.rules import rule_set_in_force
+from app.services.points_year import calendar_of
+from app.services.rules import rule_set_in_effect
 
 # Points buy goods and services, never money: these never enter a catalog, whatever the
 # category is called (旧县: 不兑现金). Matched on folded text (see _folded), so spacing,
@@ -366,46 +365,25 @@ class Standing:
         return None
 
 
-def in_window(policy: RedemptionPolicy, day: date) -> bool:
-    """Listed months (旧县: Jan/Apr/Jul/Oct); without them, any month, since 张堰's "quarterly"
-    names no months and its limits then count per block of `every_months`. A set day means
-    that day only (past a short month's end: its last day)."""
-    window = policy.window
-    if window.months and day.month not in window.months:
-        return False
-    if window.day_of_month is not None:
-        last = calendar.monthrange(day.year, day.month)[1]
-        return day.day == min(window.day_of_month, last)
-    return True
-
-
-def round_key(policy: RedemptionPolicy, day: date) -> str:
-    """The redemption round per-household limits count in: the month where rounds are monthly or
-    in named months, else the block of `every_months` months (2026-P4: Oct-Dec, quarterly)."""
-    every = policy.window.every_months
-    if policy.window.months or every == 1:
-        return f"{day.year}-{day.month:02d}"
-    return f"{day.year}-P{(day.month - 1) // every + 1}"
-
-
 async def standing_for(
     session: AsyncSession, household: Household, *, item_tiers: bool = True
 ) -> Standing:
     """The household's standing under today's policy. The latest period's score is read only
     when the policy or an item (`item_tiers`) asks for it."""
     day = clock.today()
-    rule_set = await rule_set_in_force(session, household.village_id, day)
+    rule_set = await rule_set_in_effect(session, household.village_id, day)
     if rule_set is None:
         return Standing(
             RedemptionPolicy(), "", None, None, False,
             Refusal("shop.no_rules", "本村暂无生效的积分细则，暂不能兑换"),
         )  # fmt: skip
-    policy = Policy.model_validate(rule_set.policy).redemption
+    points_calendar = calendar_of(rule_set.policy)
+    policy = points_calendar.policy.redemption
     score, rank, vetoed = None, None, False
     if item_tiers or _asks_score(policy):
         score, rank, vetoed = await _latest_period(session, household, policy)
-    standing = Standing(policy, round_key(policy, day), score, rank, vetoed, None)
-    standing.refusal = _household_refusal(standing, day)
+    standing = Standing(policy, points_calendar.round_key(day), score, rank, vetoed, None)
+    standing.refusal = _household_refusal(standing, points_calendar.in_redemption_window(day))
     if standing.refusal is None and policy.orders_per_round is not None:
         used = await session.scalar(
             select(col(ShopRoundUse.orders)).where(
@@ -424,9 +402,9 @@ def round_used(limit: int) -> Refusal:
     return Refusal("shop.round_used", f"每户每期限兑{limit}次，本期已用完")
 
 
-def _household_refusal(standing: Standing, day: date) -> Refusal | None:
+def _household_refusal(standing: Standing, in_window: bool) -> Refusal | None:
     policy = standing.policy
-    if not in_window(policy, day):
+    if not in_window:
         return Refusal("shop.outside_window", "现在不是积分兑换时间")
     if not _asks_score(policy):
         return None

@@ -329,28 +329,31 @@ async def _give_back(session: AsyncSession, order: ShopOrder, actor: Principal |
             OrderStatus.EXPIRED: "订单逾期未取，积分退回",
             OrderStatus.REFUNDED: "退货，积分退回",
         }[order.status]
-        # The points return to the year they were spent from: a give-back after New Year
-        # must not turn last year's points into this year's and dodge the reset. Checked
-        # under the chain lock, which the year-end close also takes.
+        # The points return to the years the spend drew them from (ledger.post draws on the
+        # oldest year first): a give-back after New Year must not turn last year's points into
+        # this year's and dodge the reset, and a year closed meanwhile expires them again.
+        # Read under the chain lock, which the year-end close also takes.
         await ledger.lock_chain(session, order.village_id)
-        year = (
+        drawn = (
             await session.execute(
-                select(col(LedgerEntry.year)).where(
+                select(col(LedgerEntry.year), col(LedgerEntry.points))
+                .where(
                     col(LedgerEntry.household_id) == order.household_id,
                     col(LedgerEntry.source_type) == SOURCE,
                     col(LedgerEntry.source_id) == order.id,
                     col(LedgerEntry.kind) == LedgerKind.REDEMPTION,
                 )
+                .order_by(col(LedgerEntry.year))
             )
-        ).scalar_one()
-        entries = [_entry(order, LedgerKind.REFUND, order.points, actor, memo, year)]
-        closed = await session.get(YearEndClose, (order.village_id, year))
-        if closed is not None and not closed.carried_over:
-            entries.append(
-                _entry(
-                    order, LedgerKind.EXPIRY, -order.points, actor, f"{year}年积分年底清零", year
+        ).all()
+        entries = []
+        for year, spent in drawn:
+            entries.append(_entry(order, LedgerKind.REFUND, -spent, actor, memo, year))
+            closed = await session.get(YearEndClose, (order.village_id, year))
+            if closed is not None and not closed.carried_over:
+                entries.append(
+                    _entry(order, LedgerKind.EXPIRY, spent, actor, f"{year}年积分年底清零", year)
                 )
-            )
         await ledger.post(session, order.village_id, entries)
 
 

@@ -33,7 +33,7 @@ from app.models import (
 from app.schemas.rules import Policy
 from app.schemas.shop import LiabilityRead
 from app.security import Principal
-from app.services.rules import rule_set_in_force
+from app.services.rules import rule_set_in_effect
 from app.services.shop import attended_villages, get_shop, shop_attended
 from app.timeutil import SHANGHAI
 from app.xlsx import safe, title_and_header
@@ -184,7 +184,7 @@ async def liability(
             col(HouseholdBalance.village_id) == village.id
         )
     )
-    rule_set = await rule_set_in_force(session, village.id, clock.today())
+    rule_set = await rule_set_in_effect(session, village.id, clock.today())
     rate = Policy.model_validate(rule_set.policy).redemption.yuan_per_point if rule_set else None
     redeemed = -int(spent or 0)
     owed = int(outstanding or 0)
