@@ -228,7 +228,7 @@ def _is_spend(entry: NewEntry) -> bool:
 
 
 async def _drawn_oldest_first(
-    session: AsyncSession, entries: Sequence[NewEntry]
+    session: AsyncSession, village_id: uuid.UUID, entries: Sequence[NewEntry]
 ) -> Sequence[NewEntry]:
     """Spends draw on the oldest year that still holds points first: a redemption becomes one
     entry per year it draws from, each carrying that year, so a January order before the close
@@ -237,25 +237,32 @@ async def _drawn_oldest_first(
     holds, so no other change moves the years in between; the balance's own guard still
     refuses a spend beyond the balance.
 
-    A year's points are what it holds after the years before it: a year that ended below zero
-    (a correction after the close) takes its shortfall out of the next year first.
+    Only open years are drawn from: what closed years left (carried over, or nothing where the
+    year reset) counts as the oldest open year's, so after the close a spend belongs to the
+    year it was made in. A year's points are what it holds after the years before it: a year
+    that ended below zero (a correction after the close) takes its shortfall out of the next
+    year first.
     """
     spenders = {e.household_id for e in entries if _is_spend(e)}
     if not spenders:
         return entries
+    last_closed = await session.scalar(
+        select(func.max(col(YearEndClose.year))).where(col(YearEndClose.village_id) == village_id)
+    )
+    first_open = -1 if last_closed is None else last_closed + 1
     held: dict[uuid.UUID, dict[int, int]] = defaultdict(lambda: defaultdict(int))
     for household_id, year, points in await session.execute(
         select(col(LedgerEntry.household_id), col(LedgerEntry.year), func.sum(LedgerEntry.points))
         .where(col(LedgerEntry.household_id).in_(spenders), col(LedgerEntry.counts_balance))
         .group_by(col(LedgerEntry.household_id), col(LedgerEntry.year))
     ):
-        held[household_id][year] = int(points)
+        held[household_id][max(year, first_open)] += int(points)
     drawn: list[NewEntry] = []
     for entry in entries:
         years = held.get(entry.household_id)
         if years is None or not _is_spend(entry):
             if years is not None and entry.counts_balance:
-                years[entry.year] += entry.points
+                years[max(entry.year, first_open)] += entry.points
             drawn.append(entry)
             continue
         left, shortfall = -entry.points, 0
@@ -347,7 +354,7 @@ async def post(
     if not entries:
         return []
     seq, prev_hash = await lock_chain(session, village_id)
-    entries = await _drawn_oldest_first(session, entries)
+    entries = await _drawn_oldest_first(session, village_id, entries)
     now = clock.now()
     rows: list[dict[str, Any]] = []
     item_copies: dict[int, tuple[Any, ...]] = {}

@@ -4,6 +4,7 @@ and one check that a village's summaries equal the sums of its entries and its c
 
 import uuid
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 import pytest
@@ -13,8 +14,20 @@ from sqlmodel import col
 
 from app import clock
 from app.config import Settings
-from app.models import AuditEntry, Household, LedgerEntry, LedgerKind, Person, Role, Village
+from app.models import (
+    AuditEntry,
+    Household,
+    LedgerEntry,
+    LedgerKind,
+    PeriodStatus,
+    Person,
+    Role,
+    ScoringPeriod,
+    Village,
+)
 from app.services import ledger
+from app.services.points_year import calendar_of
+from app.services.rules import rule_set_in_force
 from tests import factories as f
 
 API = "/api/v1"
@@ -192,3 +205,31 @@ async def audits(session: AsyncSession, village_id: uuid.UUID, action: str) -> l
         .order_by(col(AuditEntry.at), col(AuditEntry.id))
     )
     return list(rows.scalars())
+
+
+async def publish_the_year(session: AsyncSession, village: Village, year: int) -> None:
+    """Every period of the village's year published, as the year close asks (periods the test
+    already made are left as they are). Rows, not the scoring workflow: the close reads only
+    which periods exist and their status."""
+    rules = await rule_set_in_force(session, village.id, date(year, 12, 31))
+    assert rules is not None, "the village needs approved rules for the year"
+    taken = set(
+        (
+            await session.execute(
+                select(col(ScoringPeriod.starts_on)).where(
+                    col(ScoringPeriod.village_id) == village.id
+                )
+            )
+        ).scalars()
+    )
+    for span in calendar_of(rules.policy).periods_of(year):
+        if span.starts_on in taken or span.starts_on < rules.effective_from:
+            continue
+        session.add(
+            ScoringPeriod(
+                village_id=village.id, town_id=village.town_id, rule_set_id=rules.id, year=year,
+                kind=span.kind, number=span.number, starts_on=span.starts_on,
+                ends_on=span.ends_on, status=PeriodStatus.PUBLISHED,
+            )
+        )  # fmt: skip
+    await session.flush()

@@ -13,7 +13,15 @@ from sqlmodel import col
 
 from app import clock
 from app.config import Settings
-from app.models import Household, HouseholdMember, LedgerKind, Person, Role, RuleItem
+from app.models import (
+    Household,
+    HouseholdMember,
+    LedgerKind,
+    Person,
+    Role,
+    RuleItem,
+    YearEndClose,
+)
 from app.services import ledger
 from tests import factories as f
 from tests.auth.conftest import assert_problem
@@ -116,6 +124,14 @@ async def seed(db: AsyncSession, scene: Scene) -> dict[str, Any]:
     await post_entry(
         db, scene.household, -3, kind=LedgerKind.REDEMPTION, year=LAST_YEAR, counts_score=False
     )
+    # Last year closed with its points carried over, so this year's spend is this year's.
+    db.add(
+        YearEndClose(
+            village_id=scene.village.id, year=LAST_YEAR, carried_over=True,
+            households_expired=0, points_expired=0,
+        )
+    )  # fmt: skip
+    await db.flush()
     inspection = await post_item(db, scene.household, item)
     await post_entry(db, scene.neighbour, 7)
     await post_entry(db, scene.household, 6, counts_balance=False)

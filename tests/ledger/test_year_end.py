@@ -12,10 +12,8 @@ from app.config import Settings
 from app.models import (
     LedgerEntry,
     LedgerKind,
-    PeriodKind,
     PeriodStatus,
     Role,
-    RuleSet,
     RuleSetStatus,
     ScoringPeriod,
     Village,
@@ -29,6 +27,7 @@ from tests.ledger.conftest import (
     balance_of,
     entry_count,
     post_entry,
+    publish_the_year,
     score_of,
 )
 
@@ -38,6 +37,7 @@ YEAR = 2030  # a year of its own; close_year is told which villages to look at a
 async def village_with_rules(db: AsyncSession, *, carry_over: bool) -> Village:
     village = await f.create_village(db)
     await f.create_rule_set(db, village, year=YEAR, policy=Policy(carry_over=carry_over))
+    await publish_the_year(db, village, YEAR)
     return village
 
 
@@ -72,7 +72,7 @@ async def test_points_expire_where_the_rules_reset_and_carry_over_elsewhere(
     await post_entry(db, keeper, 25, year=YEAR)
     before = {v.id: await entry_count(db, v.id) for v in (reset, carry)}
 
-    closed = await close_year(db, YEAR, village_ids=[reset.id, carry.id])
+    closed = (await close_year(db, YEAR, village_ids=[reset.id, carry.id])).closed
 
     by_village = {record.village_id: record for record in closed}
     assert set(by_village) == {reset.id, carry.id}
@@ -104,7 +104,7 @@ async def test_points_expire_where_the_rules_reset_and_carry_over_elsewhere(
     await assert_ledger_consistent(db, reset.id)
     await assert_ledger_consistent(db, carry.id)
 
-    again = await close_year(db, YEAR, village_ids=[reset.id, carry.id])
+    again = (await close_year(db, YEAR, village_ids=[reset.id, carry.id])).closed
 
     assert again == []
     assert await entry_count(db, reset.id) == before[reset.id] + 2
@@ -121,22 +121,22 @@ async def test_the_next_years_points_do_not_expire(db: AsyncSession) -> None:
     early_bird, overspent = [await f.create_household(db, village) for _ in range(2)]
     await post_entry(db, early_bird, 40, year=YEAR)
     await post_entry(db, early_bird, 15, year=YEAR + 1)
-    # Last year's 20 went on a new-year redemption before the close: nothing is left to expire
-    # beyond what the balance holds.
+    # A new-year redemption before the close spends last year's points first: 2 of them are
+    # left to expire, and the new year's 3 stay.
     await post_entry(db, overspent, 20, year=YEAR)
     await post_entry(db, overspent, 3, year=YEAR + 1)
     await post_entry(
         db, overspent, -18, kind=LedgerKind.REDEMPTION, year=YEAR + 1, counts_score=False
     )
 
-    [record] = await close_year(db, YEAR, village_ids=[village.id])
+    [record] = (await close_year(db, YEAR, village_ids=[village.id])).closed
 
-    assert (record.households_expired, record.points_expired) == (2, 45)
+    assert (record.households_expired, record.points_expired) == (2, 42)
     assert sorted((e.household_id, e.points) for e in await expiries(db, village)) == sorted(
-        [(early_bird.id, -40), (overspent.id, -5)]
+        [(early_bird.id, -40), (overspent.id, -2)]
     )
     assert await balance_of(db, early_bird.id) == 15
-    assert await balance_of(db, overspent.id) == 0
+    assert await balance_of(db, overspent.id) == 3
     assert await score_of(db, early_bird.id, YEAR + 1) == 15
     await assert_ledger_consistent(db, village.id)
 
@@ -149,9 +149,12 @@ async def test_a_village_without_approved_rules_for_the_year_is_left_open(
     household = await f.create_household(db, draft_only)
     await post_entry(db, household, 12, year=YEAR)
 
-    closed = await close_year(db, YEAR, village_ids=[draft_only.id])
+    outcome = await close_year(db, YEAR, village_ids=[draft_only.id])
 
-    assert closed == []
+    assert outcome.closed == []
+    assert [(b.village_id, b.code) for b in outcome.blocked] == [
+        (draft_only.id, "year_close.no_rules")
+    ]
     assert await close_rows(db, draft_only) == []
     assert await balance_of(db, household.id) == 12
     assert await entry_count(db, draft_only.id) == 1
@@ -183,22 +186,22 @@ async def test_a_year_still_being_scored_is_not_closed_and_a_closed_year_takes_n
     village = await village_with_rules(db, carry_over=False)
     home = await f.create_household(db, village)
     await post_entry(db, home, 30, year=YEAR)
-    rule_set_id = (
-        await db.execute(select(RuleSet.id).where(RuleSet.village_id == village.id))
+    december = (
+        await db.execute(
+            select(ScoringPeriod).where(
+                col(ScoringPeriod.village_id) == village.id,
+                col(ScoringPeriod.starts_on) == date(YEAR, 12, 1),
+            )
+        )
     ).scalar_one()
-    december = ScoringPeriod(
-        village_id=village.id, town_id=village.town_id, rule_set_id=rule_set_id, year=YEAR,
-        kind=PeriodKind.MONTH, number=12, starts_on=date(YEAR, 12, 1), ends_on=date(YEAR, 12, 31),
-        status=PeriodStatus.SCORING,
-    )  # fmt: skip
-    db.add(december)
+    december.status = PeriodStatus.SCORING
     await db.flush()
-    assert await close_year(db, YEAR, village_ids=[village.id]) == []
+    assert (await close_year(db, YEAR, village_ids=[village.id])).closed == []
     assert await balance_of(db, home.id) == 30
 
     december.status = PeriodStatus.PUBLISHED
     await db.flush()
-    [closed] = await close_year(db, YEAR, village_ids=[village.id])
+    [closed] = (await close_year(db, YEAR, village_ids=[village.id])).closed
     assert closed.points_expired == 30
     assert await balance_of(db, home.id) == 0
 

@@ -34,7 +34,7 @@ from app.models import (
     WechatIdentity,
 )
 from app.schemas.rules import Policy, RedemptionPolicy
-from app.services.shop import round_key
+from app.services.points_year import calendar_of
 from app.services.shop_orders import expire_due_order, remind_due_orders
 from tests import factories as f
 from tests.auth.conftest import assert_problem, wait_for_lock_waiters
@@ -196,7 +196,7 @@ async def test_one_order_a_round_however_many_race(committed: Committed) -> None
     row does. All fifty pass the unlocked eligibility check, and one takes the turn."""
     policy = Policy(redemption=RedemptionPolicy(spends_balance=False, orders_per_round=1))
     scene = await committed.scene(policy)
-    key = round_key(policy.redemption, clock.today())
+    key = calendar_of(policy).round_key(clock.today())
     async with committed.sessionmaker() as session, session.begin():
         await publish_scores(session, scene.village, scene.rule_set, {scene.household.id: 90})
         await session.execute(

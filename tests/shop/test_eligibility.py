@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.config import Settings
 from app.models import RuleSetStatus, ShopRoundUse
 from app.schemas.rules import Policy, RedemptionPolicy, RedemptionWindow, ScoreTier
-from app.services.shop import round_key
+from app.services.points_year import calendar_of
 from tests import factories as f
 from tests.auth.conftest import assert_problem
 from tests.shop.conftest import API, TODAY, Scene, build_scene, publish_scores, snapshot
@@ -185,7 +185,7 @@ async def test_an_order_that_took_no_turn_gives_none_back(
     await db.execute(
         insert(ShopRoundUse).values(
             household_id=scene.household.id,
-            round_key=round_key(RedemptionPolicy(), TODAY),
+            round_key=calendar_of(Policy()).round_key(TODAY),
             orders=1,
         )
     )

@@ -24,7 +24,13 @@ from app.services.shop_orders import expire_due_order
 from app.timeutil import SHANGHAI
 from tests import factories as f
 from tests.auth.conftest import assert_problem
-from tests.ledger.conftest import assert_ledger_consistent, audits, balance_of, score_of
+from tests.ledger.conftest import (
+    assert_ledger_consistent,
+    audits,
+    balance_of,
+    publish_the_year,
+    score_of,
+)
 from tests.shop.conftest import API, TODAY, Scene, build_scene, snapshot, stock_of
 
 
@@ -350,7 +356,8 @@ async def test_a_give_back_after_the_year_closed_expires_with_it(
 ) -> None:
     year = TODAY.year
     order = (await place(client, scene, (scene.soap.id, 2))).json()
-    (closed,) = await ledger.close_year(db, year, village_ids=[scene.village.id])
+    await publish_the_year(db, scene.village, year)
+    (closed,) = (await ledger.close_year(db, year, village_ids=[scene.village.id])).closed
     assert (closed.carried_over, closed.points_expired) == (False, 60)
     assert await balance_of(db, scene.household.id) == 0
 
@@ -386,7 +393,8 @@ async def test_a_give_back_after_new_year_counts_in_the_year_spent(
     assert cancelled.status_code == 200, cancelled.text
     assert (await entries_of(db, scene))[-1] == (LedgerKind.REFUND, 40, year)
     # The year is still open: the close expires the returned points with the rest.
-    (closed,) = await ledger.close_year(db, year, village_ids=[scene.village.id])
+    await publish_the_year(db, scene.village, year)
+    (closed,) = (await ledger.close_year(db, year, village_ids=[scene.village.id])).closed
     assert closed.points_expired == 100
     assert await balance_of(db, scene.household.id) == 0
     await assert_ledger_consistent(db, scene.village.id)
