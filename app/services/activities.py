@@ -37,10 +37,10 @@ from app.services.claims import (
     item_and_policy,
     points_detail,
     post_bonus,
-    vetoed_in_year,
 )
 from app.services.notifications import NotificationKind
 from app.services.organisation import get_village, get_village_for_admin
+from app.services.points_year import vetoed_in_year
 from app.timeutil import SHANGHAI
 
 CODE_WINDOW = timedelta(minutes=1)

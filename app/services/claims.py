@@ -21,7 +21,6 @@ from app.models import (
     ClaimReview,
     ClaimStatus,
     Household,
-    HouseholdPeriodScore,
     ItemKind,
     LedgerKind,
     Participation,
@@ -41,7 +40,7 @@ from app.security import Principal
 from app.services import audit, ledger, notifications, photos
 from app.services.households import get_household
 from app.services.notifications import NotificationKind
-from app.services.points_year import calendar_of
+from app.services.points_year import calendar_of, vetoed_in_year
 from app.services.rules import rule_set_in_force
 from app.timeutil import SHANGHAI, wechat_time
 
@@ -331,26 +330,6 @@ async def _live_claim_exists(
         )
     )
     return found.first() is not None
-
-
-async def vetoed_in_year(
-    session: AsyncSession, village_id: uuid.UUID, household_ids: list[uuid.UUID], year: int
-) -> set[uuid.UUID]:
-    """The households vetoed in any period of the village's year (一票否决, where the policy
-    makes a veto hold the whole year): they neither claim nor earn activity points."""
-    if not household_ids:
-        return set()
-    found = await session.execute(
-        select(col(HouseholdPeriodScore.household_id))
-        .join(ScoringPeriod, col(ScoringPeriod.id) == col(HouseholdPeriodScore.period_id))
-        .where(
-            col(HouseholdPeriodScore.household_id).in_(household_ids),
-            col(HouseholdPeriodScore.vetoed),
-            col(ScoringPeriod.village_id) == village_id,
-            col(ScoringPeriod.year) == year,
-        )
-    )
-    return set(found.scalars())
 
 
 async def _check_cap_left(

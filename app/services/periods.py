@@ -38,7 +38,7 @@ from app.security import Principal
 from app.services import audit, ledger, notifications
 from app.services.notifications import NotificationKind
 from app.services.organisation import get_village, get_village_for_admin
-from app.services.points_year import calendar_of
+from app.services.points_year import calendar_of, vetoed_in_year
 from app.services.rules import rule_set_in_force
 from app.services.scoring import CardLine, PeriodContext, household_result, is_due
 from app.timeutil import SHANGHAI
@@ -266,17 +266,9 @@ async def submit(
 
 async def vetoed_for_the_year(session: AsyncSession, period: ScoringPeriod) -> set[uuid.UUID]:
     """Households of the village vetoed in an earlier period of the same year."""
-    rows = await session.execute(
-        select(col(HouseholdPeriodScore.household_id))
-        .join(ScoringPeriod, col(ScoringPeriod.id) == col(HouseholdPeriodScore.period_id))
-        .where(
-            col(ScoringPeriod.village_id) == period.village_id,
-            col(ScoringPeriod.year) == period.year,
-            col(ScoringPeriod.starts_on) < period.starts_on,
-            col(HouseholdPeriodScore.vetoed),
-        )
+    return await vetoed_in_year(
+        session, period.village_id, None, period.year, before=period.starts_on
     )
-    return set(rows.scalars())
 
 
 class _CardRow(NamedTuple):

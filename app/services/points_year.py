@@ -13,13 +13,22 @@ import calendar as _months
 import uuid
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from app.models import PeriodKind, PeriodStatus, RuleSet, RuleSetStatus, ScoringPeriod
-from app.schemas.rules import Deadline, PeriodLength, Policy
+from app.models import (
+    Household,
+    HouseholdPeriodScore,
+    PeriodKind,
+    PeriodStatus,
+    RuleSet,
+    RuleSetStatus,
+    ScoringPeriod,
+)
+from app.schemas.rules import Deadline, PeriodLength, Policy, VetoScope
 
 QUARTER_STARTS = (1, 4, 7, 10)
 PUBLISHED = (PeriodStatus.PUBLISHED, PeriodStatus.CLOSED)
@@ -121,6 +130,60 @@ class PointsCalendar:
 
 def calendar_of(policy: Policy | dict[str, object]) -> PointsCalendar:
     return PointsCalendar(policy if isinstance(policy, Policy) else Policy.model_validate(policy))
+
+
+# Vetoed for the year
+
+
+def vetoed_in_year_clause(
+    household_id: Any,
+    year: int | Any,
+    *,
+    published_only: bool = False,
+    before: date | None = None,
+) -> ColumnElement[bool]:
+    """The one definition of "vetoed for the year" (一票否决 where the policy makes a veto hold
+    the whole year, 张堰): a vetoed period score in a period of that year whose rules say so.
+    `published_only` for what villagers may see (results not yet published are not theirs to
+    read, ranks included); `before` for periods that started before a day (approval asks of
+    the earlier periods of the year)."""
+    conditions = [
+        col(HouseholdPeriodScore.household_id) == household_id,
+        col(HouseholdPeriodScore.vetoed),
+        col(ScoringPeriod.id) == col(HouseholdPeriodScore.period_id),
+        col(ScoringPeriod.year) == year,
+        col(RuleSet.id) == col(ScoringPeriod.rule_set_id),
+        col(RuleSet.policy)["veto_scope"].astext == VetoScope.YEAR.value,
+    ]
+    if published_only:
+        conditions.append(col(ScoringPeriod.status).in_(PUBLISHED))
+    if before is not None:
+        conditions.append(col(ScoringPeriod.starts_on) < before)
+    return exists().where(*conditions)
+
+
+async def vetoed_in_year(
+    session: AsyncSession,
+    village_id: uuid.UUID,
+    household_ids: list[uuid.UUID] | None,
+    year: int,
+    *,
+    published_only: bool = False,
+    before: date | None = None,
+) -> set[uuid.UUID]:
+    """The households of the village (all, or those given) vetoed for `year`: they neither
+    claim, nor earn activity or claim points, nor (where the policy says so) redeem."""
+    if household_ids is not None and not household_ids:
+        return set()
+    statement = select(col(Household.id)).where(
+        col(Household.village_id) == village_id,
+        vetoed_in_year_clause(
+            col(Household.id), year, published_only=published_only, before=before
+        ),
+    )
+    if household_ids is not None:
+        statement = statement.where(col(Household.id).in_(household_ids))
+    return set((await session.execute(statement)).scalars())
 
 
 # The year close

@@ -5,7 +5,7 @@ ones are left out (a year-scope veto leaves the household out of the year's rank
 import uuid
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, func, select
+from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -16,14 +16,13 @@ from app.models import (
     HouseholdYearScore,
     Participation,
     PeriodStatus,
-    RuleSet,
     ScoringPeriod,
 )
 from app.schemas.ledger import PeriodStanding, StandingRead
-from app.schemas.rules import VetoScope
 from app.security import Principal
 from app.services.households import get_household
-from app.services.ledger import sees_unpublished, unpublished_points
+from app.services.ledger import sees_unpublished, unpublished_points, unpublished_scores
+from app.services.points_year import vetoed_in_year_clause
 
 
 def _ranked(score: Any) -> tuple[ColumnElement[int], ColumnElement[int]]:
@@ -43,30 +42,31 @@ async def standing(
         col(Household.participation) == Participation.ACTIVE,
     )
 
-    vetoed_year = exists().where(
-        col(HouseholdPeriodScore.household_id) == col(Household.id),
-        col(HouseholdPeriodScore.vetoed),
-        col(ScoringPeriod.id) == col(HouseholdPeriodScore.period_id),
-        col(ScoringPeriod.year) == year,
-        col(RuleSet.id) == col(ScoringPeriod.rule_set_id),
-        col(RuleSet.policy)["veto_scope"].astext == VetoScope.YEAR.value,
+    # Villagers see results once published: their ranks leave out what their scores leave out
+    # (periods approved, not yet published, and the vetoes found in them).
+    hides = not await sees_unpublished(session, principal, household)
+    vetoed_year = vetoed_in_year_clause(col(Household.id), year, published_only=hides)
+    score: ColumnElement[int] = func.coalesce(col(HouseholdYearScore.score), 0)
+    statement = select(col(Household.id)).outerjoin(
+        HouseholdYearScore,
+        and_(
+            col(HouseholdYearScore.household_id) == col(Household.id),
+            col(HouseholdYearScore.year) == year,
+        ),
     )
-    score = func.coalesce(col(HouseholdYearScore.score), 0)
+    if hides:
+        unpublished = unpublished_scores(household.village_id, year)
+        score = score - func.coalesce(unpublished.c.points, 0)
+        statement = statement.outerjoin(
+            unpublished, unpublished.c.household_id == col(Household.id)
+        )
     village_rank, group_rank = _ranked(score)
     year_rows = (
-        select(
-            col(Household.id).label("id"),
+        statement.add_columns(
             score.label("score"),
             village_rank.label("village_rank"),
             group_rank.label("group_rank"),
             func.count().over().label("total"),
-        )
-        .outerjoin(
-            HouseholdYearScore,
-            and_(
-                col(HouseholdYearScore.household_id) == col(Household.id),
-                col(HouseholdYearScore.year) == year,
-            ),
         )
         .where(participating, ~vetoed_year)
         .subquery()
@@ -86,7 +86,7 @@ async def standing(
         else (await session.execute(select(func.count()).select_from(year_rows))).scalar_one()
     )
     hidden = 0
-    if not await sees_unpublished(session, principal, household):
+    if hides:
         _, hidden = await unpublished_points(session, household, year)
     return StandingRead(
         household_id=household.id,
