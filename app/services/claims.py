@@ -252,11 +252,7 @@ async def _create(
     on_behalf: bool,
 ) -> Claim:
     if household.participation is not Participation.ACTIVE:
-        raise Conflict(
-            "The household does not take part in the points scheme.",
-            code="claim.household_not_participating",
-            title="本户未参加积分制，不能申报",
-        )
+        raise not_participating()
     if data.activity_on > clock.today():
         raise Unprocessable(
             "The activity's day is in the future.",
@@ -276,14 +272,7 @@ async def _create(
             code="claim.photos_required",
             title="该项目需要上传照片",
         )
-    if policy.veto_scope is VetoScope.YEAR and await vetoed_in_year(
-        session, household.village_id, [household.id], data.activity_on.year
-    ):
-        raise Conflict(
-            "The household was vetoed (一票否决) for the year.",
-            code="claim.household_vetoed",
-            title="本户本年度已被一票否决，不能申报",
-        )
+    await _refuse_if_vetoed(session, household, policy, data.activity_on)
     if await _live_claim_exists(session, household.id, item.lineage_id, data.activity_on):
         raise duplicate()
     if item.period_cap is not None:
@@ -308,6 +297,40 @@ async def _create(
         raise duplicate() from exc
     await photos.attach(session, principal, data.photo_ids, claim)
     return claim
+
+
+def not_participating() -> Conflict:
+    return Conflict(
+        "The household does not take part in the points scheme.",
+        code="claim.household_not_participating",
+        title="本户未参加积分制，不能申报",
+    )
+
+
+async def _refuse_if_vetoed(
+    session: AsyncSession, household: Household, policy: Policy, activity_on: date
+) -> None:
+    if policy.veto_scope is VetoScope.YEAR and await vetoed_in_year(
+        session,
+        household.village_id,
+        [household.id],
+        calendar_of(policy).year_of(activity_on),
+    ):
+        raise Conflict(
+            "The household was vetoed (一票否决) for the year.",
+            code="claim.household_vetoed",
+            title="本户本年度已被一票否决，不能申报",
+        )
+
+
+async def _refuse_if_not_earning(session: AsyncSession, claim: Claim, policy: Policy) -> None:
+    """An approval asks what submission asked: a claim pending when its household left the
+    scheme or was vetoed for the year is not approved (it may still be rejected)."""
+    household = await session.get(Household, claim.household_id)
+    assert household is not None
+    if household.participation is not Participation.ACTIVE:
+        raise not_participating()
+    await _refuse_if_vetoed(session, household, policy, claim.activity_on)
 
 
 def duplicate() -> Conflict:
@@ -433,6 +456,8 @@ async def review(
             title="您已审核过该申报",
         )
     item, policy = await item_and_policy(session, claim.rule_item_id)
+    if data.decision is ReviewDecision.APPROVE:
+        await _refuse_if_not_earning(session, claim, policy)
     as_leader = policy.claims.leader_decides_alone and claim.village_id in principal.village_ids(
         Role.SCORING_LEADER
     )
@@ -456,6 +481,11 @@ async def review(
             )
         ).all()
     )
+    if claim.on_behalf:
+        # 线下登记 is the scoring group's own record (张堰: 也可由积分制工作小组考评登记): the
+        # recorder's record counts as one approval, so a group of two can decide it. It never
+        # decides alone: the recorder does not review, and this review is someone else's.
+        counts[ReviewDecision.APPROVE] = counts.get(ReviewDecision.APPROVE, 0) + 1
     quorum = policy.claims.review_quorum
     if as_leader or counts.get(data.decision, 0) >= quorum:
         await _decide(session, principal, claim, data.decision, data.comment, item, policy)

@@ -155,13 +155,14 @@ async def test_a_bonus_lands_in_its_open_period_and_counts_in_its_score_at_appro
         json=claim_body(scene.items.volunteer),
     )
     assert recorded.status_code == 201, recorded.text
+    # Decided while it still takes part: an approval asks what submission asked.
+    assert (await review(client, scene.leader, recorded.json()["id"])).status_code == 200
     neighbour.participation = Participation.SUSPENDED
     await db.flush()
 
     claim = await approve_claim(client, scene, scene.items.volunteer, TODAY)
     entry = await entry_of(db, claim)
     assert (entry.period_id, entry.year, entry.points) == (period.id, TODAY.year, 2)
-    assert (await review(client, scene.leader, recorded.json()["id"])).status_code == 200
     # Before approval the period has no score rows, only entries.
     await assert_ledger_consistent(db, scene.village.id)
 
