@@ -90,6 +90,10 @@ class RedemptionPolicy(Strict):
     # Orders a household may take in one redemption round (翁源: its tier's goods once a
     # month); None: as many as points, stock and each item's own limit allow.
     orders_per_round: int | None = Field(default=None, ge=1)
+    # Whether a household vetoed for the year (veto_scope=year) may still redeem during that
+    # year. 张堰 cancels the vetoed household's year (取消本年度积分评比资格): false. Where a
+    # veto holds one period only the setting has nothing to act on.
+    vetoed_may_redeem: bool = True
     # What a point is shown as worth, in goods only; points never turn into cash.
     yuan_per_point: Decimal | None = Field(default=None, gt=0, le=100, decimal_places=2)
 

@@ -29,7 +29,7 @@ from app.models import (
     StockMovement,
     Village,
 )
-from app.schemas.rules import RedemptionPolicy
+from app.schemas.rules import RedemptionPolicy, VetoScope
 from app.schemas.shop import (
     ShopCreate,
     ShopItemCreate,
@@ -41,7 +41,7 @@ from app.schemas.shop import (
 from app.security import Principal
 from app.services import audit, ledger
 from app.services.organisation import get_town, get_village, get_village_for_admin
-from app.services.points_year import calendar_of
+from app.services.points_year import calendar_of, vetoed_in_year
 from app.services.rules import rule_set_in_effect
 
 # Points buy goods and services, never money: these never enter a catalog, whatever the
@@ -384,6 +384,19 @@ async def standing_for(
         score, rank, vetoed = await _latest_period(session, household, policy)
     standing = Standing(policy, points_calendar.round_key(day), score, rank, vetoed, None)
     standing.refusal = _household_refusal(standing, points_calendar.in_redemption_window(day))
+    if (
+        standing.refusal is None
+        and not policy.vetoed_may_redeem
+        and points_calendar.policy.veto_scope is VetoScope.YEAR
+        and await vetoed_in_year(
+            session,
+            household.village_id,
+            [household.id],
+            points_calendar.year_of(day),
+            published_only=True,
+        )
+    ):
+        standing.refusal = Refusal("shop.vetoed_for_year", "本户本年度已被一票否决，不能兑换")
     if standing.refusal is None and policy.orders_per_round is not None:
         used = await session.scalar(
             select(col(ShopRoundUse.orders)).where(
