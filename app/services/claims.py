@@ -27,6 +27,7 @@ from app.models import (
     PeriodStatus,
     ReviewDecision,
     Role,
+    RuleCategory,
     RuleItem,
     RuleSet,
     ScoringPeriod,
@@ -93,6 +94,7 @@ async def post_bonus(
             )
         ).scalar_one()
         points = max(0, min(points, item.period_cap - int(used)))
+    points = min(points, await _category_room(session, household_id, item, cap_starts_on))
     period = await _bonus_period(session, village_id, activity_on)
     if period is not None:
         period_id, year = period
@@ -138,6 +140,56 @@ async def post_bonus(
     session.add(award)
     await session.flush()
     return award
+
+
+async def _category_room(
+    session: AsyncSession, household_id: uuid.UUID, item: RuleItem, cap_starts_on: date
+) -> int:
+    """What the caps of the item's category and of the categories above it still leave the
+    household in the period the caps count (张堰: 志愿服务 at most 5 points, however many claims
+    are approved). Awards are counted by item lineage, so a new version of the rules counts
+    what the earlier one awarded in the same period. Read under the chain lock, as the item's
+    own cap is."""
+    categories = {
+        c.id: c
+        for c in (
+            await session.execute(
+                select(RuleCategory).where(col(RuleCategory.rule_set_id) == item.rule_set_id)
+            )
+        ).scalars()
+    }
+    bonus_items = (
+        await session.execute(
+            select(col(RuleItem.category_id), col(RuleItem.lineage_id)).where(
+                col(RuleItem.rule_set_id) == item.rule_set_id,
+                col(RuleItem.kind) == ItemKind.BONUS,
+            )
+        )
+    ).all()
+
+    def within(category_id: uuid.UUID | None, top: uuid.UUID) -> bool:
+        while category_id is not None:
+            if category_id == top:
+                return True
+            category_id = categories[category_id].parent_id
+        return False
+
+    room = item.points
+    category_id: uuid.UUID | None = item.category_id
+    while category_id is not None:
+        category = categories[category_id]
+        if category.cap is not None:
+            lineages = [lineage for c, lineage in bonus_items if within(c, category.id)]
+            used = await session.scalar(
+                select(func.coalesce(func.sum(col(BonusAward.points)), 0)).where(
+                    col(BonusAward.household_id) == household_id,
+                    col(BonusAward.item_lineage_id).in_(lineages),
+                    col(BonusAward.cap_starts_on) == cap_starts_on,
+                )
+            )
+            room = min(room, category.cap - int(used or 0))
+        category_id = category.parent_id
+    return max(room, 0)
 
 
 NOT_YET_APPROVED = (PeriodStatus.OPEN, PeriodStatus.SCORING, PeriodStatus.SUBMITTED)

@@ -2,6 +2,8 @@
 scoring group recorded itself (线下登记) can be decided by a group of two."""
 
 import uuid
+from collections.abc import Callable
+from datetime import date, datetime
 
 import httpx
 from sqlalchemy import func, select
@@ -10,6 +12,7 @@ from sqlmodel import col
 
 from app.config import Settings
 from app.models import (
+    BonusAward,
     Claim,
     ClaimReview,
     ClaimStatus,
@@ -17,9 +20,14 @@ from app.models import (
     Participation,
     PeriodKind,
     PeriodStatus,
+    RuleItem,
+    RuleSet,
+    RuleSetStatus,
     ScoringPeriod,
 )
+from app.rule_templates import templates
 from app.schemas.rules import ClaimPolicy, Policy, VetoScope
+from app.timeutil import SHANGHAI
 from tests.auth.conftest import assert_problem
 from tests.claims.conftest import (
     API,
@@ -124,3 +132,49 @@ async def test_a_claim_the_group_recorded_is_decided_by_one_more_approval(
     assert approved.json()["status"] == "approved"
     [entry] = await bonus_entries(db, scene.household)
     assert entry.points == scene.items.volunteer.points
+
+
+async def test_an_aspect_cap_binds_the_bonuses_of_its_claims(
+    client: httpx.AsyncClient,
+    db: AsyncSession,
+    settings: Settings,
+    set_clock: Callable[[datetime], None],
+) -> None:
+    """Item 6: 张堰's 志愿服务 aspect is worth 5 points; four approved claims of 2+2+1+2 in
+    one month post 5, not 7."""
+    set_clock(datetime(2031, 5, 20, 10, tzinfo=SHANGHAI))
+    zhangyan = templates()["zhangyan-governance-2024"]
+    scene = await build_scene(db, settings)
+    created = await client.post(
+        f"{API}/villages/{scene.village.id}/rule-sets",
+        json={"year": 2031, "template_code": zhangyan.code},
+        headers=scene.admin,
+    )
+    assert created.status_code == 201, created.text
+    rule_set = await db.get(RuleSet, uuid.UUID(created.json()["id"]))
+    assert rule_set is not None
+    rule_set.status = RuleSetStatus.APPROVED
+    await db.flush()
+    items = {
+        i.code: i
+        for i in (
+            await db.execute(select(RuleItem).where(col(RuleItem.rule_set_id) == rule_set.id))
+        ).scalars()
+    }
+    claims = [("3.2", 10), ("3.3", 10), ("3.1", 11), ("3.2", 11)]
+    for code, day in claims:
+        submitted = await submit(client, scene.villager, items[code], on=date(2031, 5, day))
+        assert submitted.status_code == 201, submitted.text
+        decided = await review(client, scene.leader, submitted.json()["id"])
+        assert decided.json()["status"] == "approved", decided.text
+
+    entries = await bonus_entries(db, scene.household)
+    assert sum(e.points for e in entries) == 5
+    awards = (
+        await db.execute(
+            select(col(BonusAward.points))
+            .where(col(BonusAward.household_id) == scene.household.id)
+            .order_by(col(BonusAward.created_at))
+        )
+    ).scalars()
+    assert list(awards) == [2, 2, 1, 0]
