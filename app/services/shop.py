@@ -29,7 +29,7 @@ from app.models import (
     StockMovement,
     Village,
 )
-from app.schemas.rules import RedemptionPolicy, VetoScope
+from app.schemas.rules import RedemptionPolicy, ScoreTier, VetoScope
 from app.schemas.shop import (
     ShopCreate,
     ShopItemCreate,
@@ -347,9 +347,14 @@ class Standing:
 
     @property
     def tier(self) -> str | None:
+        own = self._own_tier
+        return own.label if own else None
+
+    @property
+    def _own_tier(self) -> ScoreTier | None:
         if self.score is None:
             return None
-        return next((t.label for t in self.policy.tiers if self.score >= t.min_score), None)
+        return next((t for t in self.policy.tiers if self.score >= t.min_score), None)
 
     def item_refusal(self, item: ShopItem) -> Refusal | None:
         if self.refusal:
@@ -360,6 +365,11 @@ class Standing:
             self.score is None or self.score < item.min_period_score
         ):
             return Refusal("shop.below_item_tier", f"该商品需当期积分达到{item.min_period_score}分")
+        own = self._own_tier
+        if item.min_period_score is not None and own and item.min_period_score < own.min_score:
+            # 翁源: four tiers of goods, and a household takes its own tier's in a round, not
+            # a lower tier's besides.
+            return Refusal("shop.other_tier", f"本户本期只能兑换{own.label}的物品")
         if item.stock is not None and item.stock <= 0:
             return Refusal("shop.out_of_stock", "该商品库存不足")
         return None
