@@ -17,7 +17,10 @@ class Photo(SQLModel, table=True):
         sa.Index(
             "ix_photo_unattached_created_at",
             "created_at",
-            postgresql_where=sa.text("claim_id IS NULL"),
+            postgresql_where=sa.text("claim_id IS NULL AND scorecard_id IS NULL"),
+        ),
+        sa.CheckConstraint(
+            "claim_id IS NULL OR scorecard_id IS NULL", name="attached_to_one_thing"
         ),
     )
 
@@ -29,5 +32,8 @@ class Photo(SQLModel, table=True):
     height: int
     size_bytes: int
     claim_id: uuid.UUID | None = Field(default=None, foreign_key="claim.id", index=True)
+    # Evidence of a scorecard's findings and vetoes: kept with the card (whose lines a resave
+    # replaces), so nothing the household may object to is cleaned up as unattached.
+    scorecard_id: uuid.UUID | None = Field(default=None, foreign_key="scorecard.id", index=True)
     created_at: datetime = created_at_field()
     attached_at: datetime | None = timestamp_field()

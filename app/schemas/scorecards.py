@@ -7,7 +7,6 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 from app.models import ItemKind, Outcome
 
 Note = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)]
-Photo = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 CardStatus = Literal["none", "partial", "complete"]
 
 
@@ -30,7 +29,11 @@ class ScorecardLineWrite(Strict):
         "the item's full points when left out",
     )
     note: Note = ""
-    photos: list[Photo] = Field(default=[], max_length=9)
+    photos: list[uuid.UUID] = Field(
+        default=[],
+        max_length=9,
+        description="Ids of photos uploaded (POST /photos) by the scorer, or already on this card",
+    )
 
 
 def _unique_line_ids(lines: list[ScorecardLineWrite]) -> None:

@@ -11,7 +11,7 @@ import anyio
 import anyio.to_thread
 import pillow_heif
 from PIL import Image, ImageOps
-from sqlalchemy import ColumnElement, Uuid, any_, bindparam, delete, or_, select, update
+from sqlalchemy import ColumnElement, Uuid, any_, bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -19,7 +19,7 @@ from sqlmodel import col
 from app import clock
 from app.authz import household_scope
 from app.errors import AppError, NotFound, Unprocessable
-from app.models import Claim, Household, Photo, Role
+from app.models import Claim, Household, Photo, Role, Scorecard
 from app.security import Principal
 from app.storage import PhotoStore
 
@@ -206,7 +206,12 @@ def _visible(principal: Principal) -> ColumnElement[bool]:
         .join(Household, col(Household.id) == col(Claim.household_id))
         .where(household_scope(principal))
     )
-    return or_(col(Photo.uploader_id) == principal.person_id, attached_to_visible)
+    on_visible_card = col(Photo.scorecard_id).in_(
+        select(col(Scorecard.id))
+        .join(Household, col(Household.id) == col(Scorecard.household_id))
+        .where(household_scope(principal))
+    )
+    return or_(col(Photo.uploader_id) == principal.person_id, attached_to_visible, on_visible_card)
 
 
 async def read(
@@ -250,6 +255,7 @@ async def attach(
             col(Photo.uploader_id) == principal.person_id,
             col(Photo.village_id) == claim.village_id,
             col(Photo.claim_id).is_(None),
+            col(Photo.scorecard_id).is_(None),
         )
         .values(claim_id=claim.id, attached_at=clock.now())
         .returning(col(Photo.id))
@@ -258,6 +264,46 @@ async def attach(
         raise Unprocessable(
             "Every photo must be an upload of your own, not yet used for another claim.",
             code="claim.photo_unavailable",
+            title="照片不可用，请重新上传",
+        )
+
+
+async def attach_to_card(
+    session: AsyncSession,
+    principal: Principal,
+    photo_ids: list[uuid.UUID],
+    *,
+    card_id: uuid.UUID,
+    village_id: uuid.UUID,
+) -> None:
+    """Attach a card's evidence, all or none: the scorer's own unattached uploads of the
+    village, or photos already on this card (a resave, perhaps by another scorer). A photo may
+    appear on several lines of one card. One conditional UPDATE, as for claims."""
+    wanted = set(photo_ids)
+    if not wanted:
+        return
+    attached = await session.execute(
+        update(Photo)
+        .where(
+            col(Photo.id).in_(wanted),
+            col(Photo.village_id) == village_id,
+            or_(
+                col(Photo.scorecard_id) == card_id,
+                (col(Photo.uploader_id) == principal.person_id)
+                & col(Photo.claim_id).is_(None)
+                & col(Photo.scorecard_id).is_(None),
+            ),
+        )
+        .values(
+            scorecard_id=card_id, attached_at=func.coalesce(col(Photo.attached_at), clock.now())
+        )
+        .returning(col(Photo.id))
+    )
+    if len(attached.all()) != len(wanted):
+        raise Unprocessable(
+            "Every photo must be an upload of your own, not used elsewhere, or already on "
+            "this card.",
+            code="scorecard.photo_unavailable",
             title="照片不可用，请重新上传",
         )
 
@@ -286,7 +332,11 @@ async def remove_unattached(
     cutoff = (now or clock.now()) - older_than
     deleted = await session.execute(
         delete(Photo)
-        .where(col(Photo.claim_id).is_(None), col(Photo.created_at) < cutoff)
+        .where(
+            col(Photo.claim_id).is_(None),
+            col(Photo.scorecard_id).is_(None),
+            col(Photo.created_at) < cutoff,
+        )
         .returning(col(Photo.id))
     )
     return list(deleted.scalars())

@@ -62,6 +62,7 @@ from app.schemas.scorecards import (
     WorklistHousehold,
 )
 from app.security import Principal
+from app.services import photos
 from app.services.scoring import is_due
 
 SCORING_ROLES = (Role.VILLAGE_ADMIN, Role.SCORING_LEADER, Role.SCORER)
@@ -435,7 +436,7 @@ def _validated_lines(
                 "outcome": line.outcome,
                 "points": line_points(rules.mode, item, line.outcome, line.points),
                 "note": line.note,
-                "photos": line.photos,
+                "photos": [str(photo_id) for photo_id in line.photos],
             }
         )
     return rows
@@ -583,5 +584,13 @@ async def save_cards(
         if constraint == "pk_scorecard_line":
             raise _line_id_taken() from exc
         raise
+    for card_id, (_, card) in zip(card_ids, cards, strict=True):
+        await photos.attach_to_card(
+            session,
+            principal,
+            [photo_id for line in card.lines for photo_id in line.photos],
+            card_id=card_id,
+            village_id=period.village_id,
+        )
     read = await _cards_read(session, card_ids)
     return [read[card_id] for card_id in card_ids]
