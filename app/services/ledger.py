@@ -281,6 +281,54 @@ async def _drawn_oldest_first(
     return drawn
 
 
+def _is_gain(entry: NewEntry) -> bool:
+    return entry.counts_balance and entry.points > 0
+
+
+async def _expired_with_their_year(
+    session: AsyncSession, village_id: uuid.UUID, entries: Sequence[NewEntry]
+) -> Sequence[NewEntry]:
+    """Points given back into a year that has closed and reset (an order cancelled after the
+    close, a deduction corrected after it) expire with that year at once: the reset would
+    have taken them, and they must not turn into the new year's. Read under the chain lock,
+    which the close also takes."""
+    years = {e.year for e in entries if _is_gain(e)}
+    if not years:
+        return entries
+    reset = set(
+        (
+            await session.execute(
+                select(col(YearEndClose.year)).where(
+                    col(YearEndClose.village_id) == village_id,
+                    col(YearEndClose.year).in_(years),
+                    ~col(YearEndClose.carried_over),
+                )
+            )
+        ).scalars()
+    )
+    if not reset:
+        return entries
+    out: list[NewEntry] = []
+    for entry in entries:
+        out.append(entry)
+        if _is_gain(entry) and entry.year in reset:
+            out.append(
+                NewEntry(
+                    household_id=entry.household_id,
+                    kind=LedgerKind.EXPIRY,
+                    points=-entry.points,
+                    counts_score=False,
+                    counts_balance=True,
+                    year=entry.year,
+                    source_type=entry.source_type,
+                    source_id=entry.source_id,
+                    actor_id=entry.actor_id,
+                    memo=f"{entry.year}年积分年底清零",
+                )
+            )
+    return out
+
+
 ENTRY_COLUMNS = ("id", *HASHED_FIELDS[1:], "prev_hash", "hash")
 _entry_record = itemgetter(*ENTRY_COLUMNS)
 
@@ -356,6 +404,7 @@ async def post(
         return []
     seq, prev_hash = await lock_chain(session, village_id)
     entries = await _drawn_oldest_first(session, village_id, entries)
+    entries = await _expired_with_their_year(session, village_id, entries)
     now = clock.now()
     rows: list[dict[str, Any]] = []
     item_copies: dict[int, tuple[Any, ...]] = {}
@@ -663,7 +712,8 @@ async def correct(
             code="ledger.already_corrected",
             title="该记录已更正",
         )
-    [row] = await post(
+    # The first row is the correction; an expiry follows where its year has closed and reset.
+    row, *_ = await post(
         session,
         original.village_id,
         [

@@ -48,7 +48,6 @@ from app.models import (
     ShopRoundUse,
     StockChange,
     StockMovement,
-    YearEndClose,
 )
 from app.pagination import PageParams, paginate
 from app.schemas.shop import (
@@ -331,8 +330,8 @@ async def _give_back(session: AsyncSession, order: ShopOrder, actor: Principal |
         }[order.status]
         # The points return to the years the spend drew them from (ledger.post draws on the
         # oldest year first): a give-back after New Year must not turn last year's points into
-        # this year's and dodge the reset, and a year closed meanwhile expires them again.
-        # Read under the chain lock, which the year-end close also takes.
+        # this year's and dodge the reset, and ledger.post expires them again where that year
+        # has closed and reset. Read under the chain lock, which the close also takes.
         await ledger.lock_chain(session, order.village_id)
         drawn = (
             await session.execute(
@@ -346,14 +345,9 @@ async def _give_back(session: AsyncSession, order: ShopOrder, actor: Principal |
                 .order_by(col(LedgerEntry.year))
             )
         ).all()
-        entries = []
-        for year, spent in drawn:
-            entries.append(_entry(order, LedgerKind.REFUND, -spent, actor, memo, year))
-            closed = await session.get(YearEndClose, (order.village_id, year))
-            if closed is not None and not closed.carried_over:
-                entries.append(
-                    _entry(order, LedgerKind.EXPIRY, spent, actor, f"{year}年积分年底清零", year)
-                )
+        entries = [
+            _entry(order, LedgerKind.REFUND, -spent, actor, memo, year) for year, spent in drawn
+        ]
         await ledger.post(session, order.village_id, entries)
 
 

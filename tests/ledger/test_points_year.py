@@ -37,6 +37,7 @@ from tests.ledger.conftest import (
     entry_count,
     post_entry,
     publish_the_year,
+    score_of,
 )
 from tests.shop.conftest import create_item, create_shop
 
@@ -242,3 +243,36 @@ async def test_a_village_without_rules_for_the_year_is_reported(db: AsyncSession
     outcome = await close_year(db, YEAR, village_ids=[village.id])
     assert outcome.closed == []
     assert [b.code for b in outcome.blocked] == ["year_close.no_rules"]
+
+
+async def test_a_correction_after_the_close_gives_back_into_the_closed_year_and_expires(
+    client: httpx.AsyncClient,
+    db: AsyncSession,
+    settings: Settings,
+    set_clock: Callable[[datetime], None],
+) -> None:
+    """A deduction of last year found wrong in February: the score is put right, and the
+    points come back into last year, which has reset, so they expire with it."""
+    scene = await resetting_village(db, settings)
+    deduction = await post_entry(db, scene.household, -10, kind=LedgerKind.INSPECTION, year=YEAR)
+    set_clock(at(date(YEAR + 1, 1, 4)))
+    [closed] = (await close_year(db, YEAR, village_ids=[scene.village.id])).closed
+    assert closed.points_expired == 90
+    admin = await f.create_person(db, scene.village)
+    await f.grant(db, admin, Role.VILLAGE_ADMIN, village=scene.village)
+    set_clock(at(date(YEAR + 1, 2, 10)))
+
+    corrected = await client.post(
+        f"{API}/ledger-entries/{deduction['id']}/correction",
+        json={"reason": "扣分有误"},
+        headers=await f.login_headers(db, settings, admin),
+    )
+
+    assert corrected.status_code == 201, corrected.text
+    assert (await entries(db, scene.household))[-2:] == [
+        (LedgerKind.CORRECTION, 10, YEAR),
+        (LedgerKind.EXPIRY, -10, YEAR),
+    ]
+    assert await balance_of(db, scene.household.id) == 0
+    assert await score_of(db, scene.household.id, YEAR) == 100
+    await assert_ledger_consistent(db, scene.village.id)
