@@ -7,11 +7,14 @@ from collections.abc import Callable
 from datetime import date, datetime
 
 import httpx
+import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from app.cli import _close_year
 from app.config import Settings
+from app.db import create_engine, create_sessionmaker
 from app.models import (
     Household,
     LedgerEntry,
@@ -30,6 +33,7 @@ from app.schemas.rules import Policy
 from app.services.ledger import close_year
 from app.timeutil import SHANGHAI
 from tests import factories as f
+from tests.conftest import database_of_its_own
 from tests.ledger.conftest import (
     API,
     assert_ledger_consistent,
@@ -276,3 +280,46 @@ async def test_a_correction_after_the_close_gives_back_into_the_closed_year_and_
     assert await balance_of(db, scene.household.id) == 0
     assert await score_of(db, scene.household.id, YEAR) == 100
     await assert_ledger_consistent(db, scene.village.id)
+
+
+async def test_year_end_says_which_village_waits_for_which_month(
+    database_url: str,
+    capsys: pytest.CaptureFixture[str],
+    set_clock: Callable[[datetime], None],
+) -> None:
+    """The command itself, on a database of its own (it commits village by village): on
+    1 January, December missing, it names the village and the month and reports failure; once
+    December is published it closes the year."""
+    set_clock(at(date(YEAR + 1, 1, 1)))
+    async with database_of_its_own(database_url, "vp_year_end") as url:
+        engine = create_engine(url, pool_size=1)
+        try:
+            async with create_sessionmaker(engine)() as session, session.begin():
+                village = await f.create_village(session)
+                rule_set, _, _ = await f.create_rule_set(session, village, year=YEAR)
+                household = await f.create_household(session, village)
+                await post_entry(session, household, 30, year=YEAR)
+                await publish_the_year(session, village, YEAR)
+                december = (
+                    await session.execute(
+                        select(ScoringPeriod).where(
+                            col(ScoringPeriod.village_id) == village.id,
+                            col(ScoringPeriod.number) == 12,
+                        )
+                    )
+                ).scalar_one()
+                await session.delete(december)
+
+            assert await _close_year(url, YEAR) is False
+            out = capsys.readouterr().out
+            assert f"{YEAR} NOT closed for village {village.id}: year_close.period_missing" in out
+            assert f"{YEAR}年12月" in out
+
+            async with create_sessionmaker(engine)() as session, session.begin():
+                await publish_the_year(session, village, YEAR)
+            assert await _close_year(url, YEAR) is True
+            assert "30 points of 1 households expired" in capsys.readouterr().out
+            async with create_sessionmaker(engine)() as session:
+                assert await balance_of(session, household.id) == 0
+        finally:
+            await engine.dispose()
