@@ -99,7 +99,7 @@ async def post_bonus(
     if period is not None:
         period_id, year = period
     else:
-        period_id, year = None, activity_on.year
+        period_id, year = None, calendar_of(policy).year_of(activity_on)
         if await _year_closed(session, village_id, year):
             year = clock.today().year
     entry_id = None
