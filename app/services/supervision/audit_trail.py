@@ -2,7 +2,7 @@
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -29,8 +29,12 @@ async def list_entries(
 
     Entries without a town (district-level changes such as new towns) are the district's only.
     """
-    statement: Select[Any] = select(AuditEntry, col(Person.name)).outerjoin(
-        Person, col(Person.id) == col(AuditEntry.actor_id)
+    # The actor's name rides along; paginate reads the cursor from the entry, the first column.
+    statement = cast(
+        Select[Any],
+        select(AuditEntry, col(Person.name)).outerjoin(
+            Person, col(Person.id) == col(AuditEntry.actor_id)
+        ),
     )
     statement = statement.where(town_scope(principal, col(AuditEntry.town_id)))
     if town_id is not None:

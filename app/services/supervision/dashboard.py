@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import and_, func, select
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -241,7 +242,7 @@ async def _rates(session: AsyncSession, ids: list[uuid.UUID], w: Window) -> Fiel
     on = min(w.ends_on, clock.today())
     rows = await session.execute(
         select(col(RuleSet.village_id), col(RuleSet.policy))
-        .distinct(col(RuleSet.village_id))
+        .ext(distinct_on(col(RuleSet.village_id)))
         .where(
             col(RuleSet.village_id).in_(ids),
             col(RuleSet.status) == RuleSetStatus.APPROVED,
@@ -326,15 +327,14 @@ async def town_dashboard(
 ) -> TownDashboard:
     town = await supervised_town(session, principal, town_id)
     w = window(year, quarter, month)
-    villages = list(
-        (
-            await session.execute(
-                select(col(Village.id), col(Village.name))
-                .where(col(Village.town_id) == town.id)
-                .order_by(col(Village.name), col(Village.id))
-            )
-        ).tuples()
-    )
+    villages = [
+        (village_id, name)
+        for village_id, name in await session.execute(
+            select(col(Village.id), col(Village.name))
+            .where(col(Village.town_id) == town.id)
+            .order_by(col(Village.name), col(Village.id))
+        )
+    ]
     return TownDashboard(
         town_id=town.id, name=town.name, window=w, villages=await _villages(session, villages, w)
     )
