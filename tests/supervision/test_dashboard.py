@@ -7,6 +7,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from app.config import Settings
 from app.models import Claim, ClaimStatus, Household, Participation, PeriodFigures, Role
@@ -75,7 +76,7 @@ async def test_town_dashboard_figures(
     # What approval stored is what the read shows: one row per period, not recomputed.
     stored = (
         await db.execute(
-            select(PeriodFigures).where(PeriodFigures.village_id == favour.village.id)  # type: ignore[arg-type]
+            select(PeriodFigures).where(col(PeriodFigures.village_id) == favour.village.id)
         )
     ).scalar_one()
     assert stored.share_full == 0.75
