@@ -43,17 +43,19 @@ class FilingAnswer(BaseModel):
 
 
 class FilingRead(BaseModel):
+    """Where the period's filing stands; status None: not filed yet."""
+
     model_config = ConfigDict(from_attributes=True)
     period_id: uuid.UUID
     village_id: uuid.UUID
-    status: FilingStatus
-    times_filed: int
-    note: str
-    filed_by: uuid.UUID
-    filed_at: datetime
-    answer_note: str
-    answered_by: uuid.UUID | None
-    answered_at: datetime | None
+    status: FilingStatus | None
+    times_filed: int = 0
+    note: str = ""
+    filed_by: uuid.UUID | None = None
+    filed_at: datetime | None = None
+    answer_note: str = ""
+    answered_by: uuid.UUID | None = None
+    answered_at: datetime | None = None
 
 
 class InspectionDraw(BaseModel):
@@ -88,15 +90,17 @@ class InspectedHousehold(BaseModel):
 
 
 class InspectionRead(BaseModel):
+    """The period's random check; drawn_at None: no sample drawn yet."""
+
     period_id: uuid.UUID
     village_id: uuid.UUID
-    seed: int
-    size: int
-    drawn_by: uuid.UUID
-    drawn_at: datetime
-    households: list[InspectedHousehold]
-    inspected: int
-    mean_abs_difference: float | None
+    seed: int | None = None
+    size: int = 0
+    drawn_by: uuid.UUID | None = None
+    drawn_at: datetime | None = None
+    households: list[InspectedHousehold] = []
+    inspected: int = 0
+    mean_abs_difference: float | None = None
 
 
 class AuditEntryRead(BaseModel):

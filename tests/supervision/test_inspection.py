@@ -40,7 +40,8 @@ async def test_draw_score_and_distance(
     favour = scene.villages["favour"]
     path = f"{API}/periods/{favour.period_id}/inspection"
     set_clock(at(date(YEAR, 4, 8)))
-    assert_problem(await client.get(path, headers=scene.supervisor), 404, "inspection.not_drawn")
+    undrawn = await client.get(path, headers=scene.supervisor)
+    assert (undrawn.status_code, undrawn.json()["drawn_at"]) == (200, None)
     assert_problem(
         await client.post(path, json={"size": 2, "seed": 7}, headers=favour.admin),
         403,
@@ -79,7 +80,7 @@ async def test_draw_score_and_distance(
         await client.put(
             f"{path}/households/{outsider}", json={"lines": [line]}, headers=scene.supervisor
         ),
-        404,
+        409,
         "inspection.not_sampled",
     )
     wrong_item = {**line, "rule_item_id": str(uuid.uuid4())}

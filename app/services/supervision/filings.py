@@ -6,7 +6,7 @@ import uuid
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import clock
-from app.errors import Conflict, NotFound, Unprocessable
+from app.errors import Conflict, Unprocessable
 from app.models import FilingStatus, PeriodFiling, PeriodStatus
 from app.schemas.supervision import FilingRead
 from app.security import Principal
@@ -124,9 +124,5 @@ async def get_filing(
     period = await overseen_period(session, principal, period_id)
     filing = await session.get(PeriodFiling, period.id)
     if filing is None:
-        raise NotFound(
-            "The village has not filed this period.",
-            code="filing.not_filed",
-            title="该考核周期尚未报备",
-        )
+        return FilingRead(period_id=period.id, village_id=period.village_id, status=None)
     return FilingRead.model_validate(filing)

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app import clock
-from app.errors import Conflict, Forbidden, NotFound, Unprocessable
+from app.errors import Conflict, Forbidden, Unprocessable
 from app.models import (
     Household,
     Inspection,
@@ -175,7 +175,7 @@ async def score_household(
         )
     ).scalar_one_or_none()
     if row is None:
-        raise NotFound(
+        raise Conflict(
             "The household is not in this period's sample.",
             code="inspection.not_sampled",
             title="该农户不在本次抽查样本中",
@@ -283,9 +283,5 @@ async def get_inspection(
     period = await supervised_period(session, principal, period_id)
     inspection = await session.get(Inspection, period.id)
     if inspection is None:
-        raise NotFound(
-            "No sample has been drawn for this period.",
-            code="inspection.not_drawn",
-            title="该考核周期尚未抽查",
-        )
+        return InspectionRead(period_id=period.id, village_id=period.village_id)
     return await _read(session, inspection)
