@@ -13,7 +13,15 @@ from app.config import Settings
 from app.models import Claim, ClaimStatus, Household, Participation, PeriodFigures, Role
 from tests import factories as f
 from tests.auth.conftest import assert_problem
-from tests.supervision.conftest import API, YEAR, at, build_scene
+from tests.supervision.conftest import (
+    API,
+    FAIR,
+    YEAR,
+    add_village,
+    at,
+    build_scene,
+    run_period,
+)
 
 
 async def test_town_dashboard_figures(
@@ -89,8 +97,6 @@ async def test_lateness_runs_until_done(
     set_clock: Callable[[datetime], None],
 ) -> None:
     """Not yet published: late by today, and the spread is there from approval on."""
-    from tests.supervision.conftest import FAIR, add_village, run_period
-
     town = await f.create_town(db)
     supervisor = await f.create_person(db)
     await f.grant(db, supervisor, Role.TOWN_SUPERVISOR, town=town)
