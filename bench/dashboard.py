@@ -180,6 +180,19 @@ async def run(url: str, households: int, villages: int, runs: int) -> None:
     async def one(session: SessionDep) -> int:
         return int((await session.execute(text("SELECT 1"))).scalar_one())
 
+    window = dashboard.window(YEAR, 1, None)
+    village_ids = [village_id for village_id, _ in built]
+
+    async def time_section(section) -> list[float]:
+        """Where the service's time goes: each section alone, in its own transaction."""
+        timings = []
+        for _ in range(runs):
+            async with sessionmaker() as session, session.begin():
+                began = time.perf_counter()
+                await section(session, village_ids, window)
+                timings.append(time.perf_counter() - began)
+        return timings
+
     async def request(client: httpx.AsyncClient, path: str) -> float:
         began = time.perf_counter()
         response = await client.get(path)
@@ -200,12 +213,15 @@ async def run(url: str, households: int, villages: int, runs: int) -> None:
         in_service = [await service() for _ in range(runs)]
         through_app = [await request(api, path) for _ in range(runs)]
         select_one = [await request(b, "/one") for _ in range(runs)]
+    sections = {section.__name__: await time_section(section) for section in dashboard.SECTIONS}
     await engine.dispose()
     print(f"dashboard, service only:      {figures(in_service)}")
     print(f"dashboard, through the app:   {figures(through_app)}  ({size:,} bytes of JSON)")
     print(f"baseline SELECT 1 route:      {figures(select_one)}")
     ratio = statistics.median(through_app) / statistics.median(select_one)
     print(f"dashboard / baseline (medians): {ratio:.1f}×")
+    for name, timings in sections.items():
+        print(f"  section {name:<16} {figures(timings)}")
 
 
 async def with_database(households: int, villages: int, runs: int) -> None:

@@ -81,7 +81,7 @@ async def scoring_group(
     """Who scored the period and how many cards each saved: as recorded at approval, or the
     village's scorers and leaders now before it."""
     period = await overseen_period(session, principal, period_id)
-    return await groups.scoring_group(session, principal, period)
+    return await groups.scoring_group(session, period)
 
 
 @router.post(

@@ -11,7 +11,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from app.errors import Conflict, Unprocessable
+from app.errors import Conflict
 from app.models import (
     PeriodFigures,
     PeriodScorer,
@@ -169,8 +169,10 @@ async def on_approval(
 async def grant_waiver(
     session: AsyncSession, principal: Principal, period_id: uuid.UUID, reason: str
 ) -> WaiverRead:
-    """The town lets this period be approved by a smaller group; audited, once per period."""
-    period = await supervised_period(session, principal, period_id)
+    """The town lets this period be approved by a smaller group; audited, once per period.
+
+    The period's row lock orders the waiver against an approval running at the same time."""
+    period = await supervised_period(session, principal, period_id, lock=True)
     if period.status not in (PeriodStatus.OPEN, PeriodStatus.SCORING, PeriodStatus.SUBMITTED):
         raise Conflict(
             "The period has been approved already.",
@@ -184,13 +186,11 @@ async def grant_waiver(
             code="scoring_group.waiver_exists",
             title="该考核周期已批准评分小组人数豁免",
         )
-    if not reason.strip():
-        raise Unprocessable("A waiver needs its reason.", code="scoring_group.reason_missing")
     waiver = ScoringGroupWaiver(
         period_id=period.id,
         village_id=period.village_id,
         town_id=period.town_id,
-        reason=reason.strip(),
+        reason=reason,
         granted_by=principal.person_id,
     )
     session.add(waiver)
@@ -208,9 +208,7 @@ async def grant_waiver(
     return WaiverRead.model_validate(waiver)
 
 
-async def scoring_group(
-    session: AsyncSession, principal: Principal, period: ScoringPeriod
-) -> list[ScoringGroupMember]:
+async def scoring_group(session: AsyncSession, period: ScoringPeriod) -> list[ScoringGroupMember]:
     """As recorded at approval; before approval, the grant holders now and the cards so far."""
     if period.status in (PeriodStatus.OPEN, PeriodStatus.SCORING, PeriodStatus.SUBMITTED):
         holders = await _grant_holders(session, period.village_id)
