@@ -13,7 +13,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, func, select, true
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -92,29 +92,6 @@ def days_late(due: date | None, done_at: datetime | None, today: date) -> int | 
         return None
     done = done_at.astimezone(SHANGHAI).date() if done_at else today
     return max(0, (done - due).days)
-
-
-async def _participation(session: AsyncSession, ids: list[uuid.UUID], _: Window) -> Fields:
-    active = col(Household.participation) == Participation.ACTIVE
-    eligible = (col(Household.participation) != Participation.LEFT) & col(Household.has_resident)
-    rows = await session.execute(
-        select(
-            col(Household.village_id),
-            func.count().filter(active),
-            func.count().filter(eligible),
-        )
-        .where(col(Household.village_id).in_(ids))
-        .group_by(col(Household.village_id))
-    )
-    found = {v: (a, e) for v, a, e in rows}
-    return {
-        v: {
-            "participation": ParticipationRead(
-                participating=found.get(v, (0, 0))[0], eligible=found.get(v, (0, 0))[1]
-            )
-        }
-        for v in ids
-    }
 
 
 async def _periods(session: AsyncSession, ids: list[uuid.UUID], w: Window) -> Fields:
@@ -214,29 +191,6 @@ def _period(
     return read
 
 
-async def _claims(session: AsyncSession, ids: list[uuid.UUID], _: Window) -> Fields:
-    """Pending now, whatever the window: what waits is what the town must chase."""
-    now = clock.now()
-    week, month = now - timedelta(days=7), now - timedelta(days=30)
-    created = col(Claim.created_at)
-    rows = await session.execute(
-        select(
-            col(Claim.village_id),
-            func.count(),
-            func.count().filter(created > week),
-            func.count().filter(and_(created <= week, created > month)),
-            func.count().filter(created <= month),
-        )
-        .where(col(Claim.village_id).in_(ids), col(Claim.status) == ClaimStatus.PENDING)
-        .group_by(col(Claim.village_id))
-    )
-    found = {
-        v: ClaimAges(total=t, under_7_days=a, days_7_to_30=b, over_30_days=c)
-        for v, t, a, b, c in rows
-    }
-    return {v: {"claims_pending": found.get(v, ClaimAges())} for v in ids}
-
-
 async def _rates(session: AsyncSession, ids: list[uuid.UUID], w: Window) -> Fields:
     """The yuan a point is shown as, by the rules in force at the window's end (or today)."""
     on = min(w.ends_on, clock.today())
@@ -255,47 +209,94 @@ async def _rates(session: AsyncSession, ids: list[uuid.UUID], w: Window) -> Fiel
     return {v: {"yuan_per_point": found.get(v)} for v in ids}
 
 
-async def _redemptions(session: AsyncSession, ids: list[uuid.UUID], w: Window) -> Fields:
-    rows = await session.execute(
-        select(col(ShopOrder.village_id), func.count(), func.sum(col(ShopOrder.points)))
+async def _counts(session: AsyncSession, ids: list[uuid.UUID], w: Window) -> Fields:
+    """Participation, pending claims by age, redemptions and liability: four per-village
+    aggregates in one statement (lateral subqueries, each keyed by village), one round trip.
+
+    Claims are those pending now, whatever the window: what waits is what the town must chase.
+    Redemptions are collected orders in the window (refunded ones are no longer collected).
+    Liability is what households could still spend now."""
+    village = col(Village.id)
+    active = col(Household.participation) == Participation.ACTIVE
+    eligible = (col(Household.participation) != Participation.LEFT) & col(Household.has_resident)
+    households = (
+        select(
+            func.count().filter(active).label("participating"),
+            func.count().filter(eligible).label("eligible"),
+        )
+        .where(col(Household.village_id) == village)
+        .lateral("households")
+    )
+    now = clock.now()
+    week, month = now - timedelta(days=7), now - timedelta(days=30)
+    created = col(Claim.created_at)
+    claims = (
+        select(
+            func.count().label("total"),
+            func.count().filter(created > week).label("recent"),
+            func.count().filter(and_(created <= week, created > month)).label("waiting"),
+            func.count().filter(created <= month).label("old"),
+        )
+        .where(col(Claim.village_id) == village, col(Claim.status) == ClaimStatus.PENDING)
+        .lateral("claims")
+    )
+    orders = (
+        select(
+            func.count().label("orders"),
+            func.coalesce(func.sum(col(ShopOrder.points)), 0).label("points"),
+        )
         .where(
-            col(ShopOrder.village_id).in_(ids),
+            col(ShopOrder.village_id) == village,
             col(ShopOrder.status) == OrderStatus.COLLECTED,
             col(ShopOrder.collected_at) >= _instant(w.starts_on),
             col(ShopOrder.collected_at) < _instant(w.ends_on + timedelta(days=1)),
         )
-        .group_by(col(ShopOrder.village_id))
+        .lateral("orders")
     )
-    found = {v: (n, int(p or 0)) for v, n, p in rows}
+    balances = (
+        select(func.coalesce(func.sum(col(HouseholdBalance.balance)), 0).label("owed"))
+        .where(col(HouseholdBalance.village_id) == village)
+        .lateral("balances")
+    )
+    rows = await session.execute(
+        select(
+            village,
+            households.c.participating,
+            households.c.eligible,
+            claims.c.total,
+            claims.c.recent,
+            claims.c.waiting,
+            claims.c.old,
+            orders.c.orders,
+            orders.c.points,
+            balances.c.owed,
+        )
+        .select_from(Village)
+        .join(households, true())
+        .join(claims, true())
+        .join(orders, true())
+        .join(balances, true())
+        .where(village.in_(ids))
+    )
     return {
-        v: {
-            "redemptions": Redemptions(
-                orders=found.get(v, (0, 0))[0], points=found.get(v, (0, 0))[1]
-            )
+        row.id: {
+            "participation": ParticipationRead(
+                participating=row.participating, eligible=row.eligible
+            ),
+            "claims_pending": ClaimAges(
+                total=row.total,
+                under_7_days=row.recent,
+                days_7_to_30=row.waiting,
+                over_30_days=row.old,
+            ),
+            "redemptions": Redemptions(orders=row.orders, points=int(row.points)),
+            "liability": Liability(outstanding_points=int(row.owed)),
         }
-        for v in ids
+        for row in rows
     }
 
 
-async def _liability(session: AsyncSession, ids: list[uuid.UUID], _: Window) -> Fields:
-    """Points households could still spend now: what the village owes in goods."""
-    rows = await session.execute(
-        select(col(HouseholdBalance.village_id), func.sum(col(HouseholdBalance.balance)))
-        .where(col(HouseholdBalance.village_id).in_(ids))
-        .group_by(col(HouseholdBalance.village_id))
-    )
-    found = {v: int(p or 0) for v, p in rows}
-    return {v: {"liability": Liability(outstanding_points=found.get(v, 0))} for v in ids}
-
-
-SECTIONS: tuple[Section, ...] = (
-    _participation,
-    _periods,
-    _claims,
-    _rates,
-    _redemptions,
-    _liability,
-)
+SECTIONS: tuple[Section, ...] = (_periods, _rates, _counts)
 
 
 async def _villages(
