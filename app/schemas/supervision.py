@@ -150,6 +150,8 @@ class ScorerFigures(BaseModel):
 class FilingFigures(BaseModel):
     status: FilingStatus | None  # None: not filed yet
     filed_at: datetime | None
+    # Days from publication to the (latest) filing, or to today while published and unfiled.
+    days_after_publication: int | None = None
     answer_note: str
 
 

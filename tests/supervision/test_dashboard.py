@@ -64,7 +64,13 @@ async def test_town_dashboard_figures(
     assert march["distinct_scores"] == 4
     assert march["standout_scorers"] == []
     assert march["group_size"] == 2
-    assert march["filing"] == {"status": None, "filed_at": None, "answer_note": ""}
+    # Published on the 24th and not filed by 2 April.
+    assert march["filing"] == {
+        "status": None,
+        "filed_at": None,
+        "days_after_publication": 9,
+        "answer_note": "",
+    }
     assert fair_row["periods_late"] == 0
 
     favour_row = villages["人情村"]

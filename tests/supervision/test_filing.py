@@ -77,6 +77,7 @@ async def test_file_query_refile_acknowledge(
     assert board.json()["periods"][0]["filing"]["status"] == "queried"
     assert board.json()["periods"][0]["filing"]["answer_note"] == "第3户扣分缺照片"
     assert board.json()["periods_queried"] == 1
+    assert board.json()["periods"][0]["filing"]["days_after_publication"] == 2  # 24th → 26th
 
     refiled = await client.post(path, json={"note": "已补照片"}, headers=fair.admin)
     assert refiled.status_code == 200, refiled.text

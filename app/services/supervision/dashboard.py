@@ -94,6 +94,13 @@ def days_late(due: date | None, done_at: datetime | None, today: date) -> int | 
     return max(0, (done - due).days)
 
 
+def _days_between(start: datetime | None, end: datetime | None, today: date) -> int | None:
+    if start is None:
+        return None
+    last = end.astimezone(SHANGHAI).date() if end else today
+    return (last - start.astimezone(SHANGHAI).date()).days
+
+
 async def _periods(session: AsyncSession, ids: list[uuid.UUID], w: Window) -> Fields:
     checked = (
         select(
@@ -171,6 +178,9 @@ def _period(
         filing=FilingFigures(
             status=filing.status if filing else None,
             filed_at=filing.filed_at if filing else None,
+            days_after_publication=_days_between(
+                period.published_at, filing.filed_at if filing else None, today
+            ),
             answer_note=filing.answer_note if filing else "",
         ),
     )
