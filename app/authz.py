@@ -113,3 +113,11 @@ async def ensure_may_manage_account(
                 code="person.privileged",
                 title="该人员持有更高权限，须由区级管理员处理",
             )
+
+
+def town_scope(principal: Principal, town_column: Any) -> ColumnElement[bool]:
+    """Rows of the towns the principal supervises (every town for the district)."""
+    if principal.is_district_admin:
+        return true()
+    towns = principal.supervised_town_ids()
+    return town_column.in_(towns) if towns else false()

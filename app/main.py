@@ -33,6 +33,7 @@ from app.routers import (
     rules,
     scorecards,
     shop,
+    supervision,
 )
 from app.routers.photos import MULTIPART_OVERHEAD
 from app.services import photos as photos_service
@@ -126,6 +127,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     api.include_router(claims.router)
     api.include_router(activities.router)
     api.include_router(shop.router)
+    api.include_router(supervision.router)
     app.include_router(api)
 
     def openapi() -> dict[str, Any]:

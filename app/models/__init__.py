@@ -56,6 +56,15 @@ from app.models.shop import (
     StockChange,
     StockMovement,
 )
+from app.models.supervision import (
+    FilingStatus,
+    Inspection,
+    InspectionHousehold,
+    PeriodFigures,
+    PeriodFiling,
+    PeriodScorer,
+    ScoringGroupWaiver,
+)
 
 __all__ = [
     "HouseholdPeriodScore",
@@ -123,4 +132,11 @@ __all__ = [
     "ShopOrderLine",
     "StockChange",
     "StockMovement",
+    "FilingStatus",
+    "Inspection",
+    "InspectionHousehold",
+    "PeriodFigures",
+    "PeriodFiling",
+    "PeriodScorer",
+    "ScoringGroupWaiver",
 ]

@@ -43,6 +43,8 @@ from app.services.rules import rule_set_in_force
 from app.services.scoring import CardLine, PeriodContext, household_result, is_due
 from app.timeutil import SHANGHAI
 
+from app.services.supervision import groups as scoring_groups
+
 STAFF = (Role.VILLAGE_ADMIN, Role.SCORING_LEADER, Role.SCORER)
 
 
@@ -346,6 +348,7 @@ async def approve(
         household_result(context, household_id, lines, vetoed_this_year=household_id in year_vetoed)
         for household_id, lines in cards.items()
     ]
+    await scoring_groups.on_approval(session, period, context.policy, results)
     bonuses = dict(
         (
             await session.execute(

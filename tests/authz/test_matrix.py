@@ -280,6 +280,29 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/api/v1/households/{household_id}/card/image"): Row(_roles(DA, VA)),
     ("GET", "/api/v1/shops/{shop_id}/redemption-sheet"): Row(_roles(DA, TS, VA, SA)),
     ("GET", "/api/v1/villages/{village_id}/shop-liability"): Row(_roles(DA, TS, VA)),
+    # Town supervision (#14).
+    ("GET", "/api/v1/towns/{town_id}/dashboard"): Row(_roles(DA, TS)),
+    ("GET", "/api/v1/villages/{village_id}/dashboard"): Row(_roles(DA, TS, VA)),
+    ("GET", "/api/v1/periods/{period_id}/scoring-group"): Row(_roles(DA, TS, VA)),
+    ("POST", "/api/v1/periods/{period_id}/scoring-group-waiver"): Row(
+        _roles(DA, TS), lambda w: {"reason": "评分员病休"}
+    ),
+    ("POST", "/api/v1/periods/{period_id}/filing"): Row(_roles(DA, VA)),
+    ("GET", "/api/v1/periods/{period_id}/filing"): Row(_roles(DA, TS, VA)),
+    ("POST", "/api/v1/periods/{period_id}/filing/acknowledge"): Row(_roles(DA, TS)),
+    ("POST", "/api/v1/periods/{period_id}/filing/query"): Row(
+        _roles(DA, TS), lambda w: {"note": "请补充照片"}
+    ),
+    ("POST", "/api/v1/periods/{period_id}/inspection"): Row(_roles(DA, TS), lambda w: {"size": 1}),
+    ("GET", "/api/v1/periods/{period_id}/inspection"): Row(_roles(DA, TS)),
+    ("PUT", "/api/v1/periods/{period_id}/inspection/households/{household_id}"): Row(
+        _roles(DA, TS),
+        lambda w: {"lines": [{"rule_item_id": str(w.item_id), "outcome": "compliant"}]},
+    ),
+    ("GET", "/api/v1/audit-entries"): Row(_roles(DA, TS), scoped=False),
+    ("GET", "/api/v1/villages/{village_id}/reports/quarterly-progress"): Row(_roles(DA, TS, VA)),
+    ("GET", "/api/v1/villages/{village_id}/reports/fund-request"): Row(_roles(DA, TS, VA)),
+    ("GET", "/api/v1/towns/{town_id}/reports/quarterly-summary"): Row(_roles(DA, TS)),
 }
 
 
