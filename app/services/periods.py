@@ -41,9 +41,8 @@ from app.services.organisation import get_village, get_village_for_admin
 from app.services.points_year import calendar_of, vetoed_in_year
 from app.services.rules import rule_set_in_force
 from app.services.scoring import CardLine, PeriodContext, household_result, is_due
-from app.timeutil import SHANGHAI
-
 from app.services.supervision import groups as scoring_groups
+from app.timeutil import SHANGHAI
 
 STAFF = (Role.VILLAGE_ADMIN, Role.SCORING_LEADER, Role.SCORER)
 

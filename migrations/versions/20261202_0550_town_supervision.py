@@ -1,7 +1,7 @@
 """town supervision: scoring groups, period figures, filing, inspections
 
 Revision ID: aa34461b2bb7
-Revises: 690503d45178
+Revises: 8b2e4d6f0a13
 Create Date: 2026-12-02 04:23:30.001352+00:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "aa34461b2bb7"
-down_revision: str | None = "690503d45178"
+down_revision: str | None = "8b2e4d6f0a13"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
