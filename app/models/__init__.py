@@ -15,6 +15,7 @@ from app.models.ledger import (
     LedgerKind,
     YearEndClose,
 )
+from app.models.objections import Objection, ObjectionStatus, RulingDecision
 from app.models.notifications import (
     Notification,
     NotificationKind,
@@ -108,6 +109,9 @@ __all__ = [
     "ClaimStatus",
     "ReviewDecision",
     "Photo",
+    "Objection",
+    "ObjectionStatus",
+    "RulingDecision",
     "Activity",
     "ActivityCheckIn",
     "ActivityStatus",
