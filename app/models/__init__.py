@@ -15,13 +15,13 @@ from app.models.ledger import (
     LedgerKind,
     YearEndClose,
 )
-from app.models.objections import Objection, ObjectionStatus, RulingDecision
 from app.models.notifications import (
     Notification,
     NotificationKind,
     NotificationStatus,
     WechatAccessToken,
 )
+from app.models.objections import Objection, ObjectionStatus, RulingDecision
 from app.models.organisation import Town, Village, VillageGroup, VillageGroupKind
 from app.models.people import VILLAGE_ROLES, InviteCode, Person, Role, RoleGrant
 from app.models.photos import Photo

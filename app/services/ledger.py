@@ -4,7 +4,7 @@ import hashlib
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from operator import getitem, itemgetter
 from typing import Any
@@ -345,6 +345,64 @@ async def post(
     return rows
 
 
+async def settle_closed_years(
+    session: AsyncSession, village_id: uuid.UUID, entries: Sequence[NewEntry]
+) -> list[NewEntry]:
+    """Entries into a year the village closed without carry-over, as that close would have
+    left them: what they add to the balance expires at once (an `expiry` entry follows), and
+    what they take from it is not taken, since that year's balance is already gone and what
+    is left belongs to a later year. Scores move as given. Years carried over, or still open,
+    are untouched. Checked under the chain lock, which the year-end close also takes.
+    """
+    await lock_chain(session, village_id)
+    years = {e.year for e in entries if e.counts_balance}
+    if not years:
+        return list(entries)
+    reset = set(
+        (
+            await session.execute(
+                select(col(YearEndClose.year)).where(
+                    col(YearEndClose.village_id) == village_id,
+                    col(YearEndClose.year).in_(years),
+                    ~col(YearEndClose.carried_over),
+                )
+            )
+        ).scalars()
+    )
+    if not reset:
+        return list(entries)
+    net: dict[tuple[uuid.UUID, int], int] = defaultdict(int)
+    first: dict[tuple[uuid.UUID, int], NewEntry] = {}
+    for entry in entries:
+        if entry.counts_balance and entry.year in reset:
+            key = (entry.household_id, entry.year)
+            net[key] += entry.points
+            first.setdefault(key, entry)
+    taking = {key for key, points in net.items() if points < 0}
+    settled = [
+        replace(e, counts_balance=False) if (e.household_id, e.year) in taking else e
+        for e in entries
+    ]
+    for (household_id, year), points in net.items():
+        if points > 0:
+            source = first[(household_id, year)]
+            settled.append(
+                NewEntry(
+                    household_id=household_id,
+                    kind=LedgerKind.EXPIRY,
+                    points=-points,
+                    counts_score=False,
+                    counts_balance=True,
+                    year=year,
+                    source_type=source.source_type,
+                    source_id=source.source_id,
+                    actor_id=source.actor_id,
+                    memo=f"{year}年积分年底清零",
+                )
+            )
+    return settled
+
+
 # Reading
 
 
@@ -542,6 +600,33 @@ def own_household() -> Forbidden:
     )
 
 
+def reversal_of(
+    original: LedgerEntry,
+    *,
+    actor_id: uuid.UUID | None,
+    memo: str,
+    source_type: str = "correction",
+    source_id: uuid.UUID | None = None,
+) -> NewEntry:
+    """The correction entry that reverses `original`: its points negated, counted where it
+    counted, in its year and period. The ledger takes it once (uq_ledger_entry_reverses_id);
+    callers check under the chain lock that it is not reversed yet."""
+    return NewEntry(
+        household_id=original.household_id,
+        kind=LedgerKind.CORRECTION,
+        points=-original.points,
+        counts_score=original.counts_score,
+        counts_balance=original.counts_balance,
+        year=original.year,
+        period_id=original.period_id,
+        source_type=source_type,
+        source_id=source_id or original.id,
+        reverses_id=original.id,
+        actor_id=actor_id,
+        memo=memo,
+    )
+
+
 async def correct(
     session: AsyncSession, principal: Principal, entry_id: uuid.UUID, reason: str
 ) -> dict[str, Any]:
@@ -586,22 +671,7 @@ async def correct(
     [row] = await post(
         session,
         original.village_id,
-        [
-            NewEntry(
-                household_id=original.household_id,
-                kind=LedgerKind.CORRECTION,
-                points=-original.points,
-                counts_score=original.counts_score,
-                counts_balance=original.counts_balance,
-                year=original.year,
-                period_id=original.period_id,
-                source_type="correction",
-                source_id=original.id,
-                reverses_id=original.id,
-                actor_id=principal.person_id,
-                memo=reason,
-            )
-        ],
+        [reversal_of(original, actor_id=principal.person_id, memo=reason)],
     )
     audit.record(
         session, principal, "ledger.correct", "ledger_entry", row["id"],

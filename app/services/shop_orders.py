@@ -48,7 +48,6 @@ from app.models import (
     ShopRoundUse,
     StockChange,
     StockMovement,
-    YearEndClose,
 )
 from app.pagination import PageParams, paginate
 from app.schemas.shop import (
@@ -343,14 +342,8 @@ async def _give_back(session: AsyncSession, order: ShopOrder, actor: Principal |
                 )
             )
         ).scalar_one()
-        entries = [_entry(order, LedgerKind.REFUND, order.points, actor, memo, year)]
-        closed = await session.get(YearEndClose, (order.village_id, year))
-        if closed is not None and not closed.carried_over:
-            entries.append(
-                _entry(
-                    order, LedgerKind.EXPIRY, -order.points, actor, f"{year}年积分年底清零", year
-                )
-            )
+        refund = _entry(order, LedgerKind.REFUND, order.points, actor, memo, year)
+        entries = await ledger.settle_closed_years(session, order.village_id, [refund])
         await ledger.post(session, order.village_id, entries)
 
 
