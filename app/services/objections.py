@@ -572,6 +572,8 @@ async def _rescore(
     )
     score = await session.get(HouseholdPeriodScore, (household_id, period.id))
     assert score is not None
+    # Read before posting: the ledger's summary UPDATE expires the row in this session.
+    was_vetoed = score.vetoed
     reversal = aliased(LedgerEntry)
     live = (
         await session.execute(
@@ -596,12 +598,12 @@ async def _rescore(
         for e in live
     ]  # fmt: skip
     for posted in result.entries:
-        if posted.kind is LedgerKind.VETO and posted.points == 0 and score.vetoed:
+        if posted.kind is LedgerKind.VETO and posted.points == 0 and was_vetoed:
             continue  # the veto is on record already; the ledger cannot take it twice over
         posted.source_type, posted.source_id = "objection", objection.id
         entries.append(posted)
     await _post(session, period.village_id, entries)
-    changed = score.vetoed != result.vetoed
+    changed = was_vetoed != result.vetoed
     if changed:
         await session.execute(
             update(HouseholdPeriodScore)
@@ -646,11 +648,8 @@ async def _post(
 ) -> None:
     """Into a year closed without carry-over the score moves and the balance does not (see
     ledger.settle_closed_years); otherwise as any entry."""
-    await ledger.post(
-        session, village_id, await ledger.settle_closed_years(session, village_id, entries)
-    )
-    await session.flush()
-    session.expire_all()
+    settled = await ledger.settle_closed_years(session, village_id, entries)
+    await ledger.post(session, village_id, settled)
 
 
 async def republish_household_period(
