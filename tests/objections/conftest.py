@@ -115,7 +115,8 @@ async def scored_period(
     *,
     scorer: Person | None = None,
 ) -> ScoringPeriod:
-    """A submitted month with a card per household: (points on the inspection item, vetoed)."""
+    """A submitted month with a card per household: (points on the inspection item, vetoed);
+    negative points are a finding deducted (deductive rules)."""
     period = ScoringPeriod(
         village_id=scene.village.id,
         town_id=scene.village.town_id,
@@ -140,7 +141,7 @@ async def scored_period(
         db.add(card)
         await db.flush()
         for item, outcome, line_points in (
-            (scene.items.inspection, Outcome.COMPLIANT, points),
+            (scene.items.inspection, Outcome.FINDING if points < 0 else Outcome.COMPLIANT, points),
             (scene.items.veto, Outcome.FINDING if vetoed else Outcome.COMPLIANT, 0),
         ):
             db.add(

@@ -230,6 +230,34 @@ async def test_upholding_an_objection_to_a_veto_lifts_it_and_ranks_the_household
     assert (after["vetoed"], after["score"], after["rank"], after["amended"]) == (False, 7, 2, True)
 
 
+async def test_upholding_an_objection_to_a_deduction_takes_it_back(
+    db: AsyncSession, client: httpx.AsyncClient, settings: Settings, set_clock: Clock
+) -> None:
+    """翁源 deducts from 100: the disputed deduction is reversed and the card computed again,
+    base score included, as approval computes it."""
+    scene = await build_scene(db, settings, policy=Policy(scoring_mode="deductive", base_score=100))
+    set_clock(datetime(2031, 3, 5, 10, 0, tzinfo=SHANGHAI))
+    period = await scored_period(
+        db,
+        scene,
+        date(2031, 2, 1),
+        {scene.household.id: (-10, False), scene.neighbour.id: (0, False)},
+    )
+    await approve_and_publish(client, scene, period)
+    assert await period_score(db, scene.household.id, period.id) == (90, False)
+    deduction = await entry_of(db, scene.household, period, LedgerKind.INSPECTION)
+    assert deduction.points == -10
+    filed = (await file(client, scene.villager_headers, period, deduction)).json()
+    upheld = await rule(client, scene.admin_headers, filed["id"], "uphold", "门前杂物系邻居堆放")
+    assert upheld.status_code == 200, upheld.text
+    assert (upheld.json()["score_before"], upheld.json()["score_after"]) == (90, 100)
+    assert await period_score(db, scene.household.id, period.id) == (100, False)
+    assert await balance_of(db, scene.household.id) == 100
+    await assert_ledger_consistent(db, scene.village.id)
+    row = await results_row(client, scene.villager_headers, period.id, scene.household.id)
+    assert (row["score"], row["rank"], row["amended"]) == (100, 1, True)
+
+
 async def test_lifting_a_year_veto_frees_the_later_months_of_the_year(
     db: AsyncSession, client: httpx.AsyncClient, settings: Settings, set_clock: Clock
 ) -> None:
