@@ -5,6 +5,7 @@ town supervisor."""
 
 import calendar
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -173,12 +174,12 @@ async def published_february(
     db: AsyncSession,
     client: httpx.AsyncClient,
     scene: Scene,
-    set_clock: object,
+    set_clock: Callable[[datetime], None],
     *,
     points: int = 7,
     vetoed: bool = False,
 ) -> ScoringPeriod:
-    set_clock(PUBLISHED_AT)  # type: ignore[operator]
+    set_clock(PUBLISHED_AT)
     period = await scored_period(
         db, scene, FEBRUARY, {scene.household.id: (points, vetoed), scene.neighbour.id: (10, False)}
     )

@@ -8,6 +8,7 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.config import Settings
 from app.models import LedgerKind, Objection, ObjectionStatus, Photo, ScoringPeriod
 from app.schemas.rules import Policy
 from app.timeutil import SHANGHAI
@@ -155,12 +156,9 @@ async def test_a_period_not_yet_published_takes_no_objection(
 
 
 async def test_a_household_vetoed_for_the_year_may_still_object(
-    db: AsyncSession, client: httpx.AsyncClient, settings: object, set_clock: Clock
+    db: AsyncSession, client: httpx.AsyncClient, settings: Settings, set_clock: Clock
 ) -> None:
     """A year veto in January does not stop the household disputing February (nor the veto)."""
-    from app.config import Settings
-
-    assert isinstance(settings, Settings)
     scene = await build_scene(db, settings, policy=Policy(veto_scope="year"))
     set_clock(datetime(2031, 2, 5, 10, 0, tzinfo=SHANGHAI))
     january = await scored_period(db, scene, date(2031, 1, 1), {scene.household.id: (7, True)})
