@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app.errors import Forbidden
-from app.models import Household, Role, RoleGrant, Village
+from app.models import Household, HouseholdMember, Role, RoleGrant, Village
 from app.security import Principal
 
 STAFF_READ_ROLES = (Role.VILLAGE_ADMIN, Role.SCORING_LEADER, Role.SCORER, Role.SHOP_ATTENDANT)
@@ -115,9 +115,61 @@ async def ensure_may_manage_account(
             )
 
 
+# Objections (异议): the village working group rules first, the town supervisor on escalation.
+OBJECTION_HANDLERS = (Role.VILLAGE_ADMIN, Role.SCORING_LEADER)
+
+
+def objection_village_scope(principal: Principal, village_column: Any) -> ColumnElement[bool]:
+    """Villages whose objections the principal rules on as the working group (村工作小组): its
+    admins and scoring leaders. The town reads them, but rules only on escalations."""
+    return village_scope(principal, village_column, roles=OBJECTION_HANDLERS, towns=False)
+
+
 def town_scope(principal: Principal, town_column: Any) -> ColumnElement[bool]:
     """Rows of the towns the principal supervises (every town for the district)."""
     if principal.is_district_admin:
         return true()
     towns = principal.supervised_town_ids()
     return town_column.in_(towns) if towns else false()
+
+
+async def ensure_no_conflict_of_interest(
+    session: AsyncSession,
+    principal: Principal,
+    *,
+    household_id: uuid.UUID,
+    scorer_ids: set[uuid.UUID],
+    colleagues: ColumnElement[bool],
+) -> None:
+    """Nobody rules on an objection of their own household. Nobody rules on one about a card
+    they scored either, where a colleague who did not (`colleagues`: the live grants of the
+    same group, the village's working group or the town's supervisors) can rule instead: a
+    village whose only handler scored the card is not left without anyone to answer."""
+    if principal.household_id == household_id:
+        raise Forbidden(
+            "Nobody rules on an objection of their own household.",
+            code="objection.own_household",
+            title="不能处理本户的异议",
+        )
+    if principal.person_id not in scorer_ids:
+        return
+    household_members = select(col(HouseholdMember.person_id)).where(
+        col(HouseholdMember.household_id) == household_id
+    )
+    other = await session.execute(
+        select(col(RoleGrant.person_id))
+        .where(
+            colleagues,
+            col(RoleGrant.revoked_at).is_(None),
+            col(RoleGrant.person_id) != principal.person_id,
+            col(RoleGrant.person_id).not_in(list(scorer_ids)),
+            col(RoleGrant.person_id).not_in(household_members),
+        )
+        .limit(1)
+    )
+    if other.first() is not None:
+        raise Forbidden(
+            "You scored the disputed card; another member of the group rules on it.",
+            code="objection.scored_by_you",
+            title="您评的分，请由工作小组其他成员处理该异议",
+        )

@@ -26,6 +26,7 @@ from app.routers import (
     households,
     ledger,
     notifications,
+    objections,
     organisation,
     people,
     periods,
@@ -125,6 +126,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     api.include_router(notifications.router)
     api.include_router(photos.router)
     api.include_router(claims.router)
+    api.include_router(objections.router)
     api.include_router(activities.router)
     api.include_router(shop.router)
     api.include_router(supervision.router)

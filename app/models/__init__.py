@@ -21,6 +21,7 @@ from app.models.notifications import (
     NotificationStatus,
     WechatAccessToken,
 )
+from app.models.objections import Objection, ObjectionStatus, RulingDecision
 from app.models.organisation import Town, Village, VillageGroup, VillageGroupKind
 from app.models.people import VILLAGE_ROLES, InviteCode, Person, Role, RoleGrant
 from app.models.photos import Photo
@@ -117,6 +118,9 @@ __all__ = [
     "ClaimStatus",
     "ReviewDecision",
     "Photo",
+    "Objection",
+    "ObjectionStatus",
+    "RulingDecision",
     "Activity",
     "ActivityCheckIn",
     "ActivityStatus",

@@ -13,6 +13,9 @@ class Photo(SQLModel, table=True):
     __tablename__ = "photo"
     __table_args__ = (
         sa.CheckConstraint("width > 0 AND height > 0", name="dimensions_positive"),
+        sa.CheckConstraint(
+            "claim_id IS NULL OR objection_id IS NULL", name="attached_to_one_thing"
+        ),
         # The cleanup job looks for uploads never attached.
         sa.Index(
             "ix_photo_unattached_created_at",
@@ -35,5 +38,6 @@ class Photo(SQLModel, table=True):
     # Evidence of a scorecard's findings and vetoes: kept with the card (whose lines a resave
     # replaces), so nothing the household may object to is cleaned up as unattached.
     scorecard_id: uuid.UUID | None = Field(default=None, foreign_key="scorecard.id", index=True)
+    objection_id: uuid.UUID | None = Field(default=None, foreign_key="objection.id", index=True)
     created_at: datetime = created_at_field()
     attached_at: datetime | None = timestamp_field()

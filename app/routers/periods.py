@@ -62,7 +62,8 @@ async def publish(session: SessionDep, principal: VillageAdmin, period_id: uuid.
 
 @router.post("/periods/{period_id}/close", operation_id="close_period")
 async def close(session: SessionDep, principal: VillageAdmin, period_id: uuid.UUID) -> PeriodRead:
-    """Close a published period once its objection window has ended."""
+    """Close a published period once its objection window has ended and none of its objections
+    is open or escalated (409 period.objections_pending names them)."""
     return service.period_read(await service.close(session, principal, period_id))
 
 

@@ -45,6 +45,8 @@ class PeriodResultRow(BaseModel):
     score: int
     vetoed: bool
     rank: int | None
+    # 重新公示: the result was amended after an upheld objection.
+    amended: bool = False
 
 
 class PeriodResults(BaseModel):

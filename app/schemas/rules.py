@@ -52,6 +52,8 @@ class Deadlines(Strict):
     scoring_due: Deadline | None = None
     publication_due: Deadline | None = None
     objection_window_days: int = Field(default=7, ge=0, le=60)
+    # How long after a dismissal the household may escalate to the town (镇/街道督导).
+    escalation_window_days: int = Field(default=7, ge=0, le=60)
 
 
 class ClaimPolicy(Strict):

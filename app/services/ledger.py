@@ -281,20 +281,18 @@ async def _drawn_oldest_first(
     return drawn
 
 
-def _is_gain(entry: NewEntry) -> bool:
-    return entry.counts_balance and entry.points > 0
-
-
-async def _expired_with_their_year(
+async def _settled_into_closed_years(
     session: AsyncSession, village_id: uuid.UUID, entries: Sequence[NewEntry]
-) -> Sequence[NewEntry]:
-    """Points given back into a year that has closed and reset (an order cancelled after the
-    close, a deduction corrected after it) expire with that year at once: the reset would
-    have taken them, and they must not turn into the new year's. Read under the chain lock,
-    which the close also takes."""
-    years = {e.year for e in entries if _is_gain(e)}
+) -> list[NewEntry]:
+    """Entries into a year the village closed without carry-over, as that close would have
+    left them (an order cancelled after the close, a correction or an upheld objection after
+    it): what they add to the balance expires at once (an `expiry` entry follows), and what
+    they take from it is not taken, since that year's balance is already gone and what is left
+    belongs to a later year. Scores move as given. Years carried over, or still open, are
+    untouched. Read under the chain lock, which the close also takes."""
+    years = {e.year for e in entries if e.counts_balance}
     if not years:
-        return entries
+        return list(entries)
     reset = set(
         (
             await session.execute(
@@ -307,26 +305,39 @@ async def _expired_with_their_year(
         ).scalars()
     )
     if not reset:
-        return entries
-    out: list[NewEntry] = []
+        return list(entries)
+    net: dict[tuple[uuid.UUID, int], int] = defaultdict(int)
+    first: dict[tuple[uuid.UUID, int], NewEntry] = {}
     for entry in entries:
-        out.append(entry)
-        if _is_gain(entry) and entry.year in reset:
-            out.append(
+        if entry.counts_balance and entry.year in reset:
+            key = (entry.household_id, entry.year)
+            net[key] += entry.points
+            first.setdefault(key, entry)
+    taking = {key for key, points in net.items() if points < 0}
+    settled = [
+        replace(e, counts_balance=False)
+        if e.counts_balance and (e.household_id, e.year) in taking
+        else e
+        for e in entries
+    ]
+    for (household_id, year), points in net.items():
+        if points > 0:
+            source = first[(household_id, year)]
+            settled.append(
                 NewEntry(
-                    household_id=entry.household_id,
+                    household_id=household_id,
                     kind=LedgerKind.EXPIRY,
-                    points=-entry.points,
+                    points=-points,
                     counts_score=False,
                     counts_balance=True,
-                    year=entry.year,
-                    source_type=entry.source_type,
-                    source_id=entry.source_id,
-                    actor_id=entry.actor_id,
-                    memo=f"{entry.year}年积分年底清零",
+                    year=year,
+                    source_type=source.source_type,
+                    source_id=source.source_id,
+                    actor_id=source.actor_id,
+                    memo=f"{year}年积分年底清零",
                 )
             )
-    return out
+    return settled
 
 
 ENTRY_COLUMNS = ("id", *HASHED_FIELDS[1:], "prev_hash", "hash")
@@ -404,7 +415,7 @@ async def post(
         return []
     seq, prev_hash = await lock_chain(session, village_id)
     entries = await _drawn_oldest_first(session, village_id, entries)
-    entries = await _expired_with_their_year(session, village_id, entries)
+    entries = await _settled_into_closed_years(session, village_id, entries)
     now = clock.now()
     rows: list[dict[str, Any]] = []
     item_copies: dict[int, tuple[Any, ...]] = {}
@@ -671,6 +682,33 @@ def own_household() -> Forbidden:
     )
 
 
+def reversal_of(
+    original: LedgerEntry,
+    *,
+    actor_id: uuid.UUID | None,
+    memo: str,
+    source_type: str = "correction",
+    source_id: uuid.UUID | None = None,
+) -> NewEntry:
+    """The correction entry that reverses `original`: its points negated, counted where it
+    counted, in its year and period. The ledger takes it once (uq_ledger_entry_reverses_id);
+    callers check under the chain lock that it is not reversed yet."""
+    return NewEntry(
+        household_id=original.household_id,
+        kind=LedgerKind.CORRECTION,
+        points=-original.points,
+        counts_score=original.counts_score,
+        counts_balance=original.counts_balance,
+        year=original.year,
+        period_id=original.period_id,
+        source_type=source_type,
+        source_id=source_id or original.id,
+        reverses_id=original.id,
+        actor_id=actor_id,
+        memo=memo,
+    )
+
+
 async def correct(
     session: AsyncSession, principal: Principal, entry_id: uuid.UUID, reason: str
 ) -> dict[str, Any]:
@@ -716,22 +754,7 @@ async def correct(
     row, *_ = await post(
         session,
         original.village_id,
-        [
-            NewEntry(
-                household_id=original.household_id,
-                kind=LedgerKind.CORRECTION,
-                points=-original.points,
-                counts_score=original.counts_score,
-                counts_balance=original.counts_balance,
-                year=original.year,
-                period_id=original.period_id,
-                source_type="correction",
-                source_id=original.id,
-                reverses_id=original.id,
-                actor_id=principal.person_id,
-                memo=reason,
-            )
-        ],
+        [reversal_of(original, actor_id=principal.person_id, memo=reason)],
     )
     audit.record(
         session, principal, "ledger.correct", "ledger_entry", row["id"],

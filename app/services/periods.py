@@ -18,6 +18,8 @@ from app.models import (
     HouseholdPeriodScore,
     ItemKind,
     LedgerEntry,
+    Objection,
+    ObjectionStatus,
     Outcome,
     Participation,
     PeriodKind,
@@ -445,6 +447,25 @@ async def close(session: AsyncSession, principal: Principal, period_id: uuid.UUI
             title="异议期尚未结束",
             objection_closes_on=period.objection_closes_on.isoformat(),
         )
+    # Filings shared-lock the period, so none slips in behind this check (the row is locked).
+    pending = (
+        await session.execute(
+            select(col(Objection.id), col(Objection.status))
+            .where(
+                col(Objection.period_id) == period.id,
+                col(Objection.status).in_([ObjectionStatus.OPEN, ObjectionStatus.ESCALATED]),
+            )
+            .order_by(col(Objection.created_at), col(Objection.id))
+        )
+    ).all()
+    if pending:
+        raise Conflict(
+            f"{len(pending)} objections on the period are not ruled yet.",
+            code="period.objections_pending",
+            title="尚有异议未处理完毕，不能关闭考核周期",
+            open=[str(i) for i, s in pending if s is ObjectionStatus.OPEN],
+            escalated=[str(i) for i, s in pending if s is ObjectionStatus.ESCALATED],
+        )
     before = audit.snapshot(period)
     period.status = PeriodStatus.CLOSED
     period.closed_at = clock.now()
@@ -473,10 +494,23 @@ async def results(
         .where(col(HouseholdMember.household_id) == col(Household.id), col(HouseholdMember.is_head))
         .scalar_subquery()
     )
+    amended = (
+        select(col(Objection.id))
+        .where(
+            col(Objection.period_id) == period.id,
+            col(Objection.household_id) == col(Household.id),
+            col(Objection.status) == ObjectionStatus.UPHELD,
+        )
+        .exists()
+    )
     rows = (
         await session.execute(
             select(
-                Household, head, col(HouseholdPeriodScore.score), col(HouseholdPeriodScore.vetoed)
+                Household,
+                head,
+                col(HouseholdPeriodScore.score),
+                col(HouseholdPeriodScore.vetoed),
+                amended,
             )
             .join(HouseholdPeriodScore, col(HouseholdPeriodScore.household_id) == col(Household.id))
             .where(col(HouseholdPeriodScore.period_id) == period.id)
@@ -495,7 +529,7 @@ async def results(
     )
     out: list[PeriodResultRow] = []
     rank, previous, position = 0, None, 0
-    for household, name, score, vetoed in rows:
+    for household, name, score, vetoed, was_amended in rows:
         if vetoed and leave_out and not staff:
             continue  # the notice board leaves vetoed households out, as the policy says
         if not vetoed:
@@ -511,6 +545,7 @@ async def results(
                 score=score,
                 vetoed=vetoed,
                 rank=None if vetoed else rank,
+                amended=was_amended,
             )
         )
     return PeriodResults(period=_read(period), rows=out)

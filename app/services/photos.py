@@ -6,6 +6,7 @@ import uuid
 import warnings
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -19,7 +20,7 @@ from sqlmodel import col
 from app import clock
 from app.authz import household_scope
 from app.errors import AppError, NotFound, Unprocessable
-from app.models import Claim, Household, Photo, Role, Scorecard
+from app.models import Claim, Household, Objection, Photo, Role, Scorecard
 from app.security import Principal
 from app.storage import PhotoStore
 
@@ -211,7 +212,17 @@ def _visible(principal: Principal) -> ColumnElement[bool]:
         .join(Household, col(Household.id) == col(Scorecard.household_id))
         .where(household_scope(principal))
     )
-    return or_(col(Photo.uploader_id) == principal.person_id, attached_to_visible, on_visible_card)
+    objection_visible = col(Photo.objection_id).in_(
+        select(col(Objection.id))
+        .join(Household, col(Household.id) == col(Objection.household_id))
+        .where(household_scope(principal))
+    )
+    return or_(
+        col(Photo.uploader_id) == principal.person_id,
+        attached_to_visible,
+        on_visible_card,
+        objection_visible,
+    )
 
 
 async def read(
@@ -239,31 +250,47 @@ async def attach(
     photo_ids: list[uuid.UUID],
     claim: Claim,
 ) -> None:
-    """Attach the caller's own unattached uploads of the claim's village, all or none.
+    """Attach the caller's own unattached uploads of the claim's village, all or none."""
+    await attach_evidence(
+        session, principal, photo_ids, village_id=claim.village_id, claim_id=claim.id
+    )
 
-    One conditional UPDATE: a photo the cleanup job removed, or another claim took, in the
+
+async def attach_evidence(
+    session: AsyncSession,
+    principal: Principal,
+    photo_ids: list[uuid.UUID],
+    *,
+    village_id: uuid.UUID,
+    claim_id: uuid.UUID | None = None,
+    objection_id: uuid.UUID | None = None,
+) -> None:
+    """Attach the caller's own unattached uploads of the village to a claim or an objection,
+    all or none; refusals carry the code of what they were for (claim.…, objection.…).
+
+    One conditional UPDATE: a photo the cleanup job removed, or something else took, in the
     meantime is simply not matched.
     """
     if not photo_ids:
         return
+    what = "claim" if claim_id is not None else "objection"
     if len(set(photo_ids)) != len(photo_ids):
-        raise Unprocessable("A photo is listed twice.", code="claim.photo_repeated")
+        raise Unprocessable("A photo is listed twice.", code=f"{what}.photo_repeated")
     attached = await session.execute(
         update(Photo)
         .where(
             col(Photo.id).in_(photo_ids),
             col(Photo.uploader_id) == principal.person_id,
-            col(Photo.village_id) == claim.village_id,
-            col(Photo.claim_id).is_(None),
-            col(Photo.scorecard_id).is_(None),
+            col(Photo.village_id) == village_id,
+            _unattached(),
         )
-        .values(claim_id=claim.id, attached_at=clock.now())
+        .values(claim_id=claim_id, objection_id=objection_id, attached_at=clock.now())
         .returning(col(Photo.id))
     )
     if len(attached.all()) != len(photo_ids):
         raise Unprocessable(
-            "Every photo must be an upload of your own, not yet used for another claim.",
-            code="claim.photo_unavailable",
+            f"Every photo must be an upload of your own, not yet used for another {what}.",
+            code=f"{what}.photo_unavailable",
             title="照片不可用，请重新上传",
         )
 
@@ -289,9 +316,7 @@ async def attach_to_card(
             col(Photo.village_id) == village_id,
             or_(
                 col(Photo.scorecard_id) == card_id,
-                (col(Photo.uploader_id) == principal.person_id)
-                & col(Photo.claim_id).is_(None)
-                & col(Photo.scorecard_id).is_(None),
+                (col(Photo.uploader_id) == principal.person_id) & _unattached(),
             ),
         )
         .values(
@@ -308,18 +333,38 @@ async def attach_to_card(
         )
 
 
+def _unattached() -> ColumnElement[bool]:
+    return (
+        col(Photo.claim_id).is_(None)
+        & col(Photo.objection_id).is_(None)
+        & col(Photo.scorecard_id).is_(None)
+    )
+
+
 async def photos_of(
     session: AsyncSession, claim_ids: list[uuid.UUID]
 ) -> dict[uuid.UUID, list[uuid.UUID]]:
+    return await _attached_to(session, col(Photo.claim_id), claim_ids)
+
+
+async def objection_photos(
+    session: AsyncSession, objection_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, list[uuid.UUID]]:
+    return await _attached_to(session, col(Photo.objection_id), objection_ids)
+
+
+async def _attached_to(
+    session: AsyncSession, owner: Any, owner_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, list[uuid.UUID]]:
     rows = await session.execute(
-        select(col(Photo.claim_id), col(Photo.id))
-        .where(col(Photo.claim_id).in_(claim_ids))
+        select(owner, col(Photo.id))
+        .where(owner.in_(owner_ids))
         .order_by(col(Photo.attached_at), col(Photo.id))
     )
-    found: dict[uuid.UUID, list[uuid.UUID]] = {c: [] for c in claim_ids}
-    for claim_id, photo_id in rows:
-        if claim_id is not None:
-            found[claim_id].append(photo_id)
+    found: dict[uuid.UUID, list[uuid.UUID]] = {o: [] for o in owner_ids}
+    for owner_id, photo_id in rows:
+        if owner_id is not None:
+            found[owner_id].append(photo_id)
     return found
 
 
@@ -331,13 +376,7 @@ async def remove_unattached(
     once, and a photo being attached at that moment is either attached or deleted, not both."""
     cutoff = (now or clock.now()) - older_than
     deleted = await session.execute(
-        delete(Photo)
-        .where(
-            col(Photo.claim_id).is_(None),
-            col(Photo.scorecard_id).is_(None),
-            col(Photo.created_at) < cutoff,
-        )
-        .returning(col(Photo.id))
+        delete(Photo).where(_unattached(), col(Photo.created_at) < cutoff).returning(col(Photo.id))
     )
     return list(deleted.scalars())
 

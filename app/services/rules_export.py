@@ -85,6 +85,7 @@ def rule_set_workbook(rule_set: RuleSetRead) -> bytes:
         ("评分小组最少人数", policy.scoring_group_min_size or ""),
         ("申报审核人数", policy.claims.review_quorum),
         ("异议期（天）", policy.deadlines.objection_window_days),
+        ("驳回后申请镇（街道）复核期（天）", policy.deadlines.escalation_window_days),
         ("兑换月份", "、".join(str(m) for m in policy.redemption.window.months) or "每月"),
         ("每分折合（元，仅兑换物品）", str(policy.redemption.yuan_per_point or "")),
         ("兑换最低当期积分", policy.redemption.min_period_score or ""),

@@ -1,7 +1,7 @@
 """ledger: a shop order spends and gives back once per year it draws from
 
 Revision ID: 3f1c2a9b7d10
-Revises: 690503d45178
+Revises: 91939e11643f
 Create Date: 2026-12-02 05:10:00+00:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "3f1c2a9b7d10"
-down_revision: str | None = "690503d45178"
+down_revision: str | None = "91939e11643f"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

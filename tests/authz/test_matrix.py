@@ -24,6 +24,8 @@ from app.models import (
     Claim,
     ClaimStatus,
     HouseholdCard,
+    Objection,
+    ObjectionStatus,
     OrderChannel,
     OrderStatus,
     PeriodKind,
@@ -226,6 +228,30 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("POST", "/api/v1/claims/{claim_id}/withdraw"): Row({ANY}, served_by=VILLAGER),
     ("GET", "/api/v1/villages/{village_id}/claim-queue"): Row(_roles(DA, SL, SC)),
     ("GET", "/api/v1/villages/{village_id}/claims"): Row(_roles(DA, TS, VA)),
+    # Only a household member files (others: objection.no_household); the world's period is
+    # not published, so the villager meets objection.period_not_published.
+    ("POST", "/api/v1/objections"): Row(
+        {ANY},
+        lambda w: {"period_id": str(w.period_id), "reason": "分数有误"},
+        scoped=False,
+        served_by=VILLAGER,
+    ),
+    ("GET", "/api/v1/objections/{objection_id}"): Row({ANY}, served_by=SC.value),
+    ("GET", "/api/v1/households/{household_id}/objections"): Row({ANY}, served_by=SC.value),
+    ("GET", "/api/v1/villages/{village_id}/objection-queue"): Row(_roles(DA, VA, SL)),
+    # The working group rules; a handler of the household or the card's scorer gets 403 (see
+    # tests/objections), anyone outside the village 404.
+    ("POST", "/api/v1/objections/{objection_id}/ruling"): Row(
+        _roles(DA, VA, SL), lambda w: {"decision": "dismiss", "reason": "经核实评分无误"}
+    ),
+    # Only the household escalates; the world's objection is open, so that is a 409.
+    ("POST", "/api/v1/objections/{objection_id}/escalation"): Row(
+        {ANY}, lambda w: {"reason": "不服"}, served_by=VILLAGER
+    ),
+    ("GET", "/api/v1/towns/{town_id}/objection-escalations"): Row(_roles(DA, TS)),
+    ("POST", "/api/v1/objections/{objection_id}/town-ruling"): Row(
+        _roles(DA, TS), lambda w: {"decision": "dismiss", "reason": "维持原处理"}
+    ),
     ("POST", "/api/v1/villages/{village_id}/activities"): Row(
         _roles(DA, VA), lambda w: activity_body(w)
     ),
@@ -351,6 +377,7 @@ class World:
     shop_id: uuid.UUID | None = None
     shop_item_id: uuid.UUID | None = None
     order_id: uuid.UUID | None = None
+    objection_id: uuid.UUID = field(default_factory=uuid.uuid4)
 
     def path(self, template: str) -> str:
         return template.format(
@@ -373,6 +400,7 @@ class World:
             shop_id=self.shop_id,
             shop_item_id=self.shop_item_id,
             order_id=self.order_id,
+            objection_id=self.objection_id,
         )
 
 
@@ -437,6 +465,7 @@ async def build_world(db: AsyncSession, settings: Settings) -> World:
     world.photo_id = await _photo(db, settings, villager_person)
     world.claim_id = await _claim(db, villager_household, item, villager_person)
     world.activity_id = await _activity(db, village.id, item, scorer)
+    world.objection_id = await _objection(db, villager_household, period, villager_person)
     for role in Role:
         person = await f.create_person(db, village)
         if role is Role.DISTRICT_ADMIN:
@@ -514,6 +543,23 @@ async def _claim(
     db.add(claim)
     await db.flush()
     return claim.id
+
+
+async def _objection(
+    db: AsyncSession, household: f.Household, period: ScoringPeriod, filer: f.Person
+) -> uuid.UUID:
+    objection = Objection(
+        village_id=household.village_id,
+        town_id=period.town_id,
+        household_id=household.id,
+        period_id=period.id,
+        reason="卫生项不应扣分",
+        status=ObjectionStatus.OPEN,
+        filed_by=filer.id,
+    )
+    db.add(objection)
+    await db.flush()
+    return objection.id
 
 
 async def _activity(
