@@ -208,8 +208,11 @@ async def year_close_blockers(
     exist and be published first: December is scored in January (翁源 by the 3rd), and a close
     before it would shut the year on a month nobody scored. The year's periods are its
     calendar's from the day its first approved rules took effect (a village that joined in
-    July has no January to wait for). Other blockers (objections still open) belong here too.
+    July has no January to wait for). Objections still open or escalated on a period of the
+    year hold it too, as they hold the period's own close.
     """
+    from app.services.objections import open_objections_blocking  # objections ask the calendar
+
     rule_sets = list(
         (
             await session.execute(
@@ -259,4 +262,16 @@ async def year_close_blockers(
                         f"{span.label}考核结果尚未公示（当前：{period.status.value}）", span.label,
                     )
                 )  # fmt: skip
+    by_id = {p.id: p for p in periods.values()}
+    for objection_id, period_id, status in await open_objections_blocking(
+        session, village_id, year
+    ):
+        period = by_id[period_id]
+        label = PeriodSpan(period.kind, period.number, period.starts_on, period.ends_on).label
+        blockers.append(
+            YearCloseBlocker(
+                village_id, "year_close.objection_open",
+                f"{label}有未处理的异议（{status.value}，编号 {objection_id}）", label,
+            )
+        )  # fmt: skip
     return blockers
