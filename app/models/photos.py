@@ -13,17 +13,17 @@ class Photo(SQLModel, table=True):
     __tablename__ = "photo"
     __table_args__ = (
         sa.CheckConstraint("width > 0 AND height > 0", name="dimensions_positive"),
+        # Evidence of one thing: a claim, an objection or a card.
         sa.CheckConstraint(
-            "claim_id IS NULL OR objection_id IS NULL", name="attached_to_one_thing"
+            "num_nonnulls(claim_id, objection_id, scorecard_id) <= 1", name="attached_to_one_thing"
         ),
         # The cleanup job looks for uploads never attached.
         sa.Index(
             "ix_photo_unattached_created_at",
             "created_at",
-            postgresql_where=sa.text("claim_id IS NULL AND scorecard_id IS NULL"),
-        ),
-        sa.CheckConstraint(
-            "claim_id IS NULL OR scorecard_id IS NULL", name="attached_to_one_thing"
+            postgresql_where=sa.text(
+                "claim_id IS NULL AND objection_id IS NULL AND scorecard_id IS NULL"
+            ),
         ),
     )
 
