@@ -230,15 +230,20 @@ async def year_close_blockers(
         return [
             YearCloseBlocker(village_id, "year_close.no_rules", f"{year}年没有已备案的积分细则")
         ]
+    # Columns, not objects: a session that saw a period before it was published elsewhere
+    # would answer with its stale copy.
     periods = {
         p.starts_on: p
-        for p in (
-            await session.execute(
-                select(ScoringPeriod).where(
-                    col(ScoringPeriod.village_id) == village_id, col(ScoringPeriod.year) == year
-                )
-            )
-        ).scalars()
+        for p in await session.execute(
+            select(
+                col(ScoringPeriod.id),
+                col(ScoringPeriod.kind),
+                col(ScoringPeriod.number),
+                col(ScoringPeriod.starts_on),
+                col(ScoringPeriod.ends_on),
+                col(ScoringPeriod.status),
+            ).where(col(ScoringPeriod.village_id) == village_id, col(ScoringPeriod.year) == year)
+        )
     }
     blockers = []
     for rules in rule_sets:

@@ -63,11 +63,17 @@ async def headers_for(db: AsyncSession, settings: Settings, person: Person) -> d
 
 
 async def add_items(
-    db: AsyncSession, village: Village, *, policy: Policy, year: int = TODAY.year
+    db: AsyncSession,
+    village: Village,
+    *,
+    policy: Policy,
+    year: int = TODAY.year,
+    effective_from: date | None = None,
 ) -> Items:
     rule_set, category, inspection = await f.create_rule_set(
-        db, village, year=year, status=RuleSetStatus.DRAFT, policy=policy
-    )
+        db, village, year=year, status=RuleSetStatus.DRAFT, policy=policy,
+        effective_from=effective_from,
+    )  # fmt: skip
     bonus = RuleCategory(rule_set_id=rule_set.id, village_id=village.id, name="加分项")
     db.add(bonus)
     await db.flush()

@@ -60,12 +60,19 @@ class Scene:
 
 
 async def build_scene(
-    db: AsyncSession, settings: Settings, *, policy: Policy | None = None, year: int = 2031
+    db: AsyncSession,
+    settings: Settings,
+    *,
+    policy: Policy | None = None,
+    year: int = 2031,
+    effective_from: date | None = None,
 ) -> Scene:
     town = await f.create_town(db)
     village = await f.create_village(db, town)
     group = await f.create_group(db, village)
-    items = await add_items(db, village, policy=policy or Policy(), year=year)
+    items = await add_items(
+        db, village, policy=policy or Policy(), year=year, effective_from=effective_from
+    )
     household = await f.create_household(db, village, group)
     neighbour = await f.create_household(db, village, group)
     member = await f.add_member(db, household, is_head=True)

@@ -456,7 +456,10 @@ async def test_a_correction_after_the_year_closed(
 ) -> None:
     """December is published in January and the year closed: without carry-over the score moves
     and what reaches the balance expires at once; with carry-over the balance moves too."""
-    scene = await build_scene(db, settings, policy=Policy(carry_over=carry_over))
+    # The rules took effect in December, so December is the year's one period to publish.
+    scene = await build_scene(
+        db, settings, policy=Policy(carry_over=carry_over), effective_from=date(2031, 12, 1)
+    )
     set_clock(datetime(2032, 1, 2, 9, 0, tzinfo=SHANGHAI))
     december = await scored_period(
         db,
@@ -465,7 +468,7 @@ async def test_a_correction_after_the_year_closed(
         {scene.household.id: (7, False), scene.neighbour.id: (10, False)},
     )
     await approve_and_publish(client, scene, december)
-    [closed] = await ledger.close_year(db, 2031, village_ids=[scene.village.id])
+    [closed] = (await ledger.close_year(db, 2031, village_ids=[scene.village.id])).closed
     assert closed.carried_over is carry_over
     balance_before = await balance_of(db, scene.household.id)
     assert balance_before == (7 if carry_over else 0)
