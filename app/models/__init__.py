@@ -33,6 +33,15 @@ from app.models.rules import (
     RuleSet,
     RuleSetStatus,
 )
+from app.models.rankings import (
+    AwardEntry,
+    AwardList,
+    AwardScopeCount,
+    AwardStatus,
+    HouseholdRank,
+    RankingSummary,
+    RankSpan,
+)
 from app.models.scoring import (
     HouseholdPeriodScore,
     Outcome,
@@ -58,6 +67,13 @@ from app.models.shop import (
 )
 
 __all__ = [
+    "AwardEntry",
+    "AwardList",
+    "AwardScopeCount",
+    "AwardStatus",
+    "HouseholdRank",
+    "RankingSummary",
+    "RankSpan",
     "HouseholdPeriodScore",
     "Outcome",
     "PeriodKind",
