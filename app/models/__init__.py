@@ -24,15 +24,6 @@ from app.models.notifications import (
 from app.models.organisation import Town, Village, VillageGroup, VillageGroupKind
 from app.models.people import VILLAGE_ROLES, InviteCode, Person, Role, RoleGrant
 from app.models.photos import Photo
-from app.models.rules import (
-    EDITABLE_STATUSES,
-    Cadence,
-    ItemKind,
-    RuleCategory,
-    RuleItem,
-    RuleSet,
-    RuleSetStatus,
-)
 from app.models.rankings import (
     AwardEntry,
     AwardList,
@@ -41,6 +32,15 @@ from app.models.rankings import (
     HouseholdRank,
     RankingSummary,
     RankSpan,
+)
+from app.models.rules import (
+    EDITABLE_STATUSES,
+    Cadence,
+    ItemKind,
+    RuleCategory,
+    RuleItem,
+    RuleSet,
+    RuleSetStatus,
 )
 from app.models.scoring import (
     HouseholdPeriodScore,

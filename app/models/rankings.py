@@ -37,6 +37,16 @@ class HouseholdRank(SQLModel, table=True):
             "village_position",
             unique=True,
         ),
+        # The list as the policy ranks it (group after group where it ranks by group).
+        sa.Index(
+            "ix_household_rank_board",
+            "village_id",
+            "year",
+            "span",
+            "number",
+            "board_position",
+            unique=True,
+        ),
         # A village group's list (翁源 ranks within the group), and its 光荣榜.
         sa.Index(
             "ix_household_rank_group_list",
@@ -62,6 +72,7 @@ class HouseholdRank(SQLModel, table=True):
     group_rank: int | None = None
     village_position: int
     group_position: int
+    board_position: int
     # Households ranked beside this one, so "17th of 41" is one row.
     village_ranked: int
     group_ranked: int
@@ -80,6 +91,10 @@ class RankingSummary(SQLModel, table=True):
     town_id: uuid.UUID = Field(foreign_key="town.id")
     # False while the span is one approved period not yet published: staff only.
     published: bool
+    # From the policy in force: ranks within the village group (翁源), and whether vetoed
+    # households are listed, marked, to villagers (otherwise only staff see them).
+    ranks_by_group: bool
+    lists_vetoed: bool
     households: int  # registered and not left
     participating: int
     ranked: int

@@ -15,7 +15,6 @@ from app.db import driver_connection
 from app.errors import Conflict, NotFound, Unprocessable
 from app.models import (
     Household,
-    HouseholdMember,
     HouseholdPeriodScore,
     ItemKind,
     LedgerEntry,
@@ -23,7 +22,6 @@ from app.models import (
     Participation,
     PeriodKind,
     PeriodStatus,
-    Person,
     Role,
     RuleCategory,
     RuleItem,
@@ -33,12 +31,16 @@ from app.models import (
     ScoringPeriod,
     YearEndClose,
 )
+from app.pagination import PageParams
 from app.schemas.periods import PeriodRead, PeriodResultRow, PeriodResults
-from app.schemas.rules import Deadline, PeriodLength, Policy, VetoedInRankings, VetoScope
+from app.schemas.rules import Deadline, PeriodLength, Policy, VetoScope
 from app.security import Principal
-from app.services import audit, ledger, notifications
+from app.services import audit, ledger, notifications, rankings
 from app.services.notifications import NotificationKind
 from app.services.organisation import get_village, get_village_for_admin
+from app.services.rankings import notice_board_name
+
+__all__ = ["notice_board_name"]  # read by the shop, kept where it was
 from app.services.rules import QUARTER_STARTS, rule_set_in_force
 from app.services.scoring import CardLine, PeriodContext, household_result, is_due
 
@@ -410,6 +412,7 @@ async def approve(
     period.approved_by = principal.person_id
     await session.flush()
     _audit(session, principal, "period.approve", period, before)
+    await rankings.refresh_period_ranks(session, period.id)
     return period
 
 
@@ -429,6 +432,7 @@ async def publish(
     period.objection_closes_on = clock.today() + timedelta(days=window)
     await session.flush()
     _audit(session, principal, "period.publish", period, before)
+    await rankings.refresh_period_ranks(session, period.id)
     await notifications.notify_scored_households(
         session,
         village_id=period.village_id,
@@ -473,64 +477,45 @@ async def close(session: AsyncSession, principal: Principal, period_id: uuid.UUI
     return period
 
 
-def notice_board_name(name: str | None) -> str | None:
-    """As a notice board shows a name: the surname and a mark for the rest (张**)."""
-    if not name:
-        return name
-    return name[0] + "*" * (len(name) - 1)
-
-
 async def results(
-    session: AsyncSession, principal: Principal, period_id: uuid.UUID
+    session: AsyncSession,
+    principal: Principal,
+    period_id: uuid.UUID,
+    *,
+    group_id: uuid.UUID | None = None,
+    params: PageParams | None = None,
 ) -> PeriodResults:
-    """The publication list: scores by household, ranked in the village; vetoed ones marked."""
+    """The publication list, a page at a time, read from the ranks stored at approval and
+    publication: ranked within the village group where the policy ranks by group (翁源), else
+    in the village; vetoed households marked, or left out for villagers as the policy says."""
     period = await get_period(session, principal, period_id)
     if period.status not in (PeriodStatus.APPROVED, PeriodStatus.PUBLISHED, PeriodStatus.CLOSED):
         raise _not_in(period, PeriodStatus.APPROVED, PeriodStatus.PUBLISHED, PeriodStatus.CLOSED)
-    head = (
-        select(col(Person.name))
-        .join(HouseholdMember, col(HouseholdMember.person_id) == col(Person.id))
-        .where(col(HouseholdMember.household_id) == col(Household.id), col(HouseholdMember.is_head))
-        .scalar_subquery()
+    page = await rankings.village_ranking(
+        session,
+        principal,
+        period.village_id,
+        span=rankings.SPAN_OF[period.kind],
+        year=period.year,
+        number=period.number,
+        scope=None,
+        group_id=group_id,
+        params=params or PageParams(),
     )
-    rows = (
-        await session.execute(
-            select(
-                Household, head, col(HouseholdPeriodScore.score), col(HouseholdPeriodScore.vetoed)
-            )
-            .join(HouseholdPeriodScore, col(HouseholdPeriodScore.household_id) == col(Household.id))
-            .where(col(HouseholdPeriodScore.period_id) == period.id)
-            .order_by(
-                col(HouseholdPeriodScore.vetoed),
-                col(HouseholdPeriodScore.score).desc(),
-                col(Household.number),
-            )
+    rows = [
+        PeriodResultRow(
+            household_id=item.household_id,
+            number=item.number,
+            head_name=item.head_name,
+            village_group_id=item.village_group_id,
+            score=item.score,
+            vetoed=item.vetoed,
+            rank=item.rank,
+            rank_in_village=item.rank_in_village,
+            rank_in_group=item.rank_in_group,
         )
-    ).all()
-    staff = principal.is_district_admin or bool(principal.village_ids(*STAFF) & {period.village_id})
-    rule_set = await session.get(RuleSet, period.rule_set_id)
-    assert rule_set is not None
-    leave_out = (
-        Policy.model_validate(rule_set.policy).vetoed_in_rankings is VetoedInRankings.EXCLUDE
+        for item in page.items
+    ]
+    return PeriodResults(
+        period=_read(period), rank_within=page.scope, rows=rows, next_cursor=page.next_cursor
     )
-    out: list[PeriodResultRow] = []
-    rank, previous, position = 0, None, 0
-    for household, name, score, vetoed in rows:
-        if vetoed and leave_out and not staff:
-            continue  # the notice board leaves vetoed households out, as the policy says
-        if not vetoed:
-            position += 1
-            if score != previous:
-                rank, previous = position, score  # ties share a rank
-        out.append(
-            PeriodResultRow(
-                household_id=household.id,
-                number=household.number,
-                head_name=name if staff else notice_board_name(name),
-                village_group_id=household.village_group_id,
-                score=score,
-                vetoed=vetoed,
-                rank=None if vetoed else rank,
-            )
-        )
-    return PeriodResults(period=_read(period), rows=out)

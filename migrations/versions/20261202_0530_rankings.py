@@ -48,6 +48,8 @@ def upgrade() -> None:
         sa.Column("number", sa.Integer(), nullable=False),
         sa.Column("town_id", sa.Uuid(), nullable=False),
         sa.Column("published", sa.Boolean(), nullable=False),
+        sa.Column("ranks_by_group", sa.Boolean(), nullable=False),
+        sa.Column("lists_vetoed", sa.Boolean(), nullable=False),
         sa.Column("households", sa.Integer(), nullable=False),
         sa.Column("participating", sa.Integer(), nullable=False),
         sa.Column("ranked", sa.Integer(), nullable=False),
@@ -211,6 +213,7 @@ def upgrade() -> None:
         sa.Column("group_rank", sa.Integer(), nullable=True),
         sa.Column("village_position", sa.Integer(), nullable=False),
         sa.Column("group_position", sa.Integer(), nullable=False),
+        sa.Column("board_position", sa.Integer(), nullable=False),
         sa.Column("village_ranked", sa.Integer(), nullable=False),
         sa.Column("group_ranked", sa.Integer(), nullable=False),
         sa.ForeignKeyConstraint(
@@ -240,6 +243,12 @@ def upgrade() -> None:
         unique=True,
     )
     op.create_index(
+        "ix_household_rank_board",
+        "household_rank",
+        ["village_id", "year", "span", "number", "board_position"],
+        unique=True,
+    )
+    op.create_index(
         "ix_household_period_score_period",
         "household_period_score",
         ["period_id", "score"],
@@ -261,6 +270,7 @@ def downgrade() -> None:
         "kind IN (" + ", ".join(f"'{k}'" for k in KINDS[:-1]) + ")",
     )
     op.drop_index("ix_household_period_score_period", table_name="household_period_score")
+    op.drop_index("ix_household_rank_board", table_name="household_rank")
     op.drop_index("ix_household_rank_village_list", table_name="household_rank")
     op.drop_index("ix_household_rank_group_list", table_name="household_rank")
     op.drop_table("household_rank")
