@@ -30,6 +30,7 @@ from app.routers import (
     people,
     periods,
     photos,
+    rankings,
     rules,
     scorecards,
     shop,
@@ -126,6 +127,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     api.include_router(claims.router)
     api.include_router(activities.router)
     api.include_router(shop.router)
+    api.include_router(rankings.router)
     app.include_router(api)
 
     def openapi() -> dict[str, Any]:

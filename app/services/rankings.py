@@ -323,14 +323,6 @@ class Board:
         return clauses
 
 
-def not_published() -> NotFound:
-    return NotFound(
-        "No published results for that span.",
-        code="ranking.not_published",
-        title="该期排名尚未公示",
-    )
-
-
 async def board(
     session: AsyncSession,
     principal: Principal,
@@ -338,14 +330,16 @@ async def board(
     span: RankSpan,
     year: int,
     number: int | None,
-) -> Board:
+) -> tuple[Village, Board | None]:
+    """The stored list, or None while nothing of the span is published (or, for staff,
+    approved): an empty list then, the same for a span that has not come yet."""
     village = await get_village(session, principal, village_id)
     key = span_key(span, number)
     staff = is_village_staff(principal, village)
     summary = await session.get(RankingSummary, (village.id, year, span, key))
     if summary is None or not (summary.published or staff):
-        raise not_published()
-    return Board(village, summary, year, span, key, staff)
+        return village, None
+    return village, Board(village, summary, year, span, key, staff)
 
 
 async def _months(
@@ -459,10 +453,22 @@ async def village_ranking(
     group_id: uuid.UUID | None,
     params: PageParams,
 ) -> RankingPage:
-    found = await board(session, principal, village_id, span, year, number)
+    village, found = await board(session, principal, village_id, span, year, number)
     if group_id is not None:
-        await _check_group(session, found.village, group_id)
+        await _check_group(session, village, group_id)
         scope = RankScope.VILLAGE_GROUP
+    if found is None:
+        return RankingPage(
+            village_id=village.id,
+            span=span,
+            year=year,
+            number=span_key(span, number),
+            scope=scope or RankScope.VILLAGE,
+            group_id=group_id,
+            published=False,
+            ranked=0,
+            items=[],
+        )
     if scope is None:
         scope = RankScope.VILLAGE_GROUP if found.summary.ranks_by_group else RankScope.VILLAGE
     items, next_cursor = await ranked_rows(
@@ -500,7 +506,16 @@ async def honour_roll(
 ) -> HonourRoll:
     """光荣榜: each village group's top households where the policy ranks by group, else the
     village's; a tie at the last place is shown whole. Vetoed households are never on it."""
-    found = await board(session, principal, village_id, span, year, number)
+    village, found = await board(session, principal, village_id, span, year, number)
+    if found is None:
+        return HonourRoll(
+            village_id=village.id,
+            span=span,
+            year=year,
+            number=span_key(span, number),
+            top=top,
+            boards=[],
+        )
     by_group = found.summary.ranks_by_group
     rank = col(HouseholdRank.group_rank) if by_group else col(HouseholdRank.village_rank)
     position = (
@@ -515,17 +530,12 @@ async def honour_roll(
     ).all()
     names: dict[uuid.UUID | None, str] = {None: found.village.name}
     if by_group:
-        names.update(
-            (
-                await session.execute(
-                    select(col(VillageGroup.id), col(VillageGroup.name)).where(
-                        col(VillageGroup.village_id) == found.village.id
-                    )
-                )
+        groups = await session.execute(
+            select(col(VillageGroup.id), col(VillageGroup.name)).where(
+                col(VillageGroup.village_id) == found.village.id
             )
-            .tuples()
-            .all()
         )
+        names.update((group_id, name) for group_id, name in groups)
     boards: dict[uuid.UUID | None, HonourBoard] = {}
     for row in rows:
         key = row.village_group_id if by_group else None

@@ -188,6 +188,9 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("POST", "/api/v1/periods/{period_id}/publish"): Row(_roles(DA, VA)),
     ("POST", "/api/v1/periods/{period_id}/close"): Row(_roles(DA, VA)),
     ("GET", "/api/v1/periods/{period_id}/results"): Row({ANY}, served_by=VA.value),
+    ("GET", "/api/v1/villages/{village_id}/rankings"): Row({ANY}),
+    ("GET", "/api/v1/villages/{village_id}/honour-roll"): Row({ANY}),
+    ("GET", "/api/v1/towns/{town_id}/rankings"): Row({ANY}),
     ("GET", "/api/v1/periods/{period_id}/worklist"): Row(_roles(DA, VA, SL, SC)),
     ("GET", "/api/v1/periods/{period_id}/households/{household_id}/scorecard"): Row(
         _roles(DA, VA, SL, SC)
