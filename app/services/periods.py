@@ -183,7 +183,16 @@ async def open_period(
         ends_on=ends_on,
         status=PeriodStatus.OPEN,
         scoring_due_on=deadline_for(ends_on, policy.deadlines.scoring_due),
-        publication_due_on=deadline_for(ends_on, policy.deadlines.publication_due),
+        # Published with its quarter where the rules publish by quarter (华新).
+        publication_due_on=deadline_for(
+            period_end(
+                date(starts_on.year, QUARTER_STARTS[(starts_on.month - 1) // 3], 1),
+                PeriodKind.QUARTER,
+            )
+            if by_quarter(policy, kind)
+            else ends_on,
+            policy.deadlines.publication_due,
+        ),
         opened_by=principal.person_id,
     )
     session.add(period)
@@ -419,28 +428,83 @@ async def approve(
 async def publish(
     session: AsyncSession, principal: Principal, period_id: uuid.UUID
 ) -> ScoringPeriod:
-    """公示: results become visible to the village; objections may come until the window ends."""
-    period = await get_period(session, principal, period_id, admin=True, lock=True)
-    if period.status is not PeriodStatus.APPROVED:
-        raise _not_in(period, PeriodStatus.APPROVED)
-    rule_set = await session.get(RuleSet, period.rule_set_id)
+    """公示: results become visible to the village; objections may come until the window ends.
+
+    Where the policy publishes by quarter what it scores by month (华新), publishing any month
+    of the quarter publishes the quarter's three approved months together, and not before all
+    three are approved; villagers get one message for the quarter.
+    """
+    found = await get_period(session, principal, period_id, admin=True)
+    rule_set = await session.get(RuleSet, found.rule_set_id)
     assert rule_set is not None
-    window = Policy.model_validate(rule_set.policy).deadlines.objection_window_days
-    before = audit.snapshot(period)
-    period.status = PeriodStatus.PUBLISHED
-    period.published_at = clock.now()
-    period.objection_closes_on = clock.today() + timedelta(days=window)
-    await session.flush()
-    _audit(session, principal, "period.publish", period, before)
-    await rankings.refresh_period_ranks(session, period.id)
+    policy = Policy.model_validate(rule_set.policy)
+    if by_quarter(policy, found.kind):
+        periods = await _quarter_to_publish(session, principal, found)
+    else:
+        periods = [await get_period(session, principal, period_id, admin=True, lock=True)]
+        if periods[0].status is not PeriodStatus.APPROVED:
+            raise _not_in(periods[0], PeriodStatus.APPROVED)
+    window = policy.deadlines.objection_window_days
+    for period in periods:
+        before = audit.snapshot(period)
+        period.status = PeriodStatus.PUBLISHED
+        period.published_at = clock.now()
+        period.objection_closes_on = clock.today() + timedelta(days=window)
+        await session.flush()
+        _audit(session, principal, "period.publish", period, before)
+        await rankings.refresh_period_ranks(session, period.id)
+    last = periods[-1]
+    data = publication_message(last)
+    if len(periods) > 1:
+        data["thing1"] = f"{last.year}年第{rankings.quarter_of(last.number)}季度积分结果"
     await notifications.notify_scored_households(
         session,
-        village_id=period.village_id,
-        period_id=period.id,
+        village_id=last.village_id,
+        period_id=last.id,
         kind=NotificationKind.PERIOD_PUBLISHED,
-        data=publication_message(period),
+        data=data,
     )
-    return period
+    return next(p for p in periods if p.id == period_id)
+
+
+def by_quarter(policy: Policy, kind: PeriodKind) -> bool:
+    """Months scored one by one and published a quarter at a time (华新)."""
+    return kind is PeriodKind.MONTH and policy.publication_period is PeriodLength.QUARTER
+
+
+async def _quarter_to_publish(
+    session: AsyncSession, principal: Principal, month: ScoringPeriod
+) -> list[ScoringPeriod]:
+    """The quarter's three months, locked in calendar order (so two admins publishing two
+    months of one quarter queue rather than deadlock), all approved."""
+    first = date(month.year, (rankings.quarter_of(month.number) - 1) * 3 + 1, 1)
+    statement = (
+        select(ScoringPeriod)
+        .where(
+            col(ScoringPeriod.village_id) == month.village_id,
+            col(ScoringPeriod.kind) == PeriodKind.MONTH,
+            col(ScoringPeriod.starts_on) >= first,
+            col(ScoringPeriod.starts_on) <= period_end(first, PeriodKind.QUARTER),
+            _scope(principal, admin=True),
+        )
+        .order_by(col(ScoringPeriod.starts_on))
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    months = list((await session.execute(statement)).scalars())
+    requested = next(p for p in months if p.id == month.id)
+    if requested.status is not PeriodStatus.APPROVED:
+        raise _not_in(requested, PeriodStatus.APPROVED)
+    ready = {p.number for p in months if p.status is PeriodStatus.APPROVED}
+    waiting = [n for n in range(first.month, first.month + 3) if n not in ready]
+    if waiting:
+        raise Conflict(
+            "The rules publish by quarter: every month of the quarter must be approved first.",
+            code="period.quarter_incomplete",
+            title="本季度尚有月份未审定，按季度公告",
+            months=waiting,
+        )
+    return months
 
 
 def publication_message(period: ScoringPeriod) -> dict[str, str]:
