@@ -1,16 +1,18 @@
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Response
 
 from app import clock
 from app.db import SessionDep
 from app.errors import Problem
-from app.models import RankSpan
+from app.models import RankSpan, Role
 from app.pagination import PageParams, page_params
 from app.schemas.rankings import HonourRoll, RankingPage, RankScope, TownRanking
-from app.security import CurrentPrincipal
+from app.security import CurrentPrincipal, Principal, require_roles
+from app.services import ranking_forms as forms
 from app.services import rankings as service
+from app.xlsx import XLSX_MEDIA_TYPE, attachment
 
 router = APIRouter(tags=["rankings"])
 Year = Annotated[int | None, Query(ge=2000, le=2100, description="Default: this year")]
@@ -18,6 +20,7 @@ Span = Annotated[RankSpan, Query(description="month, quarter, or year (the defau
 Number = Annotated[
     int | None, Query(ge=1, le=12, description="The month (1-12) or quarter (1-4); not for a year")
 ]
+Exporter = Annotated[Principal, require_roles(Role.VILLAGE_ADMIN, Role.TOWN_SUPERVISOR)]
 BAD_CURSOR: dict[int | str, dict[str, Any]] = {
     400: {"model": Problem, "description": "The cursor is not valid"}
 }
@@ -86,4 +89,39 @@ async def town_ranking(
     participation. Never another village's households."""
     return await service.town_ranking(
         session, principal, town_id, span=span, year=year or clock.today().year, number=number
+    )
+
+
+@router.get(
+    "/villages/{village_id}/ranking-forms",
+    operation_id="export_ranking_form",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {XLSX_MEDIA_TYPE: {}},
+            "description": "The form as an XLSX workbook",
+        }
+    },
+)
+async def export_form(
+    session: SessionDep,
+    principal: Exporter,
+    village_id: uuid.UUID,
+    form: forms.RankingForm = forms.RankingForm.HOUSEHOLD_LEDGER,
+    year: Year = None,
+    number: Number = None,
+    group_id: uuid.UUID | None = None,
+) -> Response:
+    """The seeds' forms: `group_summary` (翁源 小组家庭积分情况汇总表: one group's month, needs
+    `group_id`), `household_ledger` (旧县 个案台账: the village's month), `quarterly_summary`
+    (张堰 季度汇总考评). Default: this month (or quarter) of this year."""
+    today = clock.today()
+    if number is None:
+        quarterly = form is forms.RankingForm.QUARTERLY_SUMMARY
+        number = service.quarter_of(today.month) if quarterly else today.month
+    filename, content = await forms.workbook(
+        session, principal, village_id, form, year or today.year, number, group_id
+    )
+    return Response(
+        content, media_type=XLSX_MEDIA_TYPE, headers={"Content-Disposition": attachment(filename)}
     )

@@ -191,6 +191,7 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/api/v1/villages/{village_id}/rankings"): Row({ANY}),
     ("GET", "/api/v1/villages/{village_id}/honour-roll"): Row({ANY}),
     ("GET", "/api/v1/towns/{town_id}/rankings"): Row({ANY}),
+    ("GET", "/api/v1/villages/{village_id}/ranking-forms"): Row(_roles(DA, TS, VA)),
     ("GET", "/api/v1/villages/{village_id}/awards"): Row({ANY}),
     ("POST", "/api/v1/villages/{village_id}/awards/{year}/draft"): Row(_roles(DA, VA)),
     ("POST", "/api/v1/villages/{village_id}/awards/{year}/approve"): Row(_roles(DA, VA)),

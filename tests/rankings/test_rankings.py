@@ -1,8 +1,10 @@
 """Rankings as each seed ranks: stored at publication, read by key and page."""
 
 from datetime import date
+from io import BytesIO
 
 import httpx
+from openpyxl import load_workbook
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -272,3 +274,49 @@ async def test_town_compares_villages_not_their_households(
         select(func.count()).select_from(RankingSummary).where(RankingSummary.town_id == town.id)
     )
     assert stored.scalar_one() == 6  # month, quarter and year for each village
+
+
+async def test_the_seeds_forms(
+    client: httpx.AsyncClient, db: AsyncSession, settings: Settings
+) -> None:
+    s = await scene(db, settings, seed_policy("wengyuan-governance-2023"), groups=2)
+    east, west = s.groups
+    a, b = await households(db, s, 2, east)
+    c = (await households(db, s, 1, west))[0]
+    await published_period(client, db, s, date(YEAR, 1, 1), [(a, 90), (b, 95), (c, 99)])
+    await published_period(client, db, s, date(YEAR, 2, 1), [(a, 100), (b, 80), (c, 70)])
+    url = f"{API}/villages/{s.village.id}/ranking-forms"
+
+    def table(response: httpx.Response) -> list[tuple[object, ...]]:
+        assert response.status_code == 200, response.text
+        sheet = load_workbook(BytesIO(response.content)).active
+        assert sheet is not None
+        return list(sheet.iter_rows(values_only=True))
+
+    group = table(
+        await client.get(
+            url,
+            params={"form": "group_summary", "year": YEAR, "number": 2, "group_id": str(east.id)},
+            headers=s.admin,
+        )
+    )
+    # February's score and rank in the group, and the year so far with its rank.
+    assert [r[1:7] for r in group[2:]] == [
+        (a.number, "张三丰", 100, 1, 190, 1),
+        (b.number, "张三丰", 80, 2, 175, 2),
+    ]
+    ledger = table(await client.get(url, params={"year": YEAR, "number": 1}, headers=s.supervisor))
+    assert [r[1] for r in ledger[2:]] == [c.number, b.number, a.number]
+    quarter = table(
+        await client.get(
+            url, params={"form": "quarterly_summary", "year": YEAR, "number": 1}, headers=s.admin
+        )
+    )
+    assert quarter[1][3:7] == ("1月", "2月", "3月", "季度合计")
+    assert [r[3:8] for r in quarter[2:]] == [
+        (90, 100, None, 190, 1),
+        (95, 80, None, 175, 2),
+        (99, 70, None, 169, 3),
+    ]
+    missing = await client.get(url, params={"form": "group_summary"}, headers=s.admin)
+    assert (missing.status_code, missing.json()["code"]) == (404, "village_group.not_found")
