@@ -12,7 +12,6 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-
 revision: str = "005e29c3bc4e"
 down_revision: str | None = "690503d45178"
 branch_labels: str | Sequence[str] | None = None
