@@ -159,9 +159,11 @@ async def refresh_period_ranks(session: AsyncSession, period_id: uuid.UUID) -> N
 
     Approval stores the period's own span (unpublished: for the staff's preview); publication,
     and an upheld objection amending a published period, store it again published, with the
-    quarter and the year that sum the village's published periods.
+    quarter and the year that sum the village's published periods. Flush before calling:
+    it reads the period's scores and status from the database.
     """
-    period = await session.get(ScoringPeriod, period_id)
+    # Its status as stored now, whatever this session read of it before.
+    period = await session.get(ScoringPeriod, period_id, populate_existing=True)
     assert period is not None
     rule_set = await session.get(RuleSet, period.rule_set_id)
     assert rule_set is not None
@@ -173,13 +175,13 @@ async def refresh_period_ranks(session: AsyncSession, period_id: uuid.UUID) -> N
     if published:
         rows = (
             await session.execute(
-                select(col(ScoringPeriod.id), col(ScoringPeriod.kind), col(ScoringPeriod.number))
-                .where(
+                select(
+                    col(ScoringPeriod.id), col(ScoringPeriod.kind), col(ScoringPeriod.number)
+                ).where(
                     col(ScoringPeriod.village_id) == period.village_id,
                     col(ScoringPeriod.year) == period.year,
                     col(ScoringPeriod.status).in_(PUBLISHED),
                 )
-                .execution_options(populate_existing=True)
             )
         ).all()
         year_vetoes = policy.veto_scope is VetoScope.YEAR

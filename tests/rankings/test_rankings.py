@@ -9,8 +9,9 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
-from app.models import HouseholdRank, Participation, RankingSummary, RankSpan
+from app.models import HouseholdPeriodScore, HouseholdRank, Participation, RankingSummary, RankSpan
 from app.schemas.rules import VetoScope
+from app.services.rankings import refresh_period_ranks
 from tests import factories as f
 from tests.rankings.conftest import (
     API,
@@ -320,3 +321,24 @@ async def test_the_seeds_forms(
     ]
     missing = await client.get(url, params={"form": "group_summary"}, headers=s.admin)
     assert (missing.status_code, missing.json()["code"]) == (404, "village_group.not_found")
+
+
+async def test_an_amended_published_result_is_ranked_again(
+    client: httpx.AsyncClient, db: AsyncSession, settings: Settings
+) -> None:
+    """What an upheld objection does after its correction: refresh_period_ranks again."""
+    s = await scene(db, settings, seed_policy("jiuxian-living-environment-2022"))
+    a, b = await households(db, s, 2, s.groups[0])
+    period = await published_period(client, db, s, date(YEAR, 6, 1), [(a, 10), (b, 12)])
+    score = await db.get(HouseholdPeriodScore, (a.id, period.id))
+    assert score is not None
+    score.score = 15
+    await db.flush()
+    await refresh_period_ranks(db, period.id)
+    for span, number in ((RankSpan.MONTH, 6), (RankSpan.QUARTER, 2), (RankSpan.YEAR, 0)):
+        row = await db.get(HouseholdRank, (a.id, YEAR, span, number), populate_existing=True)
+        assert row is not None
+        assert (row.score, row.village_rank) == (15, 1)
+    summary = await db.get(RankingSummary, (s.village.id, YEAR, RankSpan.YEAR, 0))
+    assert summary is not None
+    assert (summary.published, summary.top_score, summary.ranked) == (True, 15, 2)
