@@ -38,7 +38,6 @@ from app.security import Principal
 from app.services import audit, ledger, notifications, rankings
 from app.services.notifications import NotificationKind
 from app.services.organisation import get_village, get_village_for_admin
-
 from app.services.rankings import notice_board_name as notice_board_name  # moved; re-exported
 from app.services.rules import QUARTER_STARTS, rule_set_in_force
 from app.services.scoring import CardLine, PeriodContext, household_result, is_due
