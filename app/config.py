@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     notify_template_period_published: str = "dev-template-period-published"
     notify_template_objection_ruled: str = "dev-template-objection-ruled"
     notify_template_order_expiring: str = "dev-template-order-expiring"
+    notify_template_award_published: str = "dev-template-award-published"
     # Which build of the mini-program a tapped message opens; villagers can only open formal.
     notify_miniprogram_state: Literal["developer", "trial", "formal"] = "formal"
     # `serve` runs a notification worker inside each app process unless this is false.
@@ -94,6 +95,7 @@ class Settings(BaseSettings):
             "period_published": self.notify_template_period_published,
             "objection_ruled": self.notify_template_objection_ruled,
             "order_expiring": self.notify_template_order_expiring,
+            "award_published": self.notify_template_award_published,
         }
 
 

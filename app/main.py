@@ -22,6 +22,7 @@ from app.idempotency import install_replay_handler
 from app.routers import (
     activities,
     auth,
+    awards,
     claims,
     households,
     ledger,
@@ -31,6 +32,7 @@ from app.routers import (
     people,
     periods,
     photos,
+    rankings,
     rules,
     scorecards,
     shop,
@@ -130,6 +132,9 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     api.include_router(activities.router)
     api.include_router(shop.router)
     api.include_router(supervision.router)
+
+    api.include_router(rankings.router)
+    api.include_router(awards.router)
     app.include_router(api)
 
     def openapi() -> dict[str, Any]:

@@ -25,6 +25,15 @@ from app.models.objections import Objection, ObjectionStatus, RulingDecision
 from app.models.organisation import Town, Village, VillageGroup, VillageGroupKind
 from app.models.people import VILLAGE_ROLES, InviteCode, Person, Role, RoleGrant
 from app.models.photos import Photo
+from app.models.rankings import (
+    AwardEntry,
+    AwardList,
+    AwardScopeCount,
+    AwardStatus,
+    HouseholdRank,
+    RankingSummary,
+    RankSpan,
+)
 from app.models.rules import (
     EDITABLE_STATUSES,
     Cadence,
@@ -68,6 +77,13 @@ from app.models.supervision import (
 )
 
 __all__ = [
+    "AwardEntry",
+    "AwardList",
+    "AwardScopeCount",
+    "AwardStatus",
+    "HouseholdRank",
+    "RankingSummary",
+    "RankSpan",
     "HouseholdPeriodScore",
     "Outcome",
     "PeriodKind",

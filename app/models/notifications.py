@@ -15,6 +15,7 @@ class NotificationKind(StrEnum):
     PERIOD_PUBLISHED = "period_published"
     OBJECTION_RULED = "objection_ruled"
     ORDER_EXPIRING = "order_expiring"
+    AWARD_PUBLISHED = "award_published"
 
 
 class NotificationStatus(StrEnum):

@@ -102,6 +102,8 @@ class HouseholdPeriodScore(SQLModel, table=True):
     """A period's score; always the sum of the period's score-counting entries."""
 
     __tablename__ = "household_period_score"
+    # A period's list (publication, rank refresh, notices): the key starts with the household.
+    __table_args__ = (sa.Index("ix_household_period_score_period", "period_id", "score"),)
 
     household_id: uuid.UUID = Field(foreign_key="household.id", primary_key=True)
     period_id: uuid.UUID = Field(foreign_key="scoring_period.id", primary_key=True)

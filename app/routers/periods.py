@@ -1,9 +1,11 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Depends, Query, status
 
 from app.db import SessionDep
+from app.errors import Problem
+from app.pagination import PageParams, page_params
 from app.schemas.periods import PeriodOpen, PeriodRead, PeriodResults
 from app.security import CurrentPrincipal, VillageAdmin
 from app.services import periods as service
@@ -67,9 +69,19 @@ async def close(session: SessionDep, principal: VillageAdmin, period_id: uuid.UU
     return service.period_read(await service.close(session, principal, period_id))
 
 
-@router.get("/periods/{period_id}/results", operation_id="get_period_results")
+@router.get(
+    "/periods/{period_id}/results",
+    operation_id="get_period_results",
+    responses={400: {"model": Problem, "description": "The cursor is not valid"}},
+)
 async def results(
-    session: SessionDep, principal: CurrentPrincipal, period_id: uuid.UUID
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    period_id: uuid.UUID,
+    paging: Annotated[PageParams, Depends(page_params)],
+    group_id: uuid.UUID | None = None,
 ) -> PeriodResults:
-    """The publication list, ranked; villagers see names as the notice board shows them."""
-    return await service.results(session, principal, period_id)
+    """The publication list, ranked within the village group where the policy ranks by group
+    (翁源), in pages; `group_id` lists one group. Villagers see names as the notice board shows
+    them."""
+    return await service.results(session, principal, period_id, group_id=group_id, params=paging)

@@ -4,6 +4,7 @@ from datetime import date, datetime
 from pydantic import BaseModel, ConfigDict
 
 from app.models import PeriodKind, PeriodStatus
+from app.schemas.rankings import RankScope
 
 
 class PeriodOpen(BaseModel):
@@ -44,11 +45,17 @@ class PeriodResultRow(BaseModel):
     village_group_id: uuid.UUID | None
     score: int
     vetoed: bool
+    # In the village group where the policy ranks by group (翁源), else in the village.
     rank: int | None
     # 重新公示: the result was amended after an upheld objection.
     amended: bool = False
 
+    rank_in_village: int | None = None
+    rank_in_group: int | None = None
+
 
 class PeriodResults(BaseModel):
     period: PeriodRead
+    rank_within: RankScope
     rows: list[PeriodResultRow]
+    next_cursor: str | None = None

@@ -150,6 +150,8 @@ class Policy(Strict):
     period_cap: int | None = Field(default=None, ge=1, le=10000)
     veto_scope: VetoScope = VetoScope.PERIOD
     vetoed_in_rankings: VetoedInRankings = VetoedInRankings.EXCLUDE
+    # Where a household's rank is reckoned on the notice board (翁源: within the village group).
+    rank_within: AwardScope = AwardScope.VILLAGE
     # True: unspent points carry into the next year; False: they expire on 1 January.
     carry_over: bool = False
     scoring_group_min_size: int | None = Field(default=None, ge=1, le=50)

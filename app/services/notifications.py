@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app.models.auth import WechatIdentity
-from app.models.households import HouseholdMember
+from app.models.households import Household, HouseholdMember, Participation
 from app.models.notifications import Notification, NotificationKind, NotificationStatus
 from app.models.people import Person
 from app.models.scoring import HouseholdPeriodScore
@@ -27,6 +27,7 @@ __all__ = [
     "notify_household",
     "notify_person",
     "notify_scored_households",
+    "notify_village_households",
     "template_data",
 ]
 
@@ -189,6 +190,27 @@ async def notify_scored_households(
         .where(
             col(HouseholdPeriodScore.period_id) == period_id,
             col(HouseholdPeriodScore.village_id) == village_id,
+        )
+    )
+    return await _queue(session, recipients, village_id=village_id, kind=kind, data=data, page=page)
+
+
+async def notify_village_households(
+    session: AsyncSession,
+    *,
+    village_id: uuid.UUID,
+    kind: NotificationKind,
+    data: dict[str, str],
+    page: str | None = None,
+) -> int:
+    """Queue a message to every bound member of every household taking part in the village."""
+    recipients = (
+        select(col(WechatIdentity.person_id), col(WechatIdentity.openid))
+        .join(HouseholdMember, col(HouseholdMember.person_id) == col(WechatIdentity.person_id))
+        .join(Household, col(Household.id) == col(HouseholdMember.household_id))
+        .where(
+            col(Household.village_id) == village_id,
+            col(Household.participation) == Participation.ACTIVE,
         )
     )
     return await _queue(session, recipients, village_id=village_id, kind=kind, data=data, page=page)

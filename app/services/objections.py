@@ -57,7 +57,7 @@ from app.schemas.objections import (
 )
 from app.schemas.rules import Policy, VetoScope
 from app.security import Principal
-from app.services import audit, ledger, notifications, photos
+from app.services import audit, ledger, notifications, photos, rankings
 from app.services.households import get_household
 from app.services.notifications import NotificationKind
 from app.services.periods import _due_items as due_items
@@ -641,6 +641,8 @@ async def _rescore_later_periods(
         await _rescore(
             session, principal, objection, each, policy, await due_items(session, each), {}
         )
+        await session.flush()
+        await rankings.refresh_period_ranks(session, each.id)
 
 
 async def republish_household_period(
@@ -652,7 +654,7 @@ async def republish_household_period(
     any published points are."""
     objection.upheld_at = clock.now()
     await session.flush()
-    # ranks: refresh stored ranks here
+    await rankings.refresh_period_ranks(session, period.id)
     audit.record(
         session, principal, "period.republish", "scoring_period", period.id,
         before={"household_id": str(objection.household_id), "score": objection.score_before,

@@ -14,7 +14,6 @@ from app.db import driver_connection
 from app.errors import Conflict, NotFound, Unprocessable
 from app.models import (
     Household,
-    HouseholdMember,
     HouseholdPeriodScore,
     ItemKind,
     LedgerEntry,
@@ -24,7 +23,6 @@ from app.models import (
     Participation,
     PeriodKind,
     PeriodStatus,
-    Person,
     Role,
     RuleCategory,
     RuleItem,
@@ -34,13 +32,15 @@ from app.models import (
     ScoringPeriod,
     YearEndClose,
 )
+from app.pagination import PageParams
 from app.schemas.periods import PeriodRead, PeriodResultRow, PeriodResults
-from app.schemas.rules import Policy, VetoedInRankings, VetoScope
+from app.schemas.rules import Policy, VetoScope
 from app.security import Principal
-from app.services import audit, ledger, notifications
+from app.services import audit, ledger, notifications, rankings
 from app.services.notifications import NotificationKind
 from app.services.organisation import get_village, get_village_for_admin
-from app.services.points_year import calendar_of, vetoed_in_year
+from app.services.points_year import calendar_of, quarter_of, vetoed_in_year
+from app.services.rankings import notice_board_name as notice_board_name  # moved; re-exported
 from app.services.rules import rule_set_in_force
 from app.services.scoring import CardLine, PeriodContext, household_result, is_due
 from app.services.supervision import groups as scoring_groups
@@ -170,6 +170,7 @@ async def open_period(
         ends_on=span.ends_on,
         status=PeriodStatus.OPEN,
         scoring_due_on=points_calendar.scoring_due(span.ends_on),
+        # Published with its quarter where the rules publish by quarter (华新).
         publication_due_on=points_calendar.publication_due(span.ends_on),
         opened_by=principal.person_id,
     )
@@ -392,33 +393,86 @@ async def approve(
     period.approved_by = principal.person_id
     await session.flush()
     _audit(session, principal, "period.approve", period, before)
+    await rankings.refresh_period_ranks(session, period.id)
     return period
 
 
 async def publish(
     session: AsyncSession, principal: Principal, period_id: uuid.UUID
 ) -> ScoringPeriod:
-    """公示: results become visible to the village; objections may come until the window ends."""
-    period = await get_period(session, principal, period_id, admin=True, lock=True)
-    if period.status is not PeriodStatus.APPROVED:
-        raise _not_in(period, PeriodStatus.APPROVED)
-    rule_set = await session.get(RuleSet, period.rule_set_id)
+    """公示: results become visible to the village; objections may come until the window ends.
+
+    Where the policy publishes by quarter what it scores by month (华新), publishing any month
+    of the quarter publishes the quarter's three approved months together, and not before all
+    three are approved; villagers get one message for the quarter.
+    """
+    found = await get_period(session, principal, period_id, admin=True)
+    rule_set = await session.get(RuleSet, found.rule_set_id)
     assert rule_set is not None
-    window = Policy.model_validate(rule_set.policy).deadlines.objection_window_days
-    before = audit.snapshot(period)
-    period.status = PeriodStatus.PUBLISHED
-    period.published_at = clock.now()
-    period.objection_closes_on = clock.today() + timedelta(days=window)
-    await session.flush()
-    _audit(session, principal, "period.publish", period, before)
+    policy = Policy.model_validate(rule_set.policy)
+    if calendar_of(policy).publishes_by_quarter:
+        periods = await _quarter_to_publish(session, principal, found)
+    else:
+        periods = [await get_period(session, principal, period_id, admin=True, lock=True)]
+        if periods[0].status is not PeriodStatus.APPROVED:
+            raise _not_in(periods[0], PeriodStatus.APPROVED)
+    window = policy.deadlines.objection_window_days
+    for period in periods:
+        before = audit.snapshot(period)
+        period.status = PeriodStatus.PUBLISHED
+        period.published_at = clock.now()
+        period.objection_closes_on = clock.today() + timedelta(days=window)
+        await session.flush()
+        _audit(session, principal, "period.publish", period, before)
+        await rankings.refresh_period_ranks(session, period.id)
+    last = periods[-1]
+    data = publication_message(last)
+    if len(periods) > 1:
+        data["thing1"] = f"{last.year}年第{rankings.quarter_of(last.number)}季度积分结果"
     await notifications.notify_scored_households(
         session,
-        village_id=period.village_id,
-        period_id=period.id,
+        village_id=last.village_id,
+        period_id=last.id,
         kind=NotificationKind.PERIOD_PUBLISHED,
-        data=publication_message(period),
+        data=data,
     )
-    return period
+    return next(p for p in periods if p.id == period_id)
+
+
+async def _quarter_to_publish(
+    session: AsyncSession, principal: Principal, month: ScoringPeriod
+) -> list[ScoringPeriod]:
+    """The quarter's three months, locked in calendar order (so two admins publishing two
+    months of one quarter queue rather than deadlock), all approved."""
+    quarter = quarter_of(month.starts_on)
+    statement = (
+        select(ScoringPeriod)
+        .where(
+            col(ScoringPeriod.village_id) == month.village_id,
+            col(ScoringPeriod.kind) == PeriodKind.MONTH,
+            col(ScoringPeriod.starts_on) >= quarter.starts_on,
+            col(ScoringPeriod.starts_on) <= quarter.ends_on,
+            _scope(principal, admin=True),
+        )
+        .order_by(col(ScoringPeriod.starts_on))
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    months = list((await session.execute(statement)).scalars())
+    requested = next(p for p in months if p.id == month.id)
+    if requested.status is not PeriodStatus.APPROVED:
+        raise _not_in(requested, PeriodStatus.APPROVED)
+    ready = {p.number for p in months if p.status is PeriodStatus.APPROVED}
+    first = quarter.starts_on.month
+    waiting = [n for n in range(first, first + 3) if n not in ready]
+    if waiting:
+        raise Conflict(
+            "The rules publish by quarter: every month of the quarter must be approved first.",
+            code="period.quarter_incomplete",
+            title="本季度尚有月份未审定，按季度公告",
+            months=waiting,
+        )
+    return months
 
 
 def publication_message(period: ScoringPeriod) -> dict[str, str]:
@@ -474,78 +528,58 @@ async def close(session: AsyncSession, principal: Principal, period_id: uuid.UUI
     return period
 
 
-def notice_board_name(name: str | None) -> str | None:
-    """As a notice board shows a name: the surname and a mark for the rest (张**)."""
-    if not name:
-        return name
-    return name[0] + "*" * (len(name) - 1)
-
-
 async def results(
-    session: AsyncSession, principal: Principal, period_id: uuid.UUID
+    session: AsyncSession,
+    principal: Principal,
+    period_id: uuid.UUID,
+    *,
+    group_id: uuid.UUID | None = None,
+    params: PageParams | None = None,
 ) -> PeriodResults:
-    """The publication list: scores by household, ranked in the village; vetoed ones marked."""
+    """The publication list, a page at a time, read from the ranks stored at approval and
+    publication: ranked within the village group where the policy ranks by group (翁源), else
+    in the village; vetoed households marked, or left out for villagers as the policy says."""
     period = await get_period(session, principal, period_id)
     if period.status not in (PeriodStatus.APPROVED, PeriodStatus.PUBLISHED, PeriodStatus.CLOSED):
         raise _not_in(period, PeriodStatus.APPROVED, PeriodStatus.PUBLISHED, PeriodStatus.CLOSED)
-    head = (
-        select(col(Person.name))
-        .join(HouseholdMember, col(HouseholdMember.person_id) == col(Person.id))
-        .where(col(HouseholdMember.household_id) == col(Household.id), col(HouseholdMember.is_head))
-        .scalar_subquery()
+    page = await rankings.village_ranking(
+        session,
+        principal,
+        period.village_id,
+        span=rankings.SPAN_OF[period.kind],
+        year=period.year,
+        number=period.number,
+        scope=None,
+        group_id=group_id,
+        params=params or PageParams(),
     )
-    amended = (
-        select(col(Objection.id))
-        .where(
-            col(Objection.period_id) == period.id,
-            col(Objection.household_id) == col(Household.id),
-            col(Objection.status) == ObjectionStatus.UPHELD,
-        )
-        .exists()
+    # 重新公示: the page's households whose result an upheld objection amended.
+    amended = set(
+        (
+            await session.execute(
+                select(col(Objection.household_id)).where(
+                    col(Objection.period_id) == period.id,
+                    col(Objection.household_id).in_([item.household_id for item in page.items]),
+                    col(Objection.status) == ObjectionStatus.UPHELD,
+                )
+            )
+        ).scalars()
     )
-    rows = (
-        await session.execute(
-            select(
-                Household,
-                head,
-                col(HouseholdPeriodScore.score),
-                col(HouseholdPeriodScore.vetoed),
-                amended,
-            )
-            .join(HouseholdPeriodScore, col(HouseholdPeriodScore.household_id) == col(Household.id))
-            .where(col(HouseholdPeriodScore.period_id) == period.id)
-            .order_by(
-                col(HouseholdPeriodScore.vetoed),
-                col(HouseholdPeriodScore.score).desc(),
-                col(Household.number),
-            )
+    rows = [
+        PeriodResultRow(
+            household_id=item.household_id,
+            number=item.number,
+            head_name=item.head_name,
+            village_group_id=item.village_group_id,
+            score=item.score,
+            vetoed=item.vetoed,
+            rank=item.rank,
+            rank_in_village=item.rank_in_village,
+            rank_in_group=item.rank_in_group,
+            amended=item.household_id in amended,
         )
-    ).all()
-    staff = principal.is_district_admin or bool(principal.village_ids(*STAFF) & {period.village_id})
-    rule_set = await session.get(RuleSet, period.rule_set_id)
-    assert rule_set is not None
-    leave_out = (
-        Policy.model_validate(rule_set.policy).vetoed_in_rankings is VetoedInRankings.EXCLUDE
+        for item in page.items
+    ]
+    return PeriodResults(
+        period=_read(period), rank_within=page.scope, rows=rows, next_cursor=page.next_cursor
     )
-    out: list[PeriodResultRow] = []
-    rank, previous, position = 0, None, 0
-    for household, name, score, vetoed, was_amended in rows:
-        if vetoed and leave_out and not staff:
-            continue  # the notice board leaves vetoed households out, as the policy says
-        if not vetoed:
-            position += 1
-            if score != previous:
-                rank, previous = position, score  # ties share a rank
-        out.append(
-            PeriodResultRow(
-                household_id=household.id,
-                number=household.number,
-                head_name=name if staff else notice_board_name(name),
-                village_group_id=household.village_group_id,
-                score=score,
-                vetoed=vetoed,
-                rank=None if vetoed else rank,
-                amended=was_amended,
-            )
-        )
-    return PeriodResults(period=_read(period), rows=out)

@@ -102,7 +102,19 @@ class PointsCalendar:
     def scoring_due(self, ends_on: date) -> date | None:
         return self.deadline(ends_on, self.policy.deadlines.scoring_due)
 
+    @property
+    def publishes_by_quarter(self) -> bool:
+        """Months scored one by one and published a quarter at a time (华新: 每月评定,
+        每季度公告)."""
+        return (
+            self.kind is PeriodKind.MONTH and self.policy.publication_period is PeriodLength.QUARTER
+        )
+
     def publication_due(self, ends_on: date) -> date | None:
+        """Counted from the end of what is published together: the period, or its quarter
+        where months are published by quarter."""
+        if self.publishes_by_quarter:
+            ends_on = quarter_of(ends_on).ends_on
         return self.deadline(ends_on, self.policy.deadlines.publication_due)
 
     # Redemption
@@ -126,6 +138,17 @@ class PointsCalendar:
         if self.policy.redemption.window.months or every == 1:
             return f"{day.year}-{day.month:02d}"
         return f"{day.year}-P{(day.month - 1) // every + 1}"
+
+
+def quarter_of(day: date) -> PeriodSpan:
+    """The calendar quarter `day` lies in (January, April, July, October)."""
+    starts_on = date(day.year, QUARTER_STARTS[(day.month - 1) // 3], 1)
+    return PeriodSpan(
+        PeriodKind.QUARTER,
+        (starts_on.month - 1) // 3 + 1,
+        starts_on,
+        _last_day(starts_on.year, starts_on.month + 2),
+    )
 
 
 def calendar_of(policy: Policy | dict[str, object]) -> PointsCalendar:

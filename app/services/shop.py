@@ -9,7 +9,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, false, func, or_, select, true, update
+from sqlalchemy import ColumnElement, false, func, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -42,6 +42,7 @@ from app.security import Principal
 from app.services import audit, ledger
 from app.services.organisation import get_town, get_village, get_village_for_admin
 from app.services.points_year import calendar_of, vetoed_in_year
+from app.services.rankings import SPAN_OF, stored_rank
 from app.services.rules import rule_set_in_effect
 
 # Points buy goods and services, never money: these never enter a catalog, whatever the
@@ -453,10 +454,16 @@ def _asks_score(policy: RedemptionPolicy) -> bool:
 async def _latest_period(
     session: AsyncSession, household: Household, policy: RedemptionPolicy
 ) -> tuple[int | None, int | None, bool]:
-    """(score, rank in the village group, vetoed) in the village's latest published period."""
-    period_id = (
+    """(score, rank in the village group, vetoed) in the village's latest published period;
+    the rank is the one stored at publication (app/services/rankings.py)."""
+    period = (
         await session.execute(
-            select(col(ScoringPeriod.id))
+            select(
+                col(ScoringPeriod.id),
+                col(ScoringPeriod.year),
+                col(ScoringPeriod.kind),
+                col(ScoringPeriod.number),
+            )
             .where(
                 col(ScoringPeriod.village_id) == household.village_id,
                 col(ScoringPeriod.status).in_([PeriodStatus.PUBLISHED, PeriodStatus.CLOSED]),
@@ -464,40 +471,19 @@ async def _latest_period(
             .order_by(col(ScoringPeriod.starts_on).desc())
             .limit(1)
         )
-    ).scalar_one_or_none()
-    if period_id is None:
+    ).first()
+    if period is None:
         return None, None, False
-    own = await session.get(HouseholdPeriodScore, (household.id, period_id))
+    own = await session.get(HouseholdPeriodScore, (household.id, period.id))
     if own is None:
         return None, None, False
     if not policy.top_n_in_group or own.vetoed:
         return own.score, None, own.vetoed
     # Ties share a rank; vetoed households are left out, as on the notice board.
-    ranked = (
-        select(
-            col(Household.id).label("id"),
-            func.rank()
-            .over(
-                partition_by=col(Household.village_group_id),
-                order_by=col(HouseholdPeriodScore.score).desc(),
-            )
-            .label("rank"),
-        )
-        .join(HouseholdPeriodScore, col(HouseholdPeriodScore.household_id) == col(Household.id))
-        .where(
-            col(HouseholdPeriodScore.period_id) == period_id,
-            ~col(HouseholdPeriodScore.vetoed),
-            and_(
-                col(Household.village_id) == household.village_id,
-                col(Household.village_group_id).is_not_distinct_from(household.village_group_id),
-            ),
-        )
-        .subquery()
+    ranks = await stored_rank(
+        session, household.id, period.year, SPAN_OF[period.kind], period.number
     )
-    rank = (
-        await session.execute(select(ranked.c.rank).where(ranked.c.id == household.id))
-    ).scalar_one_or_none()
-    return own.score, rank, False
+    return own.score, ranks.group_rank if ranks is not None else None, False
 
 
 async def spendable_points(session: AsyncSession, household: Household) -> int:

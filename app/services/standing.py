@@ -1,11 +1,12 @@
 """A household's rank: in its village and its village group, for the year and the latest
-published period. Ties share a rank; only participating households are ranked, and vetoed
-ones are left out (a year-scope veto leaves the household out of the year's ranking)."""
+published period, read from the ranks stored at publication (app/services/rankings.py). Ties
+share a rank; only participating households are ranked, and vetoed ones are left out (a
+year-scope veto leaves the household out of the year's ranking). Periods approved but not yet
+published are in no rank: the year's ranks sum published periods only."""
 
 import uuid
-from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -14,22 +15,16 @@ from app.models import (
     Household,
     HouseholdPeriodScore,
     HouseholdYearScore,
-    Participation,
     PeriodStatus,
+    RankingSummary,
+    RankSpan,
     ScoringPeriod,
 )
 from app.schemas.ledger import PeriodStanding, StandingRead
 from app.security import Principal
 from app.services.households import get_household
-from app.services.ledger import sees_unpublished, unpublished_points, unpublished_scores
-from app.services.points_year import vetoed_in_year_clause
-
-
-def _ranked(score: Any) -> tuple[ColumnElement[int], ColumnElement[int]]:
-    return (
-        func.rank().over(order_by=score.desc()),
-        func.rank().over(partition_by=col(Household.village_group_id), order_by=score.desc()),
-    )
+from app.services.ledger import sees_unpublished, unpublished_points
+from app.services.rankings import SPAN_OF, stored_rank
 
 
 async def standing(
@@ -37,41 +32,24 @@ async def standing(
 ) -> StandingRead:
     household = await get_household(session, principal, household_id)
     year = year or clock.today().year
-    participating = and_(
-        col(Household.village_id) == household.village_id,
-        col(Household.participation) == Participation.ACTIVE,
-    )
-
-    # Villagers see results once published: their ranks leave out what their scores leave out
-    # (periods approved, not yet published, and the vetoes found in them).
+    # Villagers see results once published: the ranks are stored at publication, and their
+    # score leaves out what is approved but not yet published.
     hides = not await sees_unpublished(session, principal, household)
-    vetoed_year = vetoed_in_year_clause(col(Household.id), year, published_only=hides)
-    score: ColumnElement[int] = func.coalesce(col(HouseholdYearScore.score), 0)
-    statement = select(col(Household.id)).outerjoin(
-        HouseholdYearScore,
-        and_(
-            col(HouseholdYearScore.household_id) == col(Household.id),
-            col(HouseholdYearScore.year) == year,
-        ),
-    )
-    if hides:
-        unpublished = unpublished_scores(household.village_id, year)
-        score = score - func.coalesce(unpublished.c.points, 0)
-        statement = statement.outerjoin(
-            unpublished, unpublished.c.household_id == col(Household.id)
-        )
-    village_rank, group_rank = _ranked(score)
-    year_rows = (
-        statement.add_columns(
-            score.label("score"),
-            village_rank.label("village_rank"),
-            group_rank.label("group_rank"),
-            func.count().over().label("total"),
-        )
-        .where(participating, ~vetoed_year)
-        .subquery()
-    )
-    mine = (await session.execute(select(year_rows).where(year_rows.c.id == household.id))).first()
+    mine = await stored_rank(session, household.id, year, RankSpan.YEAR, 0)
+    ranked = mine is not None and not mine.vetoed
+    if mine is not None:
+        total = mine.village_ranked
+    else:
+        total = (
+            await session.execute(
+                select(col(RankingSummary.ranked)).where(
+                    col(RankingSummary.village_id) == household.village_id,
+                    col(RankingSummary.year) == year,
+                    col(RankingSummary.span) == RankSpan.YEAR,
+                    col(RankingSummary.number) == 0,
+                )
+            )
+        ).scalar_one_or_none() or 0
     own_score = (
         await session.execute(
             select(col(HouseholdYearScore.score)).where(
@@ -80,11 +58,6 @@ async def standing(
             )
         )
     ).scalar_one_or_none()
-    total = (
-        mine.total
-        if mine
-        else (await session.execute(select(func.count()).select_from(year_rows))).scalar_one()
-    )
     hidden = 0
     if hides:
         _, hidden = await unpublished_points(session, household, year)
@@ -92,8 +65,8 @@ async def standing(
         household_id=household.id,
         year=year,
         year_score=(own_score or 0) - hidden,
-        rank_in_village=mine.village_rank if mine else None,
-        rank_in_group=mine.group_rank if mine else None,
+        rank_in_village=mine.village_rank if ranked else None,
+        rank_in_group=mine.group_rank if ranked else None,
         ranked_households=total,
         latest_period=await _latest_period(session, household, year),
     )
@@ -104,7 +77,7 @@ async def _latest_period(
 ) -> PeriodStanding | None:
     period = (
         await session.execute(
-            select(ScoringPeriod)
+            select(col(ScoringPeriod.id), col(ScoringPeriod.kind), col(ScoringPeriod.number))
             .where(
                 col(ScoringPeriod.village_id) == household.village_id,
                 col(ScoringPeriod.year) == year,
@@ -113,32 +86,26 @@ async def _latest_period(
             .order_by(col(ScoringPeriod.starts_on).desc())
             .limit(1)
         )
-    ).scalar_one_or_none()
+    ).first()
     if period is None:
         return None
-    score = col(HouseholdPeriodScore.score)
-    village_rank, group_rank = _ranked(score)
-    rows = (
-        select(
-            col(Household.id).label("id"),
-            score.label("score"),
-            col(HouseholdPeriodScore.vetoed).label("vetoed"),
-            village_rank.label("village_rank"),
-            group_rank.label("group_rank"),
+    own = (
+        await session.execute(
+            select(col(HouseholdPeriodScore.score), col(HouseholdPeriodScore.vetoed)).where(
+                col(HouseholdPeriodScore.household_id) == household.id,
+                col(HouseholdPeriodScore.period_id) == period.id,
+            )
         )
-        .join(HouseholdPeriodScore, col(HouseholdPeriodScore.household_id) == col(Household.id))
-        .where(col(HouseholdPeriodScore.period_id) == period.id, ~col(HouseholdPeriodScore.vetoed))
-        .subquery()
-    )
-    mine = (await session.execute(select(rows).where(rows.c.id == household.id))).first()
-    own = await session.get(HouseholdPeriodScore, (household.id, period.id))
+    ).first()
     if own is None:
         return None
+    ranks = await stored_rank(session, household.id, year, SPAN_OF[period.kind], period.number)
+    ranked = ranks is not None and not ranks.vetoed
     return PeriodStanding(
         period_id=period.id,
         number=period.number,
         score=own.score,
         vetoed=own.vetoed,
-        rank_in_village=mine.village_rank if mine else None,
-        rank_in_group=mine.group_rank if mine else None,
+        rank_in_village=ranks.village_rank if ranked else None,
+        rank_in_group=ranks.group_rank if ranked else None,
     )

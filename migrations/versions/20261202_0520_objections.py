@@ -2,7 +2,7 @@
 photos attach to an objection as to a claim
 
 Revision ID: 91939e11643f
-Revises: 690503d45178
+Revises: 005e29c3bc4e
 Create Date: 2026-12-02 04:23:58.424725+00:00
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "91939e11643f"
-down_revision: str | None = "690503d45178"
+down_revision: str | None = "005e29c3bc4e"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

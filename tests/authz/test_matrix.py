@@ -190,6 +190,15 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("POST", "/api/v1/periods/{period_id}/publish"): Row(_roles(DA, VA)),
     ("POST", "/api/v1/periods/{period_id}/close"): Row(_roles(DA, VA)),
     ("GET", "/api/v1/periods/{period_id}/results"): Row({ANY}, served_by=VA.value),
+    ("GET", "/api/v1/villages/{village_id}/rankings"): Row({ANY}),
+    ("GET", "/api/v1/villages/{village_id}/honour-roll"): Row({ANY}),
+    ("GET", "/api/v1/towns/{town_id}/rankings"): Row({ANY}),
+    ("GET", "/api/v1/villages/{village_id}/ranking-forms"): Row(_roles(DA, TS, VA)),
+    ("GET", "/api/v1/villages/{village_id}/awards"): Row({ANY}),
+    ("POST", "/api/v1/villages/{village_id}/awards/{year}/draft"): Row(_roles(DA, VA)),
+    ("POST", "/api/v1/villages/{village_id}/awards/{year}/approve"): Row(_roles(DA, VA)),
+    ("POST", "/api/v1/villages/{village_id}/awards/{year}/publish"): Row(_roles(DA, VA)),
+    ("GET", "/api/v1/villages/{village_id}/awards/{year}/xlsx"): Row(_roles(DA, TS, VA)),
     ("GET", "/api/v1/periods/{period_id}/worklist"): Row(_roles(DA, VA, SL, SC)),
     ("GET", "/api/v1/periods/{period_id}/households/{household_id}/scorecard"): Row(
         _roles(DA, VA, SL, SC)
@@ -401,6 +410,7 @@ class World:
             shop_item_id=self.shop_item_id,
             order_id=self.order_id,
             objection_id=self.objection_id,
+            year=self.year,
         )
 
 

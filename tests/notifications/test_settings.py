@@ -16,6 +16,7 @@ TEMPLATES = {
     "notify_template_period_published": "tpl-period",
     "notify_template_objection_ruled": "tpl-objection",
     "notify_template_order_expiring": "tpl-order",
+    "notify_template_award_published": "tpl-award",
 }
 
 
@@ -30,4 +31,5 @@ def test_production_needs_every_template_id() -> None:
         "period_published": "tpl-period",
         "objection_ruled": "tpl-objection",
         "order_expiring": "tpl-order",
+        "award_published": "tpl-award",
     }

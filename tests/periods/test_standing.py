@@ -14,6 +14,7 @@ from app.models import (
     Role,
     ScoringPeriod,
 )
+from app.services.rankings import refresh_period_ranks
 from tests import factories as f
 from tests.ledger.conftest import post_entry
 
@@ -54,6 +55,7 @@ async def test_year_and_period_ranks_in_village_and_group(
             )
         )
     await db.flush()
+    await refresh_period_ranks(db, period.id)  # as its publication does
 
     response = await client.get(
         f"/api/v1/households/{homes[0].id}/standing",

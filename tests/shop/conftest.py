@@ -30,6 +30,7 @@ from app.models import (
     VillageGroup,
 )
 from app.schemas.rules import Policy
+from app.services.rankings import refresh_period_ranks
 from tests import factories as f
 from tests.ledger.conftest import balance_of, post_entry
 
@@ -154,6 +155,7 @@ async def publish_scores(
         for h, s in scores.items()
     )  # fmt: skip
     await db.flush()
+    await refresh_period_ranks(db, period.id)  # as publication does
     return period
 
 
