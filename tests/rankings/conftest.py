@@ -1,7 +1,7 @@
 """A village with households, rules of a seed's policy, and periods whose scores are set."""
 
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,7 +19,7 @@ from app.models import (
     VillageGroup,
 )
 from app.schemas.rules import Policy
-from app.services.periods import period_end
+from app.services.points_year import quarter_of
 from app.services.rankings import refresh_period_ranks
 from app.services.rules import get_template
 from tests import factories as f
@@ -103,7 +103,11 @@ async def approved_period(
         kind=kind,
         number=starts_on.month if kind is PeriodKind.MONTH else (starts_on.month - 1) // 3 + 1,
         starts_on=starts_on,
-        ends_on=period_end(starts_on, kind),
+        ends_on=(
+            quarter_of(starts_on).ends_on
+            if kind is PeriodKind.QUARTER
+            else (starts_on + timedelta(days=32)).replace(day=1) - timedelta(days=1)
+        ),
         status=PeriodStatus.APPROVED,
     )
     db.add(period)
