@@ -701,3 +701,29 @@ async def test_allowed_roles_in_scope_are_served(
     assert response.status_code < 300 or response.status_code in (409, 422), (role, response.text)
     if response.status_code >= 400:
         assert not response.json()["code"].endswith("not_found"), response.text
+
+
+async def test_objection_handlers_never_rule_on_their_own_household(
+    client: httpx.AsyncClient, db: AsyncSession, settings: Settings, world: World
+) -> None:
+    """Conflict of interest on top of scope: a handler in scope who lives in the objecting
+    household is refused (403), and nothing is written."""
+    objection = await db.get(Objection, world.objection_id)
+    assert objection is not None
+    household = await db.get(f.Household, objection.household_id)
+    assert household is not None
+    audits = await _audit_count(db)
+    for role in (VA, SL):
+        person = await f.create_person(db)
+        await f.add_member(db, household, person)
+        await f.grant(db, person, role, village=await db.get(f.Village, world.village_id))
+        response = await client.post(
+            world.path("/api/v1/objections/{objection_id}/ruling"),
+            headers=await f.login_headers(db, settings, person),
+            json={"decision": "dismiss", "reason": "x"},
+        )
+        assert response.status_code == 403, response.text
+        assert response.json()["code"] == "objection.own_household"
+    assert await _audit_count(db) == audits
+    await db.refresh(objection)
+    assert objection.status is ObjectionStatus.OPEN

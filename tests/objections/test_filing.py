@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.config import Settings
 from app.models import LedgerKind, Objection, ObjectionStatus, Photo, ScoringPeriod
 from app.schemas.rules import Policy
+from app.services import objections
 from app.timeutil import SHANGHAI
 from tests.auth.conftest import assert_problem
 from tests.objections.conftest import (
@@ -188,6 +189,12 @@ async def test_closing_waits_for_open_and_escalated_objections(
     )
     assert body["open"] == [filed["id"]]
     assert body["escalated"] == []
+    # What the year close is to wait for, the same objections.
+    blocking = await objections.open_objections_blocking(db, scene.village.id, 2031)
+    assert [(str(o), p, s) for o, p, s in blocking] == [
+        (filed["id"], period.id, ObjectionStatus.OPEN)
+    ]
+    assert await objections.open_objections_blocking(db, scene.village.id, 2030) == []
     dismissed = await client.post(
         f"{API}/objections/{filed['id']}/ruling",
         headers=scene.leader_headers,
@@ -216,3 +223,4 @@ async def test_closing_waits_for_open_and_escalated_objections(
     assert ruled.status_code == 200, ruled.text
     closed = await client.post(close, headers=scene.admin_headers)
     assert closed.status_code == 200, closed.text
+    assert await objections.open_objections_blocking(db, scene.village.id, 2031) == []
