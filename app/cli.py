@@ -10,6 +10,7 @@ import sys
 import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app import clock
@@ -273,6 +274,111 @@ def expire_orders_command(args: argparse.Namespace) -> None:
     )
 
 
+ADMIN_PASSWORD_VARIABLE = "ADMIN_PASSWORD"
+
+
+def _admin_password() -> str:
+    import getpass
+
+    password = os.environ.get(ADMIN_PASSWORD_VARIABLE)
+    if password is not None:
+        return password
+    if not sys.stdin.isatty():
+        sys.exit(f"no terminal to ask for the password: set {ADMIN_PASSWORD_VARIABLE}")
+    password = getpass.getpass("Password for the new district admin: ")
+    if getpass.getpass("Again: ") != password:
+        sys.exit("the two passwords differ; nothing was changed")
+    return password
+
+
+async def _create_admin(url: str, username: str, password: str, name: str) -> None:
+    from app.operations.admin import create_district_admin
+
+    async with _sessions(url) as sessionmaker, sessionmaker() as session, session.begin():
+        await create_district_admin(session, username, password, name)
+
+
+def create_admin_command(args: argparse.Namespace) -> None:
+    from app.operations.admin import OperationError, password_weakness
+
+    _interrupt_on_sigterm()
+    password = _admin_password()
+    # Refused before the database is even started: nothing to wait for on a typo.
+    weakness = password_weakness(args.username, password)
+    if weakness:
+        sys.exit(f"refused: {weakness}; nothing was changed")
+    url, _server = _prepare_database(get_settings())
+    try:
+        asyncio.run(_create_admin(url, args.username, password, args.name))
+    except OperationError as exc:
+        sys.exit(f"refused: {exc}")
+    print(f"district admin {args.username!r} created; log in with POST /api/v1/auth/login")
+
+
+def backup_command(args: argparse.Namespace) -> None:
+    from app.operations.admin import OperationError
+    from app.operations.backup import backup
+
+    _interrupt_on_sigterm()
+    url, _server = resolve_database_url(get_settings())
+    try:
+        backup(url, args.file)
+    except OperationError as exc:
+        sys.exit(str(exc))
+    print(f"backup written to {args.file}")
+
+
+async def _has_tables(url: str) -> bool:
+    from sqlalchemy import text
+
+    async with _sessions(url) as sessionmaker, sessionmaker() as session:
+        found = await session.execute(
+            text("SELECT 1 FROM pg_tables WHERE schemaname = 'public' LIMIT 1")
+        )
+        return found.first() is not None
+
+
+def restore_command(args: argparse.Namespace) -> None:
+    from app.operations.admin import OperationError
+    from app.operations.backup import restore
+
+    _interrupt_on_sigterm()
+    if not args.file.is_file():
+        sys.exit(f"no backup file at {args.file}")
+    url, _server = resolve_database_url(get_settings())
+    try:
+        restore(url, args.file, has_tables=asyncio.run(_has_tables(url)))
+    except OperationError as exc:
+        sys.exit(str(exc))
+    print(f"{args.file} restored; verifying it")
+    # A newer release than the backup's brings the schema up to date before the check.
+    _prepare_database(get_settings())
+    _verify(url)
+
+
+async def _verify_database(url: str) -> tuple[int, list[Any]]:
+    from app.operations.verify import verify_database
+
+    async with _sessions(url) as sessionmaker, sessionmaker() as session:
+        return await verify_database(session)
+
+
+def _verify(url: str) -> None:
+    villages, findings = asyncio.run(_verify_database(url))
+    for finding in findings:
+        print(f"village {finding.village_id}: {finding.problem}", file=sys.stderr)
+    if findings:
+        sys.exit(f"verify FAILED: {len(findings)} problem(s) in {villages} village(s)")
+    print(f"verify ok: {villages} village(s), every hash chain intact, every balance and score")
+    print("equal to the entries it sums")
+
+
+def verify_command(args: argparse.Namespace) -> None:
+    _interrupt_on_sigterm()
+    url, _server = resolve_database_url(get_settings())
+    _verify(url)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="village-points", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -316,6 +422,30 @@ def main(argv: list[str] | None = None) -> None:
         help="expire uncollected shop orders past their deadline and remind those about to expire"
         " (run every few minutes)",
     ).set_defaults(func=expire_orders_command)
+
+    create_admin = commands.add_parser(
+        "create-admin",
+        help="create a district admin (the first one of a new installation); the password is"
+        f" asked for, or read from {ADMIN_PASSWORD_VARIABLE}",
+    )
+    create_admin.add_argument("username")
+    create_admin.add_argument("--name", default="区级管理员", help="the person's display name")
+    create_admin.set_defaults(func=create_admin_command)
+    backup_parser = commands.add_parser(
+        "backup", help="dump the whole database into FILE (pg_dump custom format)"
+    )
+    backup_parser.add_argument("file", type=Path, metavar="FILE")
+    backup_parser.set_defaults(func=backup_command)
+    restore_parser = commands.add_parser(
+        "restore", help="load a backup into an empty database, then verify it"
+    )
+    restore_parser.add_argument("file", type=Path, metavar="FILE")
+    restore_parser.set_defaults(func=restore_command)
+    commands.add_parser(
+        "verify",
+        help="check every village's hash chain and that balances and scores equal their entries"
+        " (exits non-zero otherwise)",
+    ).set_defaults(func=verify_command)
 
     args = parser.parse_args(argv)
     clock_now = get_settings().clock_now
