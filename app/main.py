@@ -11,6 +11,7 @@ from sqlalchemy import text
 from app import clock
 from app.body_limit import BodyLimit, Limit, route_limits
 from app.config import Settings, get_settings
+from app.contract import declare_problem_responses
 from app.db import create_engine, create_sessionmaker
 from app.errors import (
     PROBLEM_RESPONSES,
@@ -130,7 +131,8 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = problem_media_type(FastAPI.openapi(app))
+            spec = declare_problem_responses(app, FastAPI.openapi(app))
+            app.openapi_schema = problem_media_type(spec)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
