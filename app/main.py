@@ -5,10 +5,10 @@ from typing import Any
 
 import httpx
 from fastapi import APIRouter, FastAPI
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 
-from app import clock
+from app import clock, metrics
 from app.body_limit import BodyLimit, Limit, route_limits
 from app.config import Settings, get_settings
 from app.contract import declare_problem_responses
@@ -76,6 +76,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
             finally:
                 gc.unfreeze()
                 await engine.dispose()
+                metrics.mark_process_dead()
 
     app = FastAPI(
         title="Village Points API",
@@ -99,6 +100,14 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
             ),
         ),
     )
+
+    # Outermost, so that its count and log line include the body limit's refusals.
+    app.add_middleware(metrics.RequestTelemetry)
+
+    # Prometheus exposition, not part of the API; keep it off the public network.
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        return await metrics.metrics(app)
 
     @app.get("/healthz", tags=["health"], operation_id="healthz")
     async def healthz() -> dict[str, str]:
