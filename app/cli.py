@@ -34,7 +34,7 @@ async def _sessions(
     """Sessions on an engine of the command's own, disposed when it is done."""
     from app.db import create_engine, create_sessionmaker
 
-    engine = create_engine(url, pool_size=pool_size)
+    engine = create_engine(url, pool_size=pool_size, pgbouncer=get_settings().database_pgbouncer)
     try:
         yield create_sessionmaker(engine)
     finally:

@@ -56,7 +56,9 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         url = database_url or settings.database_url
-        engine = create_engine(url, pool_size=settings.database_pool_size)
+        engine = create_engine(
+            url, pool_size=settings.database_pool_size, pgbouncer=settings.database_pgbouncer
+        )
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
         async with httpx.AsyncClient(timeout=settings.wechat_timeout_seconds) as http:

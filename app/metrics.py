@@ -27,6 +27,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
 from sqlalchemy import func, select
+from sqlalchemy.pool import QueuePool
 from sqlmodel import col
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -190,6 +191,9 @@ def _pool_gauges(app: FastAPI) -> None:
     if engine is None:
         return
     pool = engine.pool
+    if not isinstance(pool, QueuePool):
+        # Behind PgBouncer there is no pool of ours: PgBouncer's own statistics tell.
+        return
     DB_POOL.labels("checked_out").set(pool.checkedout())
     DB_POOL.labels("idle").set(pool.checkedin())
     DB_POOL.labels("size").set(pool.size())
