@@ -340,7 +340,7 @@ def create_admin_command(args: argparse.Namespace) -> None:
         asyncio.run(_create_admin(url, args.username, password, args.name))
     except OperationError as exc:
         sys.exit(f"refused: {exc}")
-    print(f"district admin {args.username!r} created; log in with POST /api/v1/auth/login")
+    print(f"district admin {args.username!r} created; log in with POST /api/v1/auth/password/login")
 
 
 def backup_command(args: argparse.Namespace) -> None:

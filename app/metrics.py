@@ -151,6 +151,8 @@ class RequestTelemetry:
             method = scope["method"]
             HTTP_REQUESTS.labels(method, route, str(status)).inc()
             HTTP_DURATION.labels(method, route).observe(duration)
+            # Every worker keeps its own share of the gauge current, not only the one scraped.
+            _pool_gauges(scope["app"])
             principal_id = scope.get("state", {}).get("principal_id")
             access_log.info(
                 "%s %s %s",
