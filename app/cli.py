@@ -123,8 +123,9 @@ def serve(args: argparse.Namespace) -> None:
             f"Fake WeChat server: {fake.base_url}  (POST /__fake/fail to inject failures)",
             flush=True,
         )
-    if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        _share_metrics(settings.data_dir / "metrics")
+    shared_metrics = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if shared_metrics or args.workers > 1:
+        _share_metrics(Path(shared_metrics) if shared_metrics else settings.data_dir / "metrics")
     # With one worker uvicorn calls the app factory in this process, whose settings were
     # cached before the environment above was set.
     get_settings.cache_clear()
@@ -148,7 +149,8 @@ def serve(args: argparse.Namespace) -> None:
 
 
 def _share_metrics(folder: Path) -> None:
-    """Give the workers one folder for their metrics, emptied of a previous run's."""
+    """Give the workers one folder for their metrics, emptied of a previous run's (as
+    prometheus-client asks: files of dead processes would otherwise count forever)."""
     import shutil
 
     shutil.rmtree(folder, ignore_errors=True)
