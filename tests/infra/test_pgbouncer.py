@@ -52,8 +52,14 @@ def bouncer(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             pytest.fail("pgbouncer is not installed; .ci/run installs Debian's pgbouncer package")
         pytest.skip("pgbouncer is not installed (apt-get install pgbouncer); CI runs this test")
     server = make_url(server_url)
+    # The embedded server listens on a socket in its data folder (?host=/path), the machine's
+    # server on TCP.
+    host = server.host or server.query.get("host") or "127.0.0.1"
+    if isinstance(host, tuple):
+        host = host[0]
     folder = tmp_path_factory.mktemp("pgbouncer")
-    # PgBouncer refuses to run as root; it switches to the postgres user, who must read these.
+    # PgBouncer refuses to run as root; it switches to a user who must read these (and reach
+    # the server's socket: its owner, for the embedded server).
     folder.chmod(0o755)
     port = free_port()
     users = folder / "users.txt"
@@ -61,7 +67,7 @@ def bouncer(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     config = folder / "pgbouncer.ini"
     config.write_text(
         f"""[databases]
-* = host={server.host or "127.0.0.1"} port={server.port or 5432}
+* = host={host} port={server.port or 5432}
 
 [pgbouncer]
 listen_addr = 127.0.0.1
@@ -81,7 +87,7 @@ ignore_startup_parameters = extra_float_digits
         path.chmod(0o644)
     command = [binary, str(config)]
     if os.geteuid() == 0:
-        command[1:1] = ["-u", "postgres"]
+        command[1:1] = ["-u", Path(host).owner() if host.startswith("/") else "postgres"]
     log = (folder / "pgbouncer.log").open("w")
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -107,7 +113,8 @@ ignore_startup_parameters = extra_float_digits
 async def bounced_url(database_url: str, bouncer: tuple[str, int]) -> AsyncIterator[str]:
     async with database_of_its_own(database_url, "vp_bouncer") as url:
         host, port = bouncer
-        yield make_url(url).set(host=host, port=port).render_as_string(hide_password=False)
+        through = make_url(url).difference_update_query(["host"]).set(host=host, port=port)
+        yield through.render_as_string(hide_password=False)
 
 
 async def test_the_app_runs_through_pgbouncer_in_transaction_mode(bounced_url: str) -> None:
