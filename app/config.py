@@ -23,6 +23,8 @@ class Settings(BaseSettings):
 
     # Connections each API process keeps open, and as many again for a burst.
     database_pool_size: int = Field(default=10, ge=1)
+    # DATABASE_URL points at PgBouncer in transaction mode (README, "Behind PgBouncer").
+    database_pgbouncer: bool = False
 
     jwt_secret: str = DEV_JWT_SECRET
     jwt_issuer: str = "village-points"

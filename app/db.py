@@ -1,3 +1,4 @@
+import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -9,6 +10,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import NullPool
 from sqlmodel import SQLModel
 
 from app.errors import AppError
@@ -34,16 +36,41 @@ def async_url(url: str) -> str:
     raise ValueError(f"not a PostgreSQL URL: {url!r}")
 
 
-def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+def _unique_statement_name() -> str:
+    return f"__asyncpg_{uuid.uuid4().hex}__"
+
+
+def pgbouncer_connect_args() -> dict[str, Any]:
+    """asyncpg behind PgBouncer in transaction mode, where consecutive transactions of one
+    connection may run on different server connections: nothing may count on a statement
+    prepared earlier (no statement caches), and names must not collide with the statements
+    other clients left on a server connection (a unique name each time)."""
+    return {
+        "statement_cache_size": 0,
+        "prepared_statement_cache_size": 0,
+        "prepared_statement_name_func": _unique_statement_name,
+    }
+
+
+def create_engine(url: str, *, pool_size: int = 10, pgbouncer: bool = False) -> AsyncEngine:
+    connect_args: dict[str, Any] = {
+        "server_settings": {"application_name": "village-points", "timezone": "UTC"},
+        "command_timeout": 30,
+    }
+    if pgbouncer:
+        # PgBouncer pools the server connections; a pool of our own would only hold on to
+        # client slots.
+        return create_async_engine(
+            async_url(url),
+            poolclass=NullPool,
+            connect_args=connect_args | pgbouncer_connect_args(),
+        )
     return create_async_engine(
         async_url(url),
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,
-        connect_args={
-            "server_settings": {"application_name": "village-points", "timezone": "UTC"},
-            "command_timeout": 30,
-        },
+        connect_args=connect_args,
     )
 
 

@@ -1,5 +1,6 @@
 """One error hierarchy, rendered as RFC 9457 problem details with a stable machine code."""
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -10,6 +11,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_JSON = "application/problem+json"
+log = logging.getLogger(__name__)
 
 
 class AppError(Exception):
@@ -194,10 +196,12 @@ def install_error_handlers(app: FastAPI) -> None:
                 "A value cannot be stored (a NUL character, or a number out of range).",
                 instance=request.url.path,
             )
+        log.error("database error", exc_info=exc)
         return problem_response(500, "internal", "服务器出错了", instance=request.url.path)
 
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled error", exc_info=exc)
         return problem_response(500, "internal", "服务器出错了", instance=request.url.path)
 
 

@@ -5,12 +5,13 @@ from typing import Any
 
 import httpx
 from fastapi import APIRouter, FastAPI
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 
-from app import clock
+from app import clock, metrics
 from app.body_limit import BodyLimit, Limit, route_limits
 from app.config import Settings, get_settings
+from app.contract import declare_problem_responses
 from app.db import create_engine, create_sessionmaker
 from app.errors import (
     PROBLEM_RESPONSES,
@@ -59,7 +60,9 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         url = database_url or settings.database_url
-        engine = create_engine(url, pool_size=settings.database_pool_size)
+        engine = create_engine(
+            url, pool_size=settings.database_pool_size, pgbouncer=settings.database_pgbouncer
+        )
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
         async with httpx.AsyncClient(timeout=settings.wechat_timeout_seconds) as http:
@@ -79,6 +82,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
             finally:
                 gc.unfreeze()
                 await engine.dispose()
+                metrics.mark_process_dead()
 
     app = FastAPI(
         title="Village Points API",
@@ -102,6 +106,14 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
             ),
         ),
     )
+
+    # Outermost, so that its count and log line include the body limit's refusals.
+    app.add_middleware(metrics.RequestTelemetry)
+
+    # Prometheus exposition, not part of the API; keep it off the public network.
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        return await metrics.metrics(app)
 
     @app.get("/healthz", tags=["health"], operation_id="healthz")
     async def healthz() -> dict[str, str]:
@@ -139,7 +151,8 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = problem_media_type(FastAPI.openapi(app))
+            spec = declare_problem_responses(app, FastAPI.openapi(app))
+            app.openapi_schema = problem_media_type(spec)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

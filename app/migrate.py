@@ -16,8 +16,11 @@ def alembic_config(url: str | None = None) -> Config:
 
 
 def upgrade(url: str) -> None:
-    """Apply every migration; used from synchronous code (the CLI)."""
-    command.upgrade(alembic_config(url), "head")
+    """Apply every migration; used from synchronous code (the CLI), whose logging is set up
+    already (app/logs.py)."""
+    config = alembic_config(url)
+    config.attributes["configure_logger"] = False
+    command.upgrade(config, "head")
 
 
 def upgrade_on(connection: Connection) -> None:

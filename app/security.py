@@ -238,7 +238,10 @@ async def current_principal(
         raise Unauthorized("An access token is required.", code="auth.token_missing")
     settings: Settings = request.app.state.settings
     claims = decode_token(settings, credentials.credentials, kind=ACCESS)
-    return await load_principal(session, claim_uuid(claims, "sub"), claim_uuid(claims, "sid"))
+    principal = await load_principal(session, claim_uuid(claims, "sub"), claim_uuid(claims, "sid"))
+    # Named in the request's log line (app/metrics.py).
+    request.state.principal_id = principal.person_id
+    return principal
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]

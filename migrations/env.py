@@ -10,7 +10,7 @@ from sqlalchemy.pool import NullPool
 import app.models  # noqa: F401  (registers every table)
 from app.config import get_settings
 from app.database_server import resolve_database_url
-from app.db import async_url, metadata
+from app.db import async_url, metadata, pgbouncer_connect_args
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
@@ -34,7 +34,8 @@ async def run_online() -> None:
     server = None
     if not url:
         url, server = resolve_database_url(get_settings())
-    engine = create_async_engine(async_url(url), poolclass=NullPool)
+    connect_args = pgbouncer_connect_args() if get_settings().database_pgbouncer else {}
+    engine = create_async_engine(async_url(url), poolclass=NullPool, connect_args=connect_args)
     async with engine.connect() as connection:
         await connection.run_sync(run_with_connection)
     await engine.dispose()

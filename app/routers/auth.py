@@ -1,5 +1,6 @@
 from fastapi import APIRouter, Request, status
 
+from app.contract import problem_responses
 from app.db import SessionDep
 from app.integrations.wechat import WechatClient
 from app.schemas.auth import (
@@ -14,6 +15,8 @@ from app.security import CurrentPrincipal
 from app.services import auth as service
 
 router = APIRouter(prefix="/auth", tags=["auth"])
+# What WeChat's own refusals and outages become (app/integrations/wechat.py).
+WECHAT_PROBLEMS = problem_responses(403, 429, 502, 503)
 
 
 def _address(request: Request) -> str:
@@ -24,7 +27,7 @@ def _wechat(request: Request) -> WechatClient:
     return WechatClient(request.app.state.http, request.app.state.settings)
 
 
-@router.post("/wechat/login", operation_id="wechat_login")
+@router.post("/wechat/login", operation_id="wechat_login", responses=WECHAT_PROBLEMS)
 async def wechat_login(
     request: Request, session: SessionDep, body: WechatLogin
 ) -> WechatLoginResult:
@@ -34,7 +37,7 @@ async def wechat_login(
     )
 
 
-@router.post("/wechat/bind", operation_id="wechat_bind")
+@router.post("/wechat/bind", operation_id="wechat_bind", responses=WECHAT_PROBLEMS)
 async def wechat_bind(request: Request, session: SessionDep, body: WechatBind) -> TokenPair:
     """Link a new WeChat user to a household member with an invite code or their phone."""
     return await service.bind_wechat(
@@ -42,7 +45,7 @@ async def wechat_bind(request: Request, session: SessionDep, body: WechatBind) -
     )
 
 
-@router.post("/password/login", operation_id="password_login")
+@router.post("/password/login", operation_id="password_login", responses=problem_responses(429))
 async def password_login(request: Request, session: SessionDep, body: PasswordLogin) -> TokenPair:
     return await service.password_login(
         session, request.app.state.settings, body.username, body.password, _address(request)

@@ -6,6 +6,7 @@ all they need to fix.
 """
 
 import csv
+import functools
 import hashlib
 import io
 import re
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from typing import Any, Literal
 
+import anyio.to_thread
 from openpyxl import load_workbook
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -262,6 +264,10 @@ def _tabulate(file_format: Format, lines: Iterable[tuple[int, list[str]]]) -> Ta
     header: tuple[dict[str, str], dict[str, int], list[str]] | None = None
     rows: list[tuple[int, list[str]]] = []
     for line, cells in lines:
+        # Every row read counts, blank or not: a sheet of a million empty rows costs as much to
+        # read as a full one.
+        if line > MAX_ROWS + HEADER_SEARCH_ROWS:
+            raise _too_many_rows()
         if not any(cells):
             continue
         if header is not None:
@@ -634,9 +640,13 @@ async def import_households(
     dry_run: bool = False,
 ) -> ImportReport:
     village = await get_village_for_admin(session, principal, village_id)
-    table = read_table(data)
+    # Parsing and checking ten thousand rows takes seconds: in a worker thread, so that the
+    # process's other requests go on meanwhile.
+    table = await anyio.to_thread.run_sync(read_table, data)
     groups, numbers, housed = await _village_facts(session, village)
-    drafts, errors = check(table, groups=groups, taken_numbers=numbers, housed_people=housed)
+    drafts, errors = await anyio.to_thread.run_sync(
+        functools.partial(check, table, groups=groups, taken_numbers=numbers, housed_people=housed)
+    )
     if errors:
         bad_lines = len({e.line for e in errors})
         raise Unprocessable(

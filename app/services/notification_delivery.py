@@ -20,6 +20,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
 
+from app import metrics
 from app.config import Settings
 from app.errors import AppError
 from app.integrations.wechat import TOKEN_REJECTED, USER_REFUSED, SendResult, WechatClient
@@ -209,6 +210,7 @@ class NotificationWorker:
                 "next_attempt_at": now + self._retry_delay(message.attempts),
             }
         await self._update_leased(message, values)
+        metrics.notification_outcome(values["status"])
         if values["status"] is NotificationStatus.FAILED:
             log.warning(
                 "notification %s failed after %d attempt(s): %s %s",

@@ -2,6 +2,7 @@
 
 import csv
 import io
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -485,6 +486,42 @@ async def test_file_over_the_row_limit(
     response = await upload(client, setting.village, csv_bytes(rows), setting.admin)
     problem(response, 413, "household_import.too_many_rows")
     assert await counts(db) == before
+
+
+async def test_blank_rows_count_toward_the_row_limit(
+    client: httpx.AsyncClient, db: AsyncSession, setting: Setting
+) -> None:
+    # Read to the end, a sheet of empty rows costs as much as a full one.
+    rows: list[list[Any]] = [["户号", "姓名", "户主"]]
+    rows += [
+        ["", "", ""] for _ in range(household_import.MAX_ROWS + household_import.HEADER_SEARCH_ROWS)
+    ]
+    rows += [["R1", "甲", "是"]]
+    before = await counts(db)
+    response = await upload(client, setting.village, xlsx_bytes(rows), setting.admin)
+    problem(response, 413, "household_import.too_many_rows")
+    assert await counts(db) == before
+
+
+async def test_the_file_is_parsed_and_checked_off_the_event_loop(
+    client: httpx.AsyncClient, db: AsyncSession, setting: Setting, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loop_thread = threading.get_ident()
+    threads: dict[str, int] = {}
+
+    def recorded(name: str, function: Any) -> Any:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            threads[name] = threading.get_ident()
+            return function(*args, **kwargs)
+
+        return run
+
+    for name in ("read_table", "check"):
+        monkeypatch.setattr(household_import, name, recorded(name, getattr(household_import, name)))
+    response = await upload(client, setting.village, csv_bytes(VALID_CSV), setting.admin)
+    assert response.status_code == 200, response.text
+    assert set(threads) == {"read_table", "check"}
+    assert loop_thread not in threads.values()
 
 
 async def test_district_admin_may_import(

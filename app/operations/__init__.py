@@ -1,0 +1,1 @@
+"""Operator commands' logic (first admin, backups, verification), called by app/cli.py."""
