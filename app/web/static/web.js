@@ -101,5 +101,7 @@
     });
     window.addEventListener("resize", function () { participation.resize(); claims.resize(); });
   }
-  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", charts); else charts();
+  // This script is deferred, so it runs before DOMContentLoaded, by which time ECharts (deferred
+  // after it) has loaded too.
+  document.addEventListener("DOMContentLoaded", charts);
 })();
