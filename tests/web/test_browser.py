@@ -416,7 +416,9 @@ async def test_who_may_not_reach_the_pages(browser: Any, web_server: WebServer) 
     # The session cookie, and a form posted without the CSRF token changes nothing.
     admin = await sign_in(browser, web_server, "xinxiu-admin", DESKTOP)
     cookie = next(c for c in await admin.context.cookies() if c["name"] == "vp_web")
-    assert cookie["httpOnly"] and cookie["secure"] and cookie["sameSite"] == "Lax"
+    assert cookie["httpOnly"]
+    assert cookie["secure"]
+    assert cookie["sameSite"] == "Lax"
     period = select(col(ScoringPeriod.id), col(ScoringPeriod.status)).where(
         col(ScoringPeriod.village_id) == home.id
     )

@@ -85,13 +85,13 @@
     var data = JSON.parse(source.textContent);
     var participation = echarts.init(document.getElementById("chart-participation"));
     participation.setOption({
-      title: { text: "各村参与率（%）" }, tooltip: {}, grid: { containLabel: true },
+      animation: false, title: { text: "各村参与率（%）" }, tooltip: {}, grid: { containLabel: true },
       xAxis: { type: "category", data: data.villages }, yAxis: { type: "value", max: 100 },
       series: [{ type: "bar", data: data.participation, itemStyle: { color: "#1f6f43" } }]
     });
     var claims = echarts.init(document.getElementById("chart-claims"));
     claims.setOption({
-      title: { text: "待审申报与超市待兑积分" }, tooltip: {}, legend: { top: 28 }, grid: { containLabel: true, top: 70 },
+      animation: false, title: { text: "待审申报与超市待兑积分" }, tooltip: {}, legend: { top: 36 }, grid: { containLabel: true, top: 90 },
       xAxis: { type: "category", data: data.villages },
       yAxis: [{ type: "value", name: "申报" }, { type: "value", name: "积分" }],
       series: [
