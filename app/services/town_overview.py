@@ -6,6 +6,7 @@ import uuid
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -98,7 +99,7 @@ async def town_overview(
             await session.execute(
                 select(ScoringPeriod)
                 .where(col(ScoringPeriod.village_id).in_(ids))
-                .distinct(col(ScoringPeriod.village_id))
+                .ext(distinct_on(col(ScoringPeriod.village_id)))
                 .order_by(col(ScoringPeriod.village_id), col(ScoringPeriod.starts_on).desc())
             )
         ).scalars()
