@@ -442,3 +442,64 @@ async def test_who_may_not_reach_the_pages(browser: Any, web_server: WebServer) 
         col(LoginSession.person_id).in_(admin_id), col(LoginSession.revoked_reason) == "logout"
     )
     assert await scalar(web_server, revoked) == 1
+
+
+def y4m_showing(text: str, path: Any) -> None:
+    """A short video of a QR code, in the raw format Chromium's fake camera plays in a loop."""
+    import segno
+
+    qr = io.BytesIO()
+    segno.make(text, error="m").save(qr, kind="png", scale=6, border=4)
+    code = Image.open(qr).convert("L")
+    frame = Image.new("L", (640, 480), 255)
+    frame.paste(code, ((640 - code.width) // 2, (480 - code.height) // 2))
+    y = frame.tobytes()
+    chroma = bytes([128]) * (320 * 240)
+    with open(path, "wb") as out:
+        out.write(b"YUV4MPEG2 W640 H480 F10:1 Ip A1:1 C420jpeg\n")
+        for _ in range(10):
+            out.write(b"FRAME\n" + y + chroma + chroma)
+
+
+async def test_the_camera_reads_a_pickup_code(
+    chromium_path: str, web_server: WebServer, tmp_path: Any
+) -> None:
+    """The vendored QR reader scans an order's pickup code from the (fake) camera and the
+    attendant hands the order over."""
+    from playwright.async_api import async_playwright
+
+    from app.services.shop_codes import pickup_code
+
+    home = await village(web_server)
+    async with web_server.engine.connect() as conn:
+        order = (
+            await conn.execute(
+                select(ShopOrder).where(
+                    col(ShopOrder.village_id) == home.id,
+                    col(ShopOrder.status) == OrderStatus.RESERVED,
+                )
+            )
+        ).one()
+    video = tmp_path / "camera.y4m"
+    y4m_showing(pickup_code(Settings(jwt_secret=SECRET), order.shop_id, order.id), video)
+    async with async_playwright() as playwright:
+        camera_browser = await playwright.chromium.launch(
+            executable_path=chromium_path,
+            args=[
+                "--use-fake-ui-for-media-stream",
+                "--use-fake-device-for-media-stream",
+                f"--use-file-for-fake-video-capture={video}",
+            ],
+        )
+        try:
+            attendant = await sign_in(camera_browser, web_server, "xinxiu-shop", PHONE)
+            await attendant.click(f"a[href='/web/shops/{order.shop_id}/counter']")
+            await attendant.click("text=打开摄像头扫码")
+            await attendant.wait_for_selector("#scanned", timeout=15_000)
+            assert "取货码" in await attendant.inner_text("#scanned")
+            await attendant.click("text=确认交付")
+            await attendant.wait_for_selector("#done")
+        finally:
+            await camera_browser.close()
+    status = select(col(ShopOrder.status)).where(col(ShopOrder.id) == order.id)
+    assert await scalar(web_server, status) == OrderStatus.COLLECTED
