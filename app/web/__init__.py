@@ -35,6 +35,13 @@ def _for_pages(app: FastAPI, error: type[Exception]) -> None:
             status, title, code = exc.status, exc.title, exc.code
         else:
             status, title, code = 422, "填写的内容不符合要求", "request.invalid"
+        target = request.headers.get("HX-Target")
+        if request.headers.get("HX-Request") and target:
+            # An enhanced form: the message goes into its result line, the form stays.
+            response = render(request, "_error.html", status_code=status, error=title, code=code)
+            response.headers["HX-Retarget"] = f"#{target}-result"
+            response.headers["HX-Reswap"] = "innerHTML"
+            return response
         page = "login.html" if request.url.path == "/web/login" else "error.html"
         return render(request, page, status_code=status, error=title, code=code)
 

@@ -335,6 +335,7 @@ async def claim_queue(
 
 @router.post("/claims/{claim_id}/review")
 async def review_claim(
+    request: Request,
     session: SessionDep,
     principal: Reviewer,
     claim_id: uuid.UUID,
@@ -342,9 +343,12 @@ async def review_claim(
     village_id: Annotated[uuid.UUID, Form()],
     comment: Annotated[str, Form(max_length=500)] = "",
 ) -> Response:
-    await claims_service.review(
+    claim = await claims_service.review(
         session, principal, claim_id, ReviewCreate(decision=decision, comment=comment)
     )
+    if request.headers.get("HX-Request"):
+        [read] = await claims_service.claims_read(session, [claim])
+        return render(request, "_claim_decided.html", claim=read, decision=decision)
     return see_other(f"/web/villages/{village_id}/claims")
 
 
