@@ -259,29 +259,26 @@ async def save_card(
     work = await scorecards_service.worklist(session, principal, period_id)
     card = await _card_or_none(session, principal, period_id, household_id)
     previous = {line.rule_item_id: line.id for line in card.lines} if card else {}
-    lines = []
-    for item in work.items:
-        outcome = form.get(f"outcome-{item.id}")
-        if outcome in (None, ""):
-            continue
-        photos = [str(p) for p in form.getlist(f"photos-{item.id}")]
-        try:
-            lines.append(
+    try:
+        body = ScorecardWrite(
+            id=card.id if card else uuid.uuid4(),
+            note=str(form.get("note", "")),
+            lines=[
                 ScorecardLineWrite(
                     id=previous.get(item.id, uuid.uuid4()),
                     rule_item_id=item.id,
-                    outcome=Outcome(str(outcome)),
+                    outcome=Outcome(str(form[f"outcome-{item.id}"])),
                     note=str(form.get(f"note-{item.id}", "")),
-                    photos=photos,
+                    photos=[str(p) for p in form.getlist(f"photos-{item.id}")],
                 )
-            )
-        except ValueError as exc:
-            raise Unprocessable(
-                "A line of the card is not valid.", code="web.card_invalid", title="评分内容有误"
-            ) from exc
-    body = ScorecardWrite(
-        id=card.id if card else uuid.uuid4(), note=str(form.get("note", "")), lines=lines
-    )
+                for item in work.items
+                if form.get(f"outcome-{item.id}") not in (None, "")
+            ],
+        )
+    except ValueError as exc:  # pydantic's ValidationError included
+        raise Unprocessable(
+            "The card is not valid.", code="web.card_invalid", title="评分内容有误"
+        ) from exc
     await scorecards_service.save_cards(session, principal, period_id, [(household_id, body)])
     return see_other(f"/web/periods/{period_id}/households/{household_id}?saved=1")
 
@@ -408,24 +405,22 @@ async def redeem(
     request: Request, session: SessionDep, principal: Counter, shop_id: uuid.UUID
 ) -> Response:
     form = await request.form(max_files=0, max_fields=200)
-    lines = []
-    for key, value in form.multi_items():
-        if key.startswith("qty-") and str(value).strip() not in ("", "0"):
-            try:
-                lines.append(OrderLineCreate(item_id=uuid.UUID(key[4:]), quantity=int(str(value))))
-            except ValueError as exc:
-                raise Unprocessable(
-                    "A quantity is not valid.", code="web.quantity_invalid", title="数量有误"
-                ) from exc
-    if not lines:
-        raise Unprocessable(
-            "Pick at least one item.", code="web.nothing_picked", title="请选择要兑换的物品"
+    try:
+        data = CounterRedemptionCreate(
+            code=str(form.get("code", "")),
+            lines=[
+                OrderLineCreate(item_id=uuid.UUID(key[4:]), quantity=int(str(value)))
+                for key, value in form.multi_items()
+                if key.startswith("qty-") and str(value).strip() not in ("", "0")
+            ],
+            identity_checked=form.get("identity_checked") == "on",
         )
-    data = CounterRedemptionCreate(
-        code=str(form.get("code", "")),
-        lines=lines,
-        identity_checked=form.get("identity_checked") == "on",
-    )
+    except ValueError as exc:  # pydantic's ValidationError included
+        raise Unprocessable(
+            "Pick at least one item, each once, with a quantity from 1 to 100.",
+            code="web.redemption_invalid",
+            title="请选择要兑换的物品并填写数量",
+        ) from exc
     settings = _settings(request)
     order, order_lines = await shop_orders.redeem_at_counter(
         session, settings, principal, shop_id, data

@@ -14,7 +14,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app.config import Settings
-from app.models import LoginSession, Role
+from app.models import (
+    LoginAttempt,
+    LoginSession,
+    Role,
+    Scorecard,
+    ScoringPeriod,
+    ShopItem,
+    ShopOrder,
+)
 from app.security import ACCESS, decode_token, encode_token
 from app.web.pages import router
 from app.web.session import CSRF_COOKIE, CSRF_FIELD, SESSION_COOKIE, WEB
@@ -158,3 +166,61 @@ async def test_a_form_without_the_csrf_token_is_refused(
         assert response.status_code == 403
         assert 'data-code="web.csrf_invalid"' in response.text
     assert (await db.execute(sessions)).scalar_one() == before
+
+
+async def _post(
+    client: httpx.AsyncClient, cookies: dict[str, str], path: str, data: dict[str, str]
+) -> httpx.Response:
+    client.cookies.clear()
+    header = "; ".join(f"{k}={v}" for k, v in cookies.items())
+    return await client.post(path, headers={"Cookie": header}, data={CSRF_FIELD: CSRF, **data})
+
+
+async def test_a_wrong_password_shows_the_sign_in_page_and_is_counted(
+    client: httpx.AsyncClient, db: AsyncSession
+) -> None:
+    response = await _post(
+        client, {CSRF_COOKIE: CSRF}, "/web/login", {"username": "nobody", "password": "x"}
+    )
+    assert response.status_code == 401
+    assert 'data-code="auth.bad_credentials"' in response.text
+    assert SESSION_COOKIE not in response.cookies
+    attempts = select(func.count()).where(
+        col(LoginAttempt.username) == "nobody", col(LoginAttempt.succeeded).is_(False)
+    )
+    assert (await db.execute(attempts)).scalar_one() == 1
+
+
+@pytest.mark.parametrize(
+    ("role", "template", "data", "code"),
+    [
+        (SC, "/web/periods/{period_id}/households/{household_id}", {}, "web.card_invalid"),
+        (SA, "/web/shops/{shop_id}/redeem", {"code": "x"}, "web.redemption_invalid"),
+        (VA, "/web/shop-items/{item_id}/stock", {"kind": "restock", "delta": "-2", "reason": "x"},
+         "web.stock_change_invalid"),
+        (VA, "/web/villages/{village_id}/periods", {"starts_on": "not a day"}, "request.invalid"),
+    ],
+)  # fmt: skip
+async def test_bad_forms_are_refused_and_change_nothing(
+    client: httpx.AsyncClient,
+    db: AsyncSession,
+    settings: Settings,
+    world: World,
+    role: str,
+    template: str,
+    data: dict[str, str],
+    code: str,
+) -> None:
+    if template.endswith("/households/{household_id}"):
+        item = f"outcome-{world.item_id}"
+        data = {item: "excellent"}
+    tables = (Scorecard, ScoringPeriod, ShopOrder)
+    before = [(await db.execute(select(func.count()).select_from(t))).scalar_one() for t in tables]
+    stock = select(col(ShopItem.stock)).where(col(ShopItem.id) == world.shop_item_id)
+    stock_before = (await db.execute(stock)).scalar_one()
+    response = await _post(client, _cookies(settings, world, role), _path(world, template), data)
+    assert response.status_code == 422, response.text[:500]
+    assert f'data-code="{code}"' in response.text
+    after = [(await db.execute(select(func.count()).select_from(t))).scalar_one() for t in tables]
+    assert after == before
+    assert (await db.execute(stock)).scalar_one() == stock_before
