@@ -39,8 +39,8 @@ from app.web.session import (
     clear_session,
     csrf_token,
     keep_csrf_cookie,
-    set_session,
     staff,
+    start_session,
     web_principal,
 )
 
@@ -131,7 +131,7 @@ async def login(
     settings = _settings(request)
     tokens = await auth_service.password_login(session, settings, username, password, address)
     response = see_other("/web/")
-    set_session(response, settings, tokens)
+    await start_session(session, response, settings, tokens)
     return response
 
 

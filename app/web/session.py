@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Annotated
 
 from fastapi import Depends, Request, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
 from app.db import SessionDep
@@ -58,8 +59,15 @@ def _secure(settings: Settings) -> bool:
     return settings.environment != "dev"
 
 
-def set_session(response: Response, settings: Settings, tokens: TokenPair) -> None:
+async def start_session(
+    session: AsyncSession, response: Response, settings: Settings, tokens: TokenPair
+) -> None:
+    """The cookie for a password login, for staff only: a villager's login is refused (and,
+    the transaction rolling back, never started)."""
     access = decode_token(settings, tokens.access_token, kind="access")
+    ensure_staff(
+        await load_principal(session, claim_uuid(access, "sub"), claim_uuid(access, "sid"))
+    )
     cookie, _ = encode_token(
         settings, subject=access["sub"], kind=WEB, ttl=SESSION_TTL, sid=access["sid"]
     )
@@ -128,13 +136,17 @@ async def web_principal(request: Request, session: SessionDep) -> Principal:
         )
     except AppError as exc:
         raise SignInRequired("The web session has ended.") from exc
+    ensure_staff(principal)
+    return principal
+
+
+def ensure_staff(principal: Principal) -> None:
     if not principal.has_role(*STAFF_ROLES):
         raise Forbidden(
             "The web pages are for staff; villagers use the mini-program.",
             code="web.staff_only",
             title="网页仅供工作人员使用，村民请使用小程序",
         )
-    return principal
 
 
 def staff(*roles: Role) -> Principal:

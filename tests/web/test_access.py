@@ -17,13 +17,14 @@ from app.config import Settings
 from app.models import (
     LoginAttempt,
     LoginSession,
+    Person,
     Role,
     Scorecard,
     ScoringPeriod,
     ShopItem,
     ShopOrder,
 )
-from app.security import ACCESS, decode_token, encode_token
+from app.security import ACCESS, decode_token, encode_token, hash_password
 from app.web.pages import router
 from app.web.session import CSRF_COOKIE, CSRF_FIELD, SESSION_COOKIE, WEB
 from tests.authz.test_matrix import ROLES, VILLAGER, World, build_world
@@ -224,3 +225,24 @@ async def test_bad_forms_are_refused_and_change_nothing(
     after = [(await db.execute(select(func.count()).select_from(t))).scalar_one() for t in tables]
     assert after == before
     assert (await db.execute(stock)).scalar_one() == stock_before
+
+
+async def test_a_villager_with_a_password_gets_no_web_session(
+    client: httpx.AsyncClient, db: AsyncSession, world: World
+) -> None:
+    person = await db.get(Person, world.person_id)
+    assert person is not None
+    person.username, person.password_hash = "villager-web", hash_password("a-password")
+    await db.flush()
+    sessions = select(func.count()).where(col(LoginSession.person_id) == person.id)
+    before = (await db.execute(sessions)).scalar_one()
+    response = await _post(
+        client,
+        {CSRF_COOKIE: CSRF},
+        "/web/login",
+        {"username": "villager-web", "password": "a-password"},
+    )
+    assert response.status_code == 403
+    assert 'data-code="web.staff_only"' in response.text
+    assert SESSION_COOKIE not in response.cookies
+    assert (await db.execute(sessions)).scalar_one() == before
