@@ -15,7 +15,7 @@ from app import clock
 from app.config import Settings
 from app.db import SessionDep
 from app.errors import NotFound, Unprocessable
-from app.models import Outcome, PeriodStatus, ReviewDecision, Role, StockChange
+from app.models import ClaimStatus, Outcome, PeriodStatus, ReviewDecision, Role, StockChange
 from app.pagination import MAX_LIMIT, PageParams
 from app.schemas.claims import ReviewCreate
 from app.schemas.periods import PeriodRead
@@ -56,6 +56,7 @@ Reviewer = Annotated[Principal, staff(*REVIEWERS)]
 Counter = Annotated[Principal, staff(*COUNTER_ROLES)]
 VillageAdmin = Annotated[Principal, staff(Role.VILLAGE_ADMIN)]
 Supervisor = Annotated[Principal, staff(Role.TOWN_SUPERVISOR)]
+Overseer = Annotated[Principal, staff(Role.TOWN_SUPERVISOR, Role.VILLAGE_ADMIN)]
 AnyStaff = Annotated[Principal, staff(*Role)]
 
 router = APIRouter(prefix="/web", include_in_schema=False)
@@ -555,3 +556,25 @@ async def town(
         "outstanding": [v.outstanding_points for v in overview.villages],
     }
     return render(request, "town.html", overview=overview, chart=chart, sections=extra)
+
+
+@router.get("/villages/{village_id}/overview")
+async def village_overview(
+    request: Request, session: SessionDep, principal: Overseer, village_id: uuid.UUID
+) -> Response:
+    """The town's drill into one village: its periods, claims waiting and the shop's debt."""
+    village = await organisation.get_village(session, principal, village_id)
+    pending = await claims_service.village_claims(
+        session, principal, village.id, PageParams(limit=MAX_LIMIT), status=ClaimStatus.PENDING
+    )
+    owed = await shop_reports.liability(session, principal, village.id, None)
+    periods = await periods_service.list_periods(session, principal, village.id, None)
+    return render(
+        request,
+        "village_overview.html",
+        village=village,
+        periods=list(reversed(periods)),
+        claims=pending.claims,
+        liability=owed,
+        supervisor=principal.has_role(Role.TOWN_SUPERVISOR),
+    )

@@ -44,6 +44,7 @@ PAGES: dict[tuple[str, str], set[str]] = {
     ("GET", "/web/villages/{village_id}/admin"): {VA},
     ("GET", "/web/shops/{shop_id}/stock"): {VA},
     ("GET", "/web/towns/{town_id}"): {TS},
+    ("GET", "/web/villages/{village_id}/overview"): {TS, VA},
 }
 # Forms: the role gate only (what they do is the browser tests' business).
 FORMS: dict[tuple[str, str], set[str]] = {

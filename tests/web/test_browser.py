@@ -361,6 +361,17 @@ async def test_the_town_console_shows_the_villages_side_by_side(
     await supervisor.locator("#chart-claims canvas").wait_for()
     await shoot(supervisor, "town")
 
+    # Drilling into a village: its pending claims as the claims table holds them.
+    home = await village(web_server)
+    pending = select(func.count()).where(
+        col(Claim.village_id) == home.id, col(Claim.status) == ClaimStatus.PENDING
+    )
+    await supervisor.click(f"a[href='/web/villages/{home.id}/overview']")
+    await supervisor.locator("#pending-claims").wait_for()
+    listed = await supervisor.locator("#pending-claims tbody tr").count()
+    assert listed == max(1, await scalar(web_server, pending))
+    await shoot(supervisor, "village-overview")
+
 
 async def test_who_may_not_reach_the_pages(browser: Any, web_server: WebServer) -> None:
     home = await village(web_server)
