@@ -19,7 +19,7 @@ from app.models import ClaimStatus, Outcome, PeriodStatus, ReviewDecision, Role,
 from app.pagination import MAX_LIMIT, PageParams
 from app.schemas.claims import ReviewCreate
 from app.schemas.periods import PeriodRead
-from app.schemas.scorecards import ScorecardLineWrite, ScorecardWrite
+from app.schemas.scorecards import ScorecardLineWrite, ScorecardRead, ScorecardWrite
 from app.schemas.shop import CounterRedemptionCreate, OrderLineCreate, StockChangeCreate
 from app.security import Principal
 from app.services import auth as auth_service
@@ -211,7 +211,7 @@ async def worklist(
 
 async def _card_or_none(
     session: SessionDep, principal: Principal, period_id: uuid.UUID, household_id: uuid.UUID
-) -> Any:
+) -> ScorecardRead | None:
     try:
         return await scorecards_service.get_scorecard(session, principal, period_id, household_id)
     except NotFound as missing:

@@ -7,7 +7,7 @@ login ends the web session on its very next request, exactly as it ends the API'
 
 import hmac
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -149,8 +149,9 @@ def ensure_staff(principal: Principal) -> None:
         )
 
 
-def staff(*roles: Role) -> Principal:
-    """A page dependency: a signed-in member of staff holding one of `roles` (403 otherwise)."""
+def staff(*roles: Role) -> Any:
+    """A page dependency: a signed-in member of staff holding one of `roles` (403 otherwise),
+    and, for a form, its CSRF token checked."""
 
     async def dependency(
         principal: Annotated[Principal, Depends(web_principal)],
@@ -160,5 +161,4 @@ def staff(*roles: Role) -> Principal:
             raise Forbidden(f"Requires one of: {', '.join(r.value for r in roles)}.")
         return principal
 
-    result: Principal = Depends(dependency)
-    return result
+    return Depends(dependency)

@@ -17,8 +17,8 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import clock
-from app.db import create_engine, create_sessionmaker
-from app.demo import _fill
+from app.db import create_engine
+from app.demo import seed_demo
 from app.timeutil import SHANGHAI
 from tests.conftest import ROOT, database_of_its_own
 
@@ -84,12 +84,11 @@ async def web_server(
 ) -> AsyncIterator[WebServer]:
     async with database_of_its_own(database_url, "vp_web") as url:
         clock.set_now(NOW)
-        engine = create_engine(url, pool_size=2)
         try:
-            async with create_sessionmaker(engine)() as session, session.begin():
-                await _fill(session)
+            await seed_demo(url)
         finally:
             clock.set_now(None)
+        engine = create_engine(url, pool_size=2)
         port = _free_port()
         env = {
             **os.environ,
