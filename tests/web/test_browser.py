@@ -128,9 +128,16 @@ async def test_a_period_from_opening_to_publication(browser: Any, web_server: We
         {"name": "phone.png", "mimeType": "image/png", "buffer": photo_bytes()}
     )
     await finding.locator(".photos img").wait_for()
+    # Nothing saved yet: the phone keeps the draft, and a reload (a lost tab) restores it.
+    await scorer.reload()
+    await scorer.locator("#draft-restored").wait_for()
+    assert await finding.locator("input[value=finding]").is_checked()
+    assert await finding.locator("input[name^=note-]").input_value() == "门前堆放杂物"
+    await finding.locator(".photos img").wait_for()
     await shoot(scorer, "card")
     await scorer.click("text=保存评分")
     await scorer.wait_for_selector("text=已保存")
+    assert await scorer.locator("#draft-restored").is_hidden()
 
     async with web_server.engine.connect() as conn:
         card = (

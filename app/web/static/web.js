@@ -21,6 +21,16 @@
     });
   }
 
+  function addThumb(box, name, id, url) {
+    var span = document.createElement("span");
+    span.className = "thumb";
+    span.innerHTML = '<input type="hidden"><img alt="照片">';
+    span.firstChild.name = name;
+    span.firstChild.value = id;
+    span.lastChild.src = url;
+    box.appendChild(span);
+  }
+
   document.addEventListener("change", function (e) {
     var input = e.target;
     if (!input.dataset || !input.dataset.photoFor) return;
@@ -34,17 +44,50 @@
         if (!response.ok) throw new Error("upload " + response.status);
         return response.json();
       }).then(function (photo) {
-        var span = document.createElement("span");
-        span.className = "thumb";
-        span.innerHTML = '<input type="hidden"><img alt="照片">';
-        span.firstChild.name = input.dataset.photoFor;
-        span.firstChild.value = photo.id;
-        span.lastChild.src = photo.thumbnail_url;
-        box.appendChild(span);
+        addThumb(box, input.dataset.photoFor, photo.id, photo.thumbnail_url);
+        box.dispatchEvent(new Event("photo-added", { bubbles: true }));
       }).catch(function () { window.alert("照片上传失败，请重试"); });
     });
     input.value = "";
   });
+
+  // A card being filled in is kept on the phone until it is saved, so a lost connection or a
+  // closed tab loses nothing; a draft made on an older revision of the card is dropped.
+  function draftKey() { return "vp-draft:" + location.pathname; }
+  function keepDraft(form) {
+    var values = {};
+    Array.prototype.forEach.call(form.elements, function (el) {
+      if (!el.name || el.name === "csrf" || el.type === "file") return;
+      if (el.type === "radio" && !el.checked) return;
+      (values[el.name] = values[el.name] || []).push(el.value);
+    });
+    localStorage.setItem(draftKey(), JSON.stringify({ revision: form.dataset.revision, values: values }));
+  }
+  function restoreDraft(form) {
+    var draft = JSON.parse(localStorage.getItem(draftKey()) || "null");
+    if (!draft || draft.revision !== form.dataset.revision) return;
+    Object.keys(draft.values).forEach(function (name) {
+      var given = draft.values[name];
+      if (name.indexOf("photos-") === 0) {
+        var box = document.getElementById(name);
+        box.innerHTML = "";
+        given.forEach(function (id) { addThumb(box, name, id, "/web/photos/" + id + "?thumb=1"); });
+        return;
+      }
+      Array.prototype.forEach.call(form.querySelectorAll('[name="' + name + '"]'), function (el) {
+        if (el.type === "radio") el.checked = el.value === given[0]; else el.value = given[0];
+      });
+    });
+    document.getElementById("draft-restored").hidden = false;
+  }
+  var cardForm = document.getElementById("card-form");
+  if (cardForm) {
+    if (new URLSearchParams(location.search).get("saved") === "1") localStorage.removeItem(draftKey());
+    else restoreDraft(cardForm);
+    cardForm.addEventListener("change", function () { keepDraft(cardForm); });
+    cardForm.addEventListener("input", function () { keepDraft(cardForm); });
+    cardForm.addEventListener("photo-added", function () { keepDraft(cardForm); });
+  }
 
   // The camera scanner (vendored jsQR): fills the code field and submits the form.
   document.addEventListener("click", function (e) {
