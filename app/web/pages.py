@@ -101,6 +101,10 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
         status_code=status_code,
     )
     keep_csrf_cookie(request, response)
+    # Staff pages act with the signed-in person's authority: never inside another site's frame.
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Content-Security-Policy"] = "frame-ancestors 'none'"
+    response.headers["Cache-Control"] = "no-store"
     return response
 
 

@@ -149,6 +149,7 @@ async def test_allowed_roles_are_served_in_scope_and_404_outside(
         cookies = _cookies(settings, world, role)
         response = await _call(client, settings, method, _path(world, template), cookies)
         assert response.status_code == 200, (role, response.text[:500])
+        assert response.headers["x-frame-options"] == "DENY"
         if template == "/web/" or role == DA:
             continue
         response = await _call(client, settings, method, _path(other, template), cookies)
