@@ -43,6 +43,7 @@ from app.routers.photos import MULTIPART_OVERHEAD
 from app.services import photos as photos_service
 from app.services.household_import import MAX_FILE_BYTES
 from app.services.notification_delivery import running_worker
+from app.web import install_web
 
 API_PREFIX = "/api/v1"
 
@@ -148,6 +149,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     api.include_router(rankings.router)
     api.include_router(awards.router)
     app.include_router(api)
+    install_web(app)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

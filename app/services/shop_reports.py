@@ -64,12 +64,23 @@ async def redemption_sheet(
     session: AsyncSession, principal: Principal, shop_id: uuid.UUID, year: int, month: int | None
 ) -> tuple[str, bytes]:
     """(file name, workbook): every line handed over in the month (or year), refunds marked."""
+    first = date(year, month or 1, 1)
+    after = date(year + 1, 1, 1) if (month or 12) == 12 else date(year, (month or 12) + 1, 1)
+    shop, lines = await sheet_lines(session, principal, shop_id, first, after)
+    period = f"{year}年{month}月" if month else f"{year}年"
+    title = f"{shop.name}家庭积分兑换表（{period}）"
+    return f"redemptions-{year}{f'-{month:02d}' if month else ''}.xlsx", _workbook(title, lines)
+
+
+async def sheet_lines(
+    session: AsyncSession, principal: Principal, shop_id: uuid.UUID, first: date, after: date
+) -> tuple[Shop, list[SheetRow]]:
+    """The sheet's lines handed over from `first` up to (not including) `after`, Shanghai days;
+    the staff web shows today's at the counter."""
     scope = or_(shop_attended(principal), col(Shop.town_id).in_(principal.supervised_town_ids()))
     shop = await get_shop(session, shop_id, scope)
     supervised = shop.town_id in principal.supervised_town_ids()
     villages = None if supervised else attended_villages(principal, shop)
-    first = date(year, month or 1, 1)
-    after = date(year + 1, 1, 1) if (month or 12) == 12 else date(year, (month or 12) + 1, 1)
     start = datetime.combine(first, datetime.min.time(), SHANGHAI)
     end = datetime.combine(after, datetime.min.time(), SHANGHAI)
     head = (
@@ -125,9 +136,7 @@ async def redemption_sheet(
         )  # fmt: skip
         for at, number, name, group, item, quantity, unit, channel, status, who in rows
     ]
-    period = f"{year}年{month}月" if month else f"{year}年"
-    title = f"{shop.name}家庭积分兑换表（{period}）"
-    return f"redemptions-{year}{f'-{month:02d}' if month else ''}.xlsx", _workbook(title, lines)
+    return shop, lines
 
 
 def _workbook(title: str, lines: list[SheetRow]) -> bytes:
