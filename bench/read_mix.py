@@ -438,6 +438,8 @@ async def main_async(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
+    # Tokens are minted while the counties are built, minutes before the last run uses them.
+    os.environ.setdefault("ACCESS_TOKEN_MINUTES", "240")
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

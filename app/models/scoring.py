@@ -102,6 +102,11 @@ class HouseholdPeriodScore(SQLModel, table=True):
     """A period's score; always the sum of the period's score-counting entries."""
 
     __tablename__ = "household_period_score"
+    __table_args__ = (
+        # The publication list and every rank read one period's scores, best first: without
+        # it they scan every period of every village (the primary key starts with household).
+        sa.Index("ix_household_period_score_period_id_score", "period_id", "score"),
+    )
 
     household_id: uuid.UUID = Field(foreign_key="household.id", primary_key=True)
     period_id: uuid.UUID = Field(foreign_key="scoring_period.id", primary_key=True)
