@@ -226,7 +226,9 @@ async def build(url: str, villages: int, households: int, months: int, villagers
             await session.execute(text("ANALYZE"))
             entries = (await session.execute(text("SELECT count(*) FROM ledger_entry"))).scalar()
     await engine.dispose()
-    print(f"\n  {villages} villages × {households} households × {months} months: {entries:,} entries")
+    print(
+        f"\n  {villages} villages × {households} households × {months} months: {entries:,} entries"
+    )
     return people
 
 
