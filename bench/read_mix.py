@@ -454,6 +454,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--port", type=int, default=8160)
     args = parser.parse_args()
+    # A stopped run still drops its databases and stops its servers (the finally blocks).
+    signal.signal(signal.SIGTERM, lambda signum, frame: signal.raise_signal(signal.SIGINT))
     asyncio.run(main_async(args))
 
 
