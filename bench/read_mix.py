@@ -276,8 +276,9 @@ _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}
 
 
 def _ms(figure: str) -> float:
-    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", figure).groups()  # type: ignore[union-attr]
-    return float(number) * _UNITS[unit]
+    """wrk's latency figure; nan when no request finished (it prints -nan then)."""
+    found = re.fullmatch(r"([\d.]+)(us|ms|s|m)", figure)
+    return float(found.group(1)) * _UNITS[found.group(2)] if found else float("nan")
 
 
 def wrk(url: str, connections: int, seconds: float, requests_file: Path | None) -> Run:
