@@ -69,7 +69,12 @@ def create_engine(url: str, *, pool_size: int = 10, pgbouncer: bool = False) -> 
         async_url(url),
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        # No pre-ping: it is a round trip on every checkout, that is on every request. A
+        # connection the server dropped fails its first statement instead; SQLAlchemy sees a
+        # disconnect and invalidates every idle connection of the pool, so a restart of
+        # PostgreSQL costs the one request that met it, not one per pooled connection.
+        # Recycling bounds a connection's age for whatever closes idle ones in between.
+        pool_recycle=1800,
         connect_args=connect_args,
     )
 

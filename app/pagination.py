@@ -80,8 +80,10 @@ async def paginate(
 
 
 def _column_value(row: Any, column: Any) -> Any:
-    entity = row[0]
-    return getattr(entity, column.key)
+    # A row of columns names them; a row of one ORM entity holds it first.
+    if column.key in row._mapping:
+        return row._mapping[column.key]
+    return getattr(row[0], column.key)
 
 
 parse_uuid = uuid.UUID

@@ -251,7 +251,25 @@ async def open_loop(
     )
 
 
-async def closed_loop(counter: Counter, tokens: list[str], seconds: float) -> None:
+async def ceiling_loop(base: str, clients: int, seconds: float) -> float:
+    """bench/ceiling.py's `select 1` driven by the same closed loop: requests per second."""
+    done = 0
+    deadline = time.perf_counter() + seconds
+    limits = httpx.Limits(max_connections=clients, keepalive_expiry=2)
+    async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as client:
+
+        async def one() -> None:
+            nonlocal done
+            while time.perf_counter() < deadline:
+                if (await client.get("/select1")).status_code == 200:
+                    done += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one() for _ in range(clients)))
+    return done / (time.perf_counter() - started)
+
+
+async def closed_loop(counter: Counter, tokens: list[str], seconds: float) -> float:
     recorder = Recorder()
     started = time.perf_counter()
     deadline = started + seconds
@@ -261,9 +279,9 @@ async def closed_loop(counter: Counter, tokens: list[str], seconds: float) -> No
             await counter.redeem(recorder, token)
 
     await asyncio.gather(*(attendant(t) for t in tokens))
-    recorder.report(
-        f"closed loop, {len(tokens)} attendants back to back", time.perf_counter() - started
-    )
+    elapsed = time.perf_counter() - started
+    recorder.report(f"closed loop, {len(tokens)} attendants back to back", elapsed)
+    return recorder.redemptions / elapsed
 
 
 async def check(url: str, shop_id: uuid.UUID, item_id: uuid.UUID) -> bool:
@@ -351,12 +369,47 @@ async def run(url: str, args: argparse.Namespace) -> bool:
             # minutes of a redemption day, not the hours after.
             await open_loop(counter, tokens, args.rate, args.warmup, "warm-up")
         await open_loop(counter, tokens, args.rate, args.seconds)
-        await closed_loop(counter, tokens, args.seconds)
+        redemptions = await closed_loop(counter, tokens, args.seconds)
         await counter.client.aclose()
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+    if args.ceiling:
+        await compare_with_ceiling(url, redemptions, args.seconds)
     return await check(url, shop_id, item_id)
+
+
+async def compare_with_ceiling(url: str, redemptions: float, seconds: float) -> None:
+    """The closed loop's redemptions against the ceiling's requests under the same loop, the
+    API server stopped so the two do not share the CPUs."""
+    port = free_port()
+    script = os.path.join(os.path.dirname(__file__), "ceiling.py")
+    ceiling = subprocess.Popen(
+        [sys.executable, script, "--port", str(port)],
+        env={**os.environ, "DATABASE_URL": url}, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        async with httpx.AsyncClient(base_url=base, timeout=1) as client:
+            while True:
+                try:
+                    if (await client.get("/select1")).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    if time.monotonic() > deadline:
+                        raise
+                await asyncio.sleep(0.1)
+        rate = await ceiling_loop(base, ATTENDANTS, seconds)
+    finally:
+        os.killpg(ceiling.pid, signal.SIGTERM)
+        ceiling.wait(timeout=30)
+    print(
+        f"\nceiling (select 1, same closed loop of {ATTENDANTS}): {rate:.0f} req/s; a counter "
+        f"redemption (scan + confirm) costs {rate / redemptions:.1f} select-1 requests: "
+        f"{redemptions / rate:.3f}× the ceiling"
+    )
 
 
 async def with_database(args: argparse.Namespace) -> bool:
@@ -375,6 +428,9 @@ def main() -> None:
     )
     parser.add_argument("--households", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=1, help="API processes")
+    parser.add_argument(
+        "--ceiling", action="store_true", help="then bench/ceiling.py under the same closed loop"
+    )
     args = parser.parse_args()
     if not asyncio.run(with_database(args)):
         sys.exit("the shop was left inconsistent: see 'afterwards' above")

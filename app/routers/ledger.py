@@ -44,7 +44,7 @@ async def list_entries(
     entries, cursor = await service.list_entries(
         session, principal, household_id, paging, year=year, kind=kind, period_id=period_id
     )
-    return Page(items=[LedgerEntryRead.model_validate(e) for e in entries], next_cursor=cursor)
+    return Page(items=[_read(e._mapping) for e in entries], next_cursor=cursor)
 
 
 @router.get("/households/{household_id}/balance", operation_id="get_household_balance")

@@ -385,13 +385,21 @@ async def me(session: AsyncSession, principal: Principal) -> MeRead:
     if principal.household_id is not None:
         row = await session.get(Household, principal.household_id)
         household = await household_read(session, principal, row) if row else None
-    grants = (
-        await session.execute(
-            select(RoleGrant)
-            .where(col(RoleGrant.person_id) == person.id, col(RoleGrant.revoked_at).is_(None))
-            .order_by(col(RoleGrant.created_at), col(RoleGrant.id))
+    grants: list[RoleGrant] = []
+    # The principal was read from the live grants in this request's transaction: most callers
+    # are villagers holding none, and need no second look.
+    if principal.grants:
+        grants = list(
+            (
+                await session.execute(
+                    select(RoleGrant)
+                    .where(
+                        col(RoleGrant.person_id) == person.id, col(RoleGrant.revoked_at).is_(None)
+                    )
+                    .order_by(col(RoleGrant.created_at), col(RoleGrant.id))
+                )
+            ).scalars()
         )
-    ).scalars()
     return MeRead(
         person=person_read(principal, person),
         household=household,
