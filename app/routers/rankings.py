@@ -12,6 +12,7 @@ from app.schemas.rankings import HonourRoll, RankingPage, RankScope, TownRanking
 from app.security import CurrentPrincipal, Principal, require_roles
 from app.services import ranking_forms as forms
 from app.services import rankings as service
+from app.services.points_year import quarter_number
 from app.xlsx import XLSX_MEDIA_TYPE, attachment
 
 router = APIRouter(tags=["rankings"])
@@ -118,7 +119,7 @@ async def export_form(
     today = clock.today()
     if number is None:
         quarterly = form is forms.RankingForm.QUARTERLY_SUMMARY
-        number = service.quarter_of(today.month) if quarterly else today.month
+        number = quarter_number(today.month) if quarterly else today.month
     filename, content = await forms.workbook(
         session, principal, village_id, form, year or today.year, number, group_id
     )

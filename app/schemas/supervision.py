@@ -189,8 +189,9 @@ class PeriodFiguresRead(BaseModel):
     inspection: InspectionFigures | None = None
 
 
-class ClaimAges(BaseModel):
-    """Claims still pending, by how long they have waited (days since submitted)."""
+class PendingAges(BaseModel):
+    """What still waits for an answer, by how long it has waited: claims since submitted,
+    objections since filed, escalations since escalated."""
 
     total: int = 0
     under_7_days: int = 0
@@ -220,7 +221,10 @@ class VillageDashboard(BaseModel):
     periods_late: int
     periods_filed: int
     periods_queried: int
-    claims_pending: ClaimAges
+    claims_pending: PendingAges
+    # 异议: waiting for the village working group, and escalated to the town.
+    objections_open: PendingAges
+    objections_escalated: PendingAges
     redemptions: Redemptions
     liability: Liability
 

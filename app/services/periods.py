@@ -39,7 +39,7 @@ from app.security import Principal
 from app.services import audit, ledger, notifications, rankings
 from app.services.notifications import NotificationKind
 from app.services.organisation import get_village, get_village_for_admin
-from app.services.points_year import calendar_of, quarter_of, vetoed_in_year
+from app.services.points_year import calendar_of, quarter_number, quarter_of, vetoed_in_year
 from app.services.rankings import notice_board_name as notice_board_name  # moved; re-exported
 from app.services.rules import rule_set_in_force
 from app.services.scoring import CardLine, PeriodContext, household_result, is_due
@@ -428,7 +428,7 @@ async def publish(
     last = periods[-1]
     data = publication_message(last)
     if len(periods) > 1:
-        data["thing1"] = f"{last.year}年第{rankings.quarter_of(last.number)}季度积分结果"
+        data["thing1"] = f"{last.year}年第{quarter_number(last.number)}季度积分结果"
     await notifications.notify_scored_households(
         session,
         village_id=last.village_id,

@@ -48,7 +48,7 @@ class PeriodSpan:
         return f"{self.starts_on.year}年第{self.number}季度"
 
 
-def _last_day(year: int, month: int) -> date:
+def month_end(year: int, month: int) -> date:
     return date(year, month, _months.monthrange(year, month)[1])
 
 
@@ -76,7 +76,7 @@ class PointsCalendar:
         months = 1 if self.kind is PeriodKind.MONTH else 3
         last_month = starts_on.month + months - 1
         number = starts_on.month if months == 1 else (starts_on.month - 1) // 3 + 1
-        return PeriodSpan(self.kind, number, starts_on, _last_day(starts_on.year, last_month))
+        return PeriodSpan(self.kind, number, starts_on, month_end(starts_on.year, last_month))
 
     def periods_of(self, year: int) -> list[PeriodSpan]:
         months = range(1, 13) if self.policy.period is PeriodLength.MONTH else QUARTER_STARTS
@@ -97,7 +97,7 @@ class PointsCalendar:
             return None
         month_index = ends_on.month - 1 + deadline.months_after_period_end
         year, month = ends_on.year + month_index // 12, month_index % 12 + 1
-        return date(year, month, min(deadline.day, _last_day(year, month).day))
+        return date(year, month, min(deadline.day, month_end(year, month).day))
 
     def scoring_due(self, ends_on: date) -> date | None:
         return self.deadline(ends_on, self.policy.deadlines.scoring_due)
@@ -127,7 +127,7 @@ class PointsCalendar:
         if window.months and day.month not in window.months:
             return False
         if window.day_of_month is not None:
-            return day.day == min(window.day_of_month, _last_day(day.year, day.month).day)
+            return day.day == min(window.day_of_month, month_end(day.year, day.month).day)
         return True
 
     def round_key(self, day: date) -> str:
@@ -140,14 +140,25 @@ class PointsCalendar:
         return f"{day.year}-P{(day.month - 1) // every + 1}"
 
 
+def quarter_number(month: int) -> int:
+    """The quarter (1-4) a month (1-12) lies in."""
+    return (month - 1) // 3 + 1
+
+
+def quarter_months(number: int) -> range:
+    """The months (1-12) of quarter `number` (1-4)."""
+    return range(3 * number - 2, 3 * number + 1)
+
+
 def quarter_of(day: date) -> PeriodSpan:
     """The calendar quarter `day` lies in (January, April, July, October)."""
-    starts_on = date(day.year, QUARTER_STARTS[(day.month - 1) // 3], 1)
+    number = quarter_number(day.month)
+    months = quarter_months(number)
     return PeriodSpan(
         PeriodKind.QUARTER,
-        (starts_on.month - 1) // 3 + 1,
-        starts_on,
-        _last_day(starts_on.year, starts_on.month + 2),
+        number,
+        date(day.year, months[0], 1),
+        month_end(day.year, months[-1]),
     )
 
 

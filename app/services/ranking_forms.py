@@ -31,6 +31,7 @@ from app.pagination import MAX_LIMIT, PageParams
 from app.schemas.rankings import RankRow, RankScope
 from app.security import Principal
 from app.services import rankings
+from app.services.points_year import quarter_months
 from app.xlsx import safe, title_and_header
 
 
@@ -162,7 +163,7 @@ async def workbook(
         name = f"{village.name}{year}年{number}月积分管理个案台账.xlsx"
     else:
         sheet.title = "季度汇总考评"
-        months = [(number - 1) * 3 + k for k in (1, 2, 3)]
+        months = list(quarter_months(number))
         title_and_header(
             sheet,
             f"{village.name}{year}年第{number}季度家庭积分汇总考评表",

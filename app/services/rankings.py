@@ -46,6 +46,7 @@ from app.schemas.rankings import (
 from app.schemas.rules import AwardScope, Policy, VetoedInRankings, VetoScope
 from app.security import Principal
 from app.services.organisation import get_village
+from app.services.points_year import quarter_months, quarter_number
 
 PUBLISHED = (PeriodStatus.PUBLISHED, PeriodStatus.CLOSED)
 SPAN_OF = {PeriodKind.MONTH: RankSpan.MONTH, PeriodKind.QUARTER: RankSpan.QUARTER}
@@ -139,10 +140,6 @@ _SUMMARY = text(
 )
 
 
-def quarter_of(month: int) -> int:
-    return (month - 1) // 3 + 1
-
-
 @dataclass(frozen=True)
 class _Span:
     span: RankSpan
@@ -186,11 +183,11 @@ async def refresh_period_ranks(session: AsyncSession, period_id: uuid.UUID) -> N
         ).all()
         year_vetoes = policy.veto_scope is VetoScope.YEAR
         if period.kind is PeriodKind.MONTH:
-            quarter = quarter_of(period.number)
+            quarter = quarter_number(period.number)
             months = [
                 i
                 for i, kind, number in rows
-                if kind is PeriodKind.MONTH and quarter_of(number) == quarter
+                if kind is PeriodKind.MONTH and quarter_number(number) == quarter
             ]
             spans.append(_Span(RankSpan.QUARTER, quarter, months, year_vetoes, True))
         spans.append(_Span(RankSpan.YEAR, 0, [i for i, _, _ in rows], year_vetoes, True))
@@ -350,7 +347,7 @@ async def _months(
     """Each month of a quarter beside its total, for the households on the page only."""
     if board.span is not RankSpan.QUARTER or not household_ids:
         return {}
-    first = (board.number - 1) * 3 + 1
+    first = quarter_months(board.number)[0]
     rows = await session.execute(
         select(
             col(HouseholdPeriodScore.household_id),

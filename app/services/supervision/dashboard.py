@@ -6,14 +6,13 @@ is a grouped count over an indexed key. The page is a list of sections, each fil
 fields of every village's figures, so a new concern (objections) is one more section.
 """
 
-import calendar
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, func, select, true
+from sqlalchemy import and_, case, func, select, true
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -27,6 +26,8 @@ from app.models import (
     HouseholdBalance,
     Inspection,
     InspectionHousehold,
+    Objection,
+    ObjectionStatus,
     OrderStatus,
     Participation,
     PeriodFigures,
@@ -39,10 +40,10 @@ from app.models import (
 )
 from app.schemas.rules import Policy
 from app.schemas.supervision import (
-    ClaimAges,
     FilingFigures,
     InspectionFigures,
     Liability,
+    PendingAges,
     PeriodFiguresRead,
     Redemptions,
     ScorerFigures,
@@ -52,6 +53,7 @@ from app.schemas.supervision import (
 )
 from app.schemas.supervision import Participation as ParticipationRead
 from app.security import Principal
+from app.services.points_year import month_end, quarter_months
 from app.services.supervision.scope import overseen_village, supervised_town
 from app.timeutil import SHANGHAI
 
@@ -70,7 +72,7 @@ def window(year: int | None, quarter: int | None, month: int | None) -> Window:
     if month is not None:
         first, last = month, month
     elif quarter is not None:
-        first, last = 3 * quarter - 2, 3 * quarter
+        first, last = quarter_months(quarter)[0], quarter_months(quarter)[-1]
     else:
         first, last = 1, 12
     return Window(
@@ -78,7 +80,7 @@ def window(year: int | None, quarter: int | None, month: int | None) -> Window:
         quarter=quarter,
         month=month,
         starts_on=date(year, first, 1),
-        ends_on=date(year, last, calendar.monthrange(year, last)[1]),
+        ends_on=month_end(year, last),
     )
 
 
@@ -239,14 +241,8 @@ async def _counts(session: AsyncSession, ids: list[uuid.UUID], w: Window) -> Fie
     )
     now = clock.now()
     week, month = now - timedelta(days=7), now - timedelta(days=30)
-    created = col(Claim.created_at)
     claims = (
-        select(
-            func.count().label("total"),
-            func.count().filter(created > week).label("recent"),
-            func.count().filter(and_(created <= week, created > month)).label("waiting"),
-            func.count().filter(created <= month).label("old"),
-        )
+        select(*_ages(col(Claim.created_at), week, month))
         .where(col(Claim.village_id) == village, col(Claim.status) == ClaimStatus.PENDING)
         .lateral("claims")
     )
@@ -293,7 +289,7 @@ async def _counts(session: AsyncSession, ids: list[uuid.UUID], w: Window) -> Fie
             "participation": ParticipationRead(
                 participating=row.participating, eligible=row.eligible
             ),
-            "claims_pending": ClaimAges(
+            "claims_pending": PendingAges(
                 total=row.total,
                 under_7_days=row.recent,
                 days_7_to_30=row.waiting,
@@ -306,7 +302,47 @@ async def _counts(session: AsyncSession, ids: list[uuid.UUID], w: Window) -> Fie
     }
 
 
-SECTIONS: tuple[Section, ...] = (_periods, _rates, _counts)
+def _ages(moment: Any, week: datetime, month: datetime) -> tuple[Any, ...]:
+    return (
+        func.count().label("total"),
+        func.count().filter(moment > week).label("recent"),
+        func.count().filter(and_(moment <= week, moment > month)).label("waiting"),
+        func.count().filter(moment <= month).label("old"),
+    )
+
+
+async def _objections(session: AsyncSession, ids: list[uuid.UUID], w: Window) -> Fields:
+    """Objections waiting now, whatever the window, as claims are: open ones by the days since
+    they were filed (the village working group's), escalated ones by the days since they were
+    escalated (the town's own). One statement, keyed by (village, status)."""
+    now = clock.now()
+    week, month = now - timedelta(days=7), now - timedelta(days=30)
+    waiting_since = case(
+        (col(Objection.status) == ObjectionStatus.ESCALATED, col(Objection.escalated_at)),
+        else_=col(Objection.created_at),
+    )
+    rows = await session.execute(
+        select(col(Objection.village_id), col(Objection.status), *_ages(waiting_since, week, month))
+        .where(
+            col(Objection.village_id).in_(ids),
+            col(Objection.status).in_([ObjectionStatus.OPEN, ObjectionStatus.ESCALATED]),
+        )
+        .group_by(col(Objection.village_id), col(Objection.status))
+    )
+    out: Fields = {
+        v: {"objections_open": PendingAges(), "objections_escalated": PendingAges()} for v in ids
+    }
+    for row in rows:
+        field = (
+            "objections_escalated" if row.status is ObjectionStatus.ESCALATED else "objections_open"
+        )
+        out[row.village_id][field] = PendingAges(
+            total=row.total, under_7_days=row.recent, days_7_to_30=row.waiting, over_30_days=row.old
+        )
+    return out
+
+
+SECTIONS: tuple[Section, ...] = (_periods, _rates, _counts, _objections)
 
 
 async def _villages(

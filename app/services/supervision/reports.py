@@ -25,6 +25,7 @@ from app.models import Household, HouseholdMember, LedgerEntry, LedgerKind, Pers
 from app.schemas.supervision import VillageDashboard
 from app.security import Principal
 from app.services.passbook import KIND_LABELS, household_passbook
+from app.services.points_year import quarter_number
 from app.services.supervision import dashboard
 from app.services.supervision.scope import overseen_village, supervised_town
 from app.timeutil import SHANGHAI
@@ -308,4 +309,4 @@ def _summary_row(n: int, village: VillageDashboard) -> list[object]:
 
 def quarter_or_now(year: int | None, quarter: int | None) -> tuple[int, int]:
     today = clock.today()
-    return year or today.year, quarter or (today.month - 1) // 3 + 1
+    return year or today.year, quarter or quarter_number(today.month)
