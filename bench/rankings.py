@@ -20,6 +20,7 @@ Uses the embedded PostgreSQL in a temporary folder unless DATABASE_URL names a s
 
 import argparse
 import asyncio
+import calendar
 import statistics
 import time
 import uuid
@@ -51,7 +52,6 @@ from app.pagination import PageParams
 from app.schemas.rules import Policy
 from app.security import Principal
 from app.services import rankings, standing
-from app.services.periods import period_end
 
 YEAR = 2031
 REPEATS = 200
@@ -124,7 +124,7 @@ async def build_village(session: Any, town_id: uuid.UUID, name: str, households:
                 kind=PeriodKind.MONTH,
                 number=month,
                 starts_on=starts,
-                ends_on=period_end(starts, PeriodKind.MONTH),
+                ends_on=date(YEAR, month, calendar.monthrange(YEAR, month)[1]),
                 status=PeriodStatus.APPROVED,
             )
         )
