@@ -331,14 +331,41 @@ async def board(
     number: int | None,
 ) -> tuple[Village, Board | None]:
     """The stored list, or None while nothing of the span is published (or, for staff,
-    approved): an empty list then, the same for a span that has not come yet."""
+    approved): an empty list then, the same for a span that has not come yet. A month or
+    quarter asked without its number is the latest of the year the caller may see, as a
+    phone opens the rankings."""
     village = await get_village(session, principal, village_id)
-    key = span_key(span, number)
     staff = is_village_staff(principal, village)
+    if number is None and span is not RankSpan.YEAR:
+        number = await _latest_number(session, village.id, year, span, staff)
+        if number is None:
+            return village, None
+    key = span_key(span, number)
     summary = await session.get(RankingSummary, (village.id, year, span, key))
     if summary is None or not (summary.published or staff):
         return village, None
     return village, Board(village, summary, year, span, key, staff)
+
+
+async def _latest_number(
+    session: AsyncSession, village_id: uuid.UUID, year: int, span: RankSpan, staff: bool
+) -> int | None:
+    """The year's latest month or quarter with stored ranks (published ones, or approved for
+    staff): a read along the summary's primary key."""
+    statement = select(col(RankingSummary.number)).where(
+        col(RankingSummary.village_id) == village_id,
+        col(RankingSummary.year) == year,
+        col(RankingSummary.span) == span,
+    )
+    if not staff:
+        statement = statement.where(col(RankingSummary.published))
+    return await session.scalar(statement.order_by(col(RankingSummary.number).desc()).limit(1))
+
+
+def _asked_number(span: RankSpan, number: int | None) -> int:
+    """The number an empty answer repeats: as asked, or 0 where a month or quarter was left
+    to the latest and none has ranks yet."""
+    return 0 if number is None else span_key(span, number)
 
 
 async def _months(
@@ -461,7 +488,7 @@ async def village_ranking(
             village_id=village.id,
             span=span,
             year=year,
-            number=span_key(span, number),
+            number=_asked_number(span, number),
             scope=scope or RankScope.VILLAGE,
             group_id=group_id,
             published=False,
@@ -511,7 +538,7 @@ async def honour_roll(
             village_id=village.id,
             span=span,
             year=year,
-            number=span_key(span, number),
+            number=_asked_number(span, number),
             top=top,
             boards=[],
         )

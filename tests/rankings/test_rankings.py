@@ -342,3 +342,29 @@ async def test_an_amended_published_result_is_ranked_again(
     summary = await db.get(RankingSummary, (s.village.id, YEAR, RankSpan.YEAR, 0))
     assert summary is not None
     assert (summary.published, summary.top_score, summary.ranked) == (True, 15, 2)
+
+
+async def test_a_month_asked_without_its_number_is_the_latest_the_caller_may_see(
+    client: httpx.AsyncClient, db: AsyncSession, settings: Settings
+) -> None:
+    """As a phone opens the rankings: the latest published month for villagers, the latest
+    approved one for staff; before anything is published, an empty list, not a refusal."""
+    s = await scene(db, settings, seed_policy("jiuxian-living-environment-2022"))
+    a, b = await households(db, s, 2, s.groups[0])
+    villager = await villager_of(db, settings, a)
+    url = f"{API}/villages/{s.village.id}/rankings"
+    params = {"span": "month", "year": YEAR}
+
+    nothing = await client.get(url, params=params, headers=villager)
+    assert nothing.status_code == 200, nothing.text
+    assert (nothing.json()["number"], nothing.json()["items"]) == (0, [])
+
+    await published_period(client, db, s, date(YEAR, 1, 1), [(a, 10), (b, 8)])
+    await published_period(client, db, s, date(YEAR, 2, 1), [(a, 5), (b, 8)])
+    await approved_period(db, s, date(YEAR, 3, 1), [(a, 9), (b, 1)])
+
+    seen = (await client.get(url, params=params, headers=villager)).json()
+    assert seen["number"] == 2
+    assert ranks(seen, "items") == [(str(b.id), 8, 1), (str(a.id), 5, 2)]
+    staff = (await client.get(url, params=params, headers=s.admin)).json()
+    assert (staff["number"], staff["published"]) == (3, False)
