@@ -663,6 +663,7 @@ async def village_overview(
         "village_overview.html",
         village=village,
         figures=figures,
+        year=today.year,
         quarter=rankings.quarter_of(today.month),
         periods=list(reversed(periods)),
         claims=pending.claims,
