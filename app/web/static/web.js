@@ -127,7 +127,7 @@
     var c = echarts.init(document.getElementById(id));
     c.setOption({
       animation: false, title: { text: title }, tooltip: { trigger: "axis" },
-      legend: { top: 36 }, grid: { containLabel: true, top: 90 },
+      legend: { top: 36 }, grid: { containLabel: true, top: 90, bottom: 16 },
       xAxis: { type: "category", data: data.villages }, yAxis: yAxis, series: series
     });
     return c;
