@@ -3,6 +3,7 @@ of tests/authz/test_matrix.py (whose routes are the API's), over the same worlds
 
 A page added without a row here fails `test_every_web_route_has_a_row`."""
 
+import re
 from datetime import timedelta
 
 import httpx
@@ -295,3 +296,29 @@ async def test_the_ruling_form_rules_in_scope_only_and_with_the_csrf_token(
     assert objection.status is ObjectionStatus.DISMISSED
     assert objection.ruling_reason == "经核实评分无误"
     assert objection.escalation_closes_on is not None
+
+
+async def test_the_town_console_counts_the_objections_waiting(
+    client: httpx.AsyncClient, settings: Settings, world: World
+) -> None:
+    """The world's open objection is its village's one waiting on the console; dismissed on
+    the admin's page, none."""
+    cookies = _cookies(settings, world, TS)
+
+    async def waiting() -> int:
+        response = await _call(client, settings, "GET", f"/web/towns/{world.town_id}", cookies)
+        assert response.status_code == 200
+        row = re.search(
+            rf'data-village="{world.village_id}".*?<td class="objections">(\d+)</td>',
+            response.text,
+            re.DOTALL,
+        )
+        assert row is not None
+        return int(row.group(1))
+
+    assert await waiting() == 1
+    ruling = {"decision": "dismiss", "reason": "经核实评分无误"}
+    path = f"/web/objections/{world.objection_id}/ruling"
+    response = await _post(client, _cookies(settings, world, VA), path, ruling)
+    assert response.status_code == 303
+    assert await waiting() == 0
