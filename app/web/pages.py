@@ -15,21 +15,32 @@ from app import clock
 from app.config import Settings
 from app.db import SessionDep
 from app.errors import NotFound, Unprocessable
-from app.models import ClaimStatus, Outcome, PeriodStatus, ReviewDecision, Role, StockChange
+from app.models import (
+    ClaimStatus,
+    Outcome,
+    PeriodStatus,
+    ReviewDecision,
+    Role,
+    RulingDecision,
+    StockChange,
+)
 from app.pagination import MAX_LIMIT, PageParams
 from app.schemas.claims import ReviewCreate
+from app.schemas.objections import AmendedLine, RulingCreate
 from app.schemas.periods import PeriodRead
 from app.schemas.scorecards import ScorecardLineWrite, ScorecardRead, ScorecardWrite
 from app.schemas.shop import CounterRedemptionCreate, OrderLineCreate, StockChangeCreate
+from app.schemas.supervision import TownDashboard, VillageDashboard
 from app.security import Principal
 from app.services import auth as auth_service
 from app.services import claims as claims_service
-from app.services import organisation, shop_orders, shop_reports
+from app.services import objections as objections_service
+from app.services import organisation, rankings, shop_orders, shop_reports
 from app.services import periods as periods_service
 from app.services import photos as photos_service
 from app.services import scorecards as scorecards_service
 from app.services import shop as shop_service
-from app.services.town_overview import town_overview
+from app.services.supervision import dashboard
 from app.storage import photo_store
 from app.web import sections
 from app.web.session import (
@@ -514,6 +525,33 @@ async def results(
     return render(request, "results.html", results=published)
 
 
+@router.post("/objections/{objection_id}/ruling")
+async def rule_objection(
+    request: Request, session: SessionDep, principal: VillageAdmin, objection_id: uuid.UUID
+) -> Response:
+    """The working group's ruling as the API's takes it: uphold (with the card's lines the
+    admin re-scored, if any) or dismiss, a reason either way."""
+    form = await request.form(max_files=0, max_fields=400)
+    try:
+        data = RulingCreate(
+            decision=RulingDecision(str(form.get("decision", ""))),
+            reason=str(form.get("reason", "")),
+            lines=[
+                AmendedLine(rule_item_id=uuid.UUID(key[5:]), outcome=Outcome(str(value)))
+                for key, value in form.multi_items()
+                if key.startswith("line-") and str(value) != ""
+            ],
+        )
+    except ValueError as exc:  # pydantic's ValidationError included
+        raise Unprocessable(
+            "Uphold or dismiss, with a reason.",
+            code="web.ruling_invalid",
+            title="请填写处理理由",
+        ) from exc
+    objection = await objections_service.rule(session, principal, objection_id, data)
+    return see_other(f"/web/villages/{objection.village_id}/admin#objections")
+
+
 @router.get("/shops/{shop_id}/stock")
 async def stock(
     request: Request, session: SessionDep, principal: VillageAdmin, shop_id: uuid.UUID
@@ -546,39 +584,89 @@ async def change_stock(
 
 # The town supervisor's console
 
+# Outcomes of the dashboard's standout-scorer flags, as the console names them.
+SCORER_FLAGS = {"all_full_score": "全部满分", "no_spread": "分数无差异"}
+
+
+def _town_charts(figures: TownDashboard, objection_ages: dict[uuid.UUID, dict[str, int]]) -> Any:
+    """The numbers the console's charts draw, one list a series, villages in the table's order."""
+    villages = figures.villages
+    no_objections = {"under_7_days": 0, "days_7_to_30": 0, "over_30_days": 0}
+
+    def spread(v: VillageDashboard) -> float | None:
+        scored = [p for p in v.periods if p.std_dev is not None]
+        return round(scored[-1].std_dev or 0, 1) if scored else None
+
+    return {
+        "villages": [v.name for v in villages],
+        "participation": [
+            round(100 * v.participation.participating / v.participation.eligible)
+            if v.participation.eligible
+            else 0
+            for v in villages
+        ],
+        "late": [v.periods_late for v in villages],
+        "on_time": [len(v.periods) - v.periods_late for v in villages],
+        "spread": [spread(v) for v in villages],
+        "standouts": [sum(len(p.standout_scorers) for p in v.periods) for v in villages],
+        "claims": {
+            age: [getattr(v.claims_pending, age) for v in villages] for age in no_objections
+        },
+        "objections": {
+            age: [objection_ages.get(v.village_id, no_objections)[age] for v in villages]
+            for age in no_objections
+        },
+        "redeemed": [v.redemptions.points for v in villages],
+        "outstanding": [v.liability.outstanding_points for v in villages],
+    }
+
 
 @router.get("/towns/{town_id}")
 async def town(
     request: Request, session: SessionDep, principal: Supervisor, town_id: uuid.UUID
 ) -> Response:
-    overview = await town_overview(session, principal, town_id)
+    """The API's town dashboard for this quarter, villages side by side, with charts."""
+    today = clock.today()
+    figures = await dashboard.town_dashboard(
+        session, principal, town_id, today.year, rankings.quarter_of(today.month), None
+    )
+    objection_ages = await objections_service.live_ages_by_village(session, principal, town_id)
     extra = await sections.loaded(sections.TOWN_SECTIONS, session, principal, town_id)
-    chart = {
-        "villages": [v.name for v in overview.villages],
-        "participation": [v.participation_percent for v in overview.villages],
-        "pending": [v.claims_pending for v in overview.villages],
-        "outstanding": [v.outstanding_points for v in overview.villages],
-    }
-    return render(request, "town.html", overview=overview, chart=chart, sections=extra)
+    return render(
+        request,
+        "town.html",
+        figures=figures,
+        objection_ages=objection_ages,
+        chart=_town_charts(figures, objection_ages),
+        scorer_flags=SCORER_FLAGS,
+        sections=extra,
+    )
 
 
 @router.get("/villages/{village_id}/overview")
 async def village_overview(
     request: Request, session: SessionDep, principal: Overseer, village_id: uuid.UUID
 ) -> Response:
-    """The town's drill into one village: its periods, claims waiting and the shop's debt."""
+    """The town's drill into one village: the dashboard's figures for this quarter, its
+    periods and the claims waiting."""
     village = await organisation.get_village(session, principal, village_id)
+    today = clock.today()
+    figures = await dashboard.village_dashboard(
+        session, principal, village.id, today.year, rankings.quarter_of(today.month), None
+    )
     pending = await claims_service.village_claims(
         session, principal, village.id, PageParams(limit=MAX_LIMIT), status=ClaimStatus.PENDING
     )
-    owed = await shop_reports.liability(session, principal, village.id, None)
     periods = await periods_service.list_periods(session, principal, village.id, None)
     return render(
         request,
         "village_overview.html",
         village=village,
+        figures=figures,
+        year=today.year,
+        quarter=rankings.quarter_of(today.month),
         periods=list(reversed(periods)),
         claims=pending.claims,
-        liability=owed,
+        scorer_flags=SCORER_FLAGS,
         supervisor=principal.has_role(Role.TOWN_SUPERVISOR),
     )

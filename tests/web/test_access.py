@@ -3,6 +3,7 @@ of tests/authz/test_matrix.py (whose routes are the API's), over the same worlds
 
 A page added without a row here fails `test_every_web_route_has_a_row`."""
 
+import re
 from datetime import timedelta
 
 import httpx
@@ -17,6 +18,8 @@ from app.config import Settings
 from app.models import (
     LoginAttempt,
     LoginSession,
+    Objection,
+    ObjectionStatus,
     Person,
     Role,
     Scorecard,
@@ -61,6 +64,7 @@ FORMS: dict[tuple[str, str], set[str]] = {
     ("POST", "/web/periods/{period_id}/{action}"): {VA},
     ("GET", "/web/periods/{period_id}/results"): STAFF,
     ("POST", "/web/shop-items/{item_id}/stock"): {VA},
+    ("POST", "/web/objections/{objection_id}/ruling"): {VA},
 }
 OPEN = {("GET", "/web/login"), ("POST", "/web/login")}
 
@@ -202,6 +206,10 @@ async def test_a_wrong_password_shows_the_sign_in_page_and_is_counted(
         (VA, "/web/shop-items/{item_id}/stock", {"kind": "restock", "delta": "-2", "reason": "x"},
          "web.stock_change_invalid"),
         (VA, "/web/villages/{village_id}/periods", {"starts_on": "not a day"}, "request.invalid"),
+        (VA, "/web/objections/{objection_id}/ruling", {"decision": "dismiss", "reason": " "},
+         "web.ruling_invalid"),
+        (VA, "/web/objections/{objection_id}/ruling", {"decision": "annul", "reason": "x"},
+         "web.ruling_invalid"),
     ],
 )  # fmt: skip
 async def test_bad_forms_are_refused_and_change_nothing(
@@ -217,7 +225,7 @@ async def test_bad_forms_are_refused_and_change_nothing(
     if template.endswith("/households/{household_id}"):
         item = f"outcome-{world.item_id}"
         data = {item: "excellent"}
-    tables = (Scorecard, ScoringPeriod, ShopOrder)
+    tables = (Scorecard, ScoringPeriod, ShopOrder, Objection)
     before = [(await db.execute(select(func.count()).select_from(t))).scalar_one() for t in tables]
     stock = select(col(ShopItem.stock)).where(col(ShopItem.id) == world.shop_item_id)
     stock_before = (await db.execute(stock)).scalar_one()
@@ -227,6 +235,9 @@ async def test_bad_forms_are_refused_and_change_nothing(
     after = [(await db.execute(select(func.count()).select_from(t))).scalar_one() for t in tables]
     assert after == before
     assert (await db.execute(stock)).scalar_one() == stock_before
+    objection = await db.get(Objection, world.objection_id, populate_existing=True)
+    assert objection is not None
+    assert objection.status is ObjectionStatus.OPEN
 
 
 async def test_a_villager_with_a_password_gets_no_web_session(
@@ -248,3 +259,66 @@ async def test_a_villager_with_a_password_gets_no_web_session(
     assert 'data-code="web.staff_only"' in response.text
     assert SESSION_COOKIE not in response.cookies
     assert (await db.execute(sessions)).scalar_one() == before
+
+
+async def test_the_ruling_form_rules_in_scope_only_and_with_the_csrf_token(
+    client: httpx.AsyncClient, db: AsyncSession, settings: Settings, world: World
+) -> None:
+    """Another village's admin does not find the objection; a post without the CSRF token is
+    refused; the village's admin dismisses it as the API's ruling does, reason kept."""
+    other = await build_world(db, settings)
+    path = f"/web/objections/{world.objection_id}/ruling"
+    ruling = {"decision": "dismiss", "reason": "经核实评分无误"}
+
+    async def status() -> ObjectionStatus:
+        objection = await db.get(Objection, world.objection_id, populate_existing=True)
+        assert objection is not None
+        return objection.status
+
+    response = await _post(client, _cookies(settings, other, VA), path, ruling)
+    assert response.status_code == 404
+    assert 'data-code="objection.not_found"' in response.text
+    assert await status() is ObjectionStatus.OPEN
+
+    cookies = _cookies(settings, world, VA)
+    client.cookies.clear()
+    header = "; ".join(f"{k}={v}" for k, v in cookies.items())
+    response = await client.post(path, headers={"Cookie": header}, data=ruling)
+    assert response.status_code == 403
+    assert 'data-code="web.csrf_invalid"' in response.text
+    assert await status() is ObjectionStatus.OPEN
+
+    response = await _post(client, cookies, path, ruling)
+    assert response.status_code == 303
+    assert response.headers["location"] == f"/web/villages/{world.village_id}/admin#objections"
+    objection = await db.get(Objection, world.objection_id, populate_existing=True)
+    assert objection is not None
+    assert objection.status is ObjectionStatus.DISMISSED
+    assert objection.ruling_reason == "经核实评分无误"
+    assert objection.escalation_closes_on is not None
+
+
+async def test_the_town_console_counts_the_objections_waiting(
+    client: httpx.AsyncClient, settings: Settings, world: World
+) -> None:
+    """The world's open objection is its village's one waiting on the console; dismissed on
+    the admin's page, none."""
+    cookies = _cookies(settings, world, TS)
+
+    async def waiting() -> int:
+        response = await _call(client, settings, "GET", f"/web/towns/{world.town_id}", cookies)
+        assert response.status_code == 200
+        row = re.search(
+            rf'data-village="{world.village_id}".*?<td class="objections">(\d+)</td>',
+            response.text,
+            re.DOTALL,
+        )
+        assert row is not None
+        return int(row.group(1))
+
+    assert await waiting() == 1
+    ruling = {"decision": "dismiss", "reason": "经核实评分无误"}
+    path = f"/web/objections/{world.objection_id}/ruling"
+    response = await _post(client, _cookies(settings, world, VA), path, ruling)
+    assert response.status_code == 303
+    assert await waiting() == 0

@@ -122,27 +122,45 @@
   });
 
   // The town console's charts (vendored ECharts), drawn from the numbers in the page.
+  var AGES = [["under_7_days", "7天内", "#9bc53d"], ["days_7_to_30", "7–30天", "#e0a100"], ["over_30_days", "超30天", "#c0392b"]];
+  function chart(id, title, data, yAxis, series) {
+    var c = echarts.init(document.getElementById(id));
+    c.setOption({
+      animation: false, title: { text: title }, tooltip: { trigger: "axis" },
+      legend: { top: 36 }, grid: { containLabel: true, top: 90, bottom: 16 },
+      xAxis: { type: "category", data: data.villages }, yAxis: yAxis, series: series
+    });
+    return c;
+  }
+  function byAge(counts) {
+    return AGES.map(function (a) {
+      return { name: a[1], type: "bar", stack: "age", data: counts[a[0]], itemStyle: { color: a[2] } };
+    });
+  }
   function charts() {
     var source = document.getElementById("chart-data");
     if (!source || !window.echarts) return;
     var data = JSON.parse(source.textContent);
-    var participation = echarts.init(document.getElementById("chart-participation"));
-    participation.setOption({
-      animation: false, title: { text: "各村参与率（%）" }, tooltip: {}, grid: { containLabel: true },
-      xAxis: { type: "category", data: data.villages }, yAxis: { type: "value", max: 100 },
-      series: [{ type: "bar", data: data.participation, itemStyle: { color: "#1f6f43" } }]
-    });
-    var claims = echarts.init(document.getElementById("chart-claims"));
-    claims.setOption({
-      animation: false, title: { text: "待审申报与超市待兑积分" }, tooltip: {}, legend: { top: 36 }, grid: { containLabel: true, top: 90 },
-      xAxis: { type: "category", data: data.villages },
-      yAxis: [{ type: "value", name: "申报" }, { type: "value", name: "积分" }],
-      series: [
-        { name: "待审申报", type: "bar", data: data.pending, itemStyle: { color: "#e0a100" } },
-        { name: "待兑积分", type: "bar", yAxisIndex: 1, data: data.outstanding, itemStyle: { color: "#1a5fb4" } }
-      ]
-    });
-    window.addEventListener("resize", function () { participation.resize(); claims.resize(); });
+    var drawn = [
+      chart("chart-participation", "参与率（%）", data, { type: "value", max: 100 },
+        [{ name: "参与率", type: "bar", data: data.participation, itemStyle: { color: "#1f6f43" } }]),
+      chart("chart-lateness", "评分周期：按时与逾期", data, { type: "value", minInterval: 1 }, [
+        { name: "按时", type: "bar", stack: "p", data: data.on_time, itemStyle: { color: "#1f6f43" } },
+        { name: "逾期", type: "bar", stack: "p", data: data.late, itemStyle: { color: "#c0392b" } }
+      ]),
+      chart("chart-spread", "得分标准差与突出评分员", data,
+        [{ type: "value", name: "标准差" }, { type: "value", name: "人", minInterval: 1 }], [
+        { name: "最近一期标准差", type: "bar", data: data.spread, itemStyle: { color: "#1a5fb4" } },
+        { name: "突出评分员", type: "line", yAxisIndex: 1, data: data.standouts, itemStyle: { color: "#c0392b" } }
+      ]),
+      chart("chart-claims", "待审申报（按等待天数）", data, { type: "value", minInterval: 1 }, byAge(data.claims)),
+      chart("chart-objections", "待处理异议（按等待天数）", data, { type: "value", minInterval: 1 }, byAge(data.objections)),
+      chart("chart-money", "积分兑换与待兑积分", data, { type: "value", name: "积分" }, [
+        { name: "本季度已兑换", type: "bar", data: data.redeemed, itemStyle: { color: "#1f6f43" } },
+        { name: "待兑积分", type: "bar", data: data.outstanding, itemStyle: { color: "#1a5fb4" } }
+      ])
+    ];
+    window.addEventListener("resize", function () { drawn.forEach(function (c) { c.resize(); }); });
   }
   // This script is deferred, so it runs before DOMContentLoaded, by which time ECharts (deferred
   // after it) has loaded too.
