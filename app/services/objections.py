@@ -876,32 +876,6 @@ async def town_escalations(
     return await _page(session, principal, statement, params, col(Objection.escalated_at))
 
 
-async def live_ages_by_village(
-    session: AsyncSession, principal: Principal, town_id: uuid.UUID
-) -> dict[uuid.UUID, dict[str, int]]:
-    """For the town console: per village of the caller's town, the objections waiting (open
-    or escalated) by days since filing: under 7, 7 to 30, over 30. Villages with none are left
-    out; a town outside the caller's scope has none."""
-    today = clock.today()
-    rows = await session.execute(
-        select(col(Objection.village_id), col(Objection.created_at)).where(
-            col(Objection.town_id) == town_id,
-            town_scope(principal, col(Objection.town_id)),
-            col(Objection.status).in_(LIVE),
-        )
-    )
-    out: dict[uuid.UUID, dict[str, int]] = {}
-    for village_id, created_at in rows:
-        age = (today - created_at.astimezone(SHANGHAI).date()).days
-        bucket = "under_7_days" if age < 7 else "days_7_to_30" if age <= 30 else "over_30_days"
-        ages = out.setdefault(
-            village_id, {"total": 0, "under_7_days": 0, "days_7_to_30": 0, "over_30_days": 0}
-        )
-        ages[bucket] += 1
-        ages["total"] += 1
-    return out
-
-
 def _staff(principal: Principal, objection: Objection) -> bool:
     if principal.household_id == objection.household_id:
         return False

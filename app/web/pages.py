@@ -35,11 +35,12 @@ from app.security import Principal
 from app.services import auth as auth_service
 from app.services import claims as claims_service
 from app.services import objections as objections_service
-from app.services import organisation, rankings, shop_orders, shop_reports
+from app.services import organisation, shop_orders, shop_reports
 from app.services import periods as periods_service
 from app.services import photos as photos_service
 from app.services import scorecards as scorecards_service
 from app.services import shop as shop_service
+from app.services.points_year import quarter_number
 from app.services.supervision import dashboard
 from app.storage import photo_store
 from app.web import sections
@@ -588,10 +589,12 @@ async def change_stock(
 SCORER_FLAGS = {"all_full_score": "全部满分", "no_spread": "分数无差异"}
 
 
-def _town_charts(figures: TownDashboard, objection_ages: dict[uuid.UUID, dict[str, int]]) -> Any:
+AGES = ("under_7_days", "days_7_to_30", "over_30_days")
+
+
+def _town_charts(figures: TownDashboard) -> Any:
     """The numbers the console's charts draw, one list a series, villages in the table's order."""
     villages = figures.villages
-    no_objections = {"under_7_days": 0, "days_7_to_30": 0, "over_30_days": 0}
 
     def spread(v: VillageDashboard) -> float | None:
         scored = [p for p in v.periods if p.std_dev is not None]
@@ -609,12 +612,14 @@ def _town_charts(figures: TownDashboard, objection_ages: dict[uuid.UUID, dict[st
         "on_time": [len(v.periods) - v.periods_late for v in villages],
         "spread": [spread(v) for v in villages],
         "standouts": [sum(len(p.standout_scorers) for p in v.periods) for v in villages],
-        "claims": {
-            age: [getattr(v.claims_pending, age) for v in villages] for age in no_objections
-        },
+        "claims": {age: [getattr(v.claims_pending, age) for v in villages] for age in AGES},
+        # Waiting for the village working group or, escalated, for the town.
         "objections": {
-            age: [objection_ages.get(v.village_id, no_objections)[age] for v in villages]
-            for age in no_objections
+            age: [
+                getattr(v.objections_open, age) + getattr(v.objections_escalated, age)
+                for v in villages
+            ]
+            for age in AGES
         },
         "redeemed": [v.redemptions.points for v in villages],
         "outstanding": [v.liability.outstanding_points for v in villages],
@@ -628,16 +633,14 @@ async def town(
     """The API's town dashboard for this quarter, villages side by side, with charts."""
     today = clock.today()
     figures = await dashboard.town_dashboard(
-        session, principal, town_id, today.year, rankings.quarter_of(today.month), None
+        session, principal, town_id, today.year, quarter_number(today.month), None
     )
-    objection_ages = await objections_service.live_ages_by_village(session, principal, town_id)
     extra = await sections.loaded(sections.TOWN_SECTIONS, session, principal, town_id)
     return render(
         request,
         "town.html",
         figures=figures,
-        objection_ages=objection_ages,
-        chart=_town_charts(figures, objection_ages),
+        chart=_town_charts(figures),
         scorer_flags=SCORER_FLAGS,
         sections=extra,
     )
@@ -652,7 +655,7 @@ async def village_overview(
     village = await organisation.get_village(session, principal, village_id)
     today = clock.today()
     figures = await dashboard.village_dashboard(
-        session, principal, village.id, today.year, rankings.quarter_of(today.month), None
+        session, principal, village.id, today.year, quarter_number(today.month), None
     )
     pending = await claims_service.village_claims(
         session, principal, village.id, PageParams(limit=MAX_LIMIT), status=ClaimStatus.PENDING
@@ -664,7 +667,7 @@ async def village_overview(
         village=village,
         figures=figures,
         year=today.year,
-        quarter=rankings.quarter_of(today.month),
+        quarter=quarter_number(today.month),
         periods=list(reversed(periods)),
         claims=pending.claims,
         scorer_flags=SCORER_FLAGS,

@@ -19,6 +19,7 @@ from app.schemas.rankings import RankingPage, TownRanking
 from app.security import Principal
 from app.services import objections, rankings
 from app.services import periods as periods_service
+from app.services.points_year import quarter_number
 
 Loader = Callable[[AsyncSession, Principal, uuid.UUID], Awaitable[Any]]
 
@@ -83,7 +84,7 @@ async def town_ranking(
         town_id,
         span=RankSpan.QUARTER,
         year=today.year,
-        number=rankings.quarter_of(today.month),
+        number=quarter_number(today.month),
     )
 
 
