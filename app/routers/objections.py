@@ -9,7 +9,7 @@ from app.models import Objection, ObjectionStatus, Role
 from app.pagination import Page, PageParams, page_params
 from app.schemas.objections import EscalationCreate, ObjectionCreate, ObjectionRead, RulingCreate
 from app.security import CurrentPrincipal, Principal, require_roles
-from app.services import objections as service
+from app.services.objections import filing, reads, ruling
 
 router = APIRouter(tags=["objections"])
 Paging = Annotated[PageParams, Depends(page_params)]
@@ -18,7 +18,7 @@ TownSupervisor = Annotated[Principal, require_roles(Role.TOWN_SUPERVISOR)]
 
 
 async def _one(session: SessionDep, principal: Principal, objection: Objection) -> ObjectionRead:
-    [read] = await service.objections_read(session, principal, [objection])
+    [read] = await reads.objections_read(session, principal, [objection])
     return read
 
 
@@ -31,7 +31,7 @@ async def file_objection(
 ) -> ObjectionRead:
     """异议 to an entry of the caller's household, or to its period score, while the published
     period's objection window is open. Send an Idempotency-Key: a retry files once."""
-    objection = await service.file(session, principal, data)
+    objection = await filing.file(session, principal, data)
     read = await _one(session, principal, objection)
     await idempotency.remember(status.HTTP_201_CREATED, read)
     return read
@@ -42,7 +42,7 @@ async def get_objection(
     session: SessionDep, principal: CurrentPrincipal, objection_id: uuid.UUID
 ) -> ObjectionRead:
     """The objection, its status and the answer; staff also see the card and its scorer."""
-    objection = await service.get_objection(session, principal, objection_id)
+    objection = await reads.get_objection(session, principal, objection_id)
     return await _one(session, principal, objection)
 
 
@@ -51,7 +51,7 @@ async def list_household_objections(
     session: SessionDep, principal: CurrentPrincipal, household_id: uuid.UUID, paging: Paging
 ) -> Page[ObjectionRead]:
     """A household's objections with their rulings, oldest first."""
-    listing = await service.household_objections(session, principal, household_id, paging)
+    listing = await reads.household_objections(session, principal, household_id, paging)
     return Page(items=listing.objections, next_cursor=listing.next_cursor)
 
 
@@ -65,7 +65,7 @@ async def list_objection_queue(
 ) -> Page[ObjectionRead]:
     """The working group's queue: open objections (or another status) oldest first, with age,
     the disputed entry and card, photos and who scored it; never the caller's own household."""
-    listing = await service.village_queue(session, principal, village_id, paging, status=status)
+    listing = await reads.village_queue(session, principal, village_id, paging, status=status)
     return Page(items=listing.objections, next_cursor=listing.next_cursor)
 
 
@@ -79,7 +79,7 @@ async def rule_objection(
 ) -> ObjectionRead:
     """Uphold (a correction through the ledger, the period score recomputed and republished)
     or dismiss with a reason. Audited; the household is told."""
-    objection = await service.rule(session, principal, objection_id, data)
+    objection = await ruling.rule(session, principal, objection_id, data)
     read = await _one(session, principal, objection)
     await idempotency.remember(status.HTTP_200_OK, read)
     return read
@@ -95,7 +95,7 @@ async def escalate_objection(
 ) -> ObjectionRead:
     """The household takes a dismissed objection to the town supervisor, once, within the
     policy's escalation window."""
-    objection = await service.escalate(session, principal, objection_id, data)
+    objection = await ruling.escalate(session, principal, objection_id, data)
     read = await _one(session, principal, objection)
     await idempotency.remember(status.HTTP_200_OK, read)
     return read
@@ -106,7 +106,7 @@ async def list_objection_escalations(
     session: SessionDep, principal: TownSupervisor, town_id: uuid.UUID, paging: Paging
 ) -> Page[ObjectionRead]:
     """Escalated objections across the town's villages, longest waiting first."""
-    listing = await service.town_escalations(session, principal, town_id, paging)
+    listing = await reads.town_escalations(session, principal, town_id, paging)
     return Page(items=listing.objections, next_cursor=listing.next_cursor)
 
 
@@ -119,7 +119,7 @@ async def rule_escalated_objection(
     data: RulingCreate,
 ) -> ObjectionRead:
     """The town supervisor's final ruling on an escalated objection, uphold or dismiss."""
-    objection = await service.rule_escalation(session, principal, objection_id, data)
+    objection = await ruling.rule_escalation(session, principal, objection_id, data)
     read = await _one(session, principal, objection)
     await idempotency.remember(status.HTTP_200_OK, read)
     return read

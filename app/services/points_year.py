@@ -245,7 +245,8 @@ async def year_close_blockers(
     July has no January to wait for). Objections still open or escalated on a period of the
     year hold it too, as they hold the period's own close.
     """
-    from app.services.objections import open_objections_blocking  # objections ask the calendar
+    # Imported here: objections ask the calendar.
+    from app.services.objections.reads import open_objections_blocking
 
     rule_sets = list(
         (

@@ -34,12 +34,12 @@ from app.schemas.supervision import TownDashboard, VillageDashboard
 from app.security import Principal
 from app.services import auth as auth_service
 from app.services import claims as claims_service
-from app.services import objections as objections_service
 from app.services import organisation, shop_orders, shop_reports
 from app.services import periods as periods_service
 from app.services import photos as photos_service
 from app.services import scorecards as scorecards_service
 from app.services import shop as shop_service
+from app.services.objections import ruling as objection_ruling
 from app.services.points_year import quarter_number
 from app.services.supervision import dashboard
 from app.storage import photo_store
@@ -549,7 +549,7 @@ async def rule_objection(
             code="web.ruling_invalid",
             title="请填写处理理由",
         ) from exc
-    objection = await objections_service.rule(session, principal, objection_id, data)
+    objection = await objection_ruling.rule(session, principal, objection_id, data)
     return see_other(f"/web/villages/{objection.village_id}/admin#objections")
 
 

@@ -17,8 +17,9 @@ from app.models import PeriodKind, PeriodStatus, RankSpan
 from app.pagination import MAX_LIMIT, PageParams
 from app.schemas.rankings import RankingPage, TownRanking
 from app.security import Principal
-from app.services import objections, rankings
 from app.services import periods as periods_service
+from app.services import rankings
+from app.services.objections.reads import village_queue
 from app.services.points_year import quarter_number
 
 Loader = Callable[[AsyncSession, Principal, uuid.UUID], Awaitable[Any]]
@@ -37,7 +38,7 @@ async def objection_queue(
     session: AsyncSession, principal: Principal, village_id: uuid.UUID
 ) -> list[Any]:
     """The working group's open objections, oldest first, as the API's queue lists them."""
-    listing = await objections.village_queue(
+    listing = await village_queue(
         session, principal, village_id, PageParams(limit=MAX_LIMIT), status=None
     )
     return listing.objections

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.config import Settings
 from app.models import LedgerKind, Objection, ObjectionStatus, Photo, ScoringPeriod
 from app.schemas.rules import Policy
-from app.services import objections
+from app.services.objections import reads as objections
 from app.timeutil import SHANGHAI
 from tests.auth.conftest import assert_problem
 from tests.objections.conftest import (

@@ -45,7 +45,8 @@ from app.models import (
 from app.schemas.objections import ObjectionCreate
 from app.schemas.scorecards import ScorecardLineWrite, ScorecardWrite
 from app.security import Grant, Principal, hash_password
-from app.services import objections, scorecards
+from app.services import scorecards
+from app.services.objections import filing as objections
 from app.services.shop_codes import pay_code
 from tests.web.conftest import NOW, SCREENS, SECRET, WebServer
 
