@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.config import Settings
 from app.models import LedgerKind, Objection, ObjectionStatus, Photo, ScoringPeriod
 from app.schemas.rules import Policy
-from app.services.objections import reads as objections
+from app.services.objections.reads import open_objections_blocking
 from app.timeutil import SHANGHAI
 from tests.auth.conftest import assert_problem
 from tests.objections.conftest import (
@@ -190,11 +190,11 @@ async def test_closing_waits_for_open_and_escalated_objections(
     assert body["open"] == [filed["id"]]
     assert body["escalated"] == []
     # What the year close is to wait for, the same objections.
-    blocking = await objections.open_objections_blocking(db, scene.village.id, 2031)
+    blocking = await open_objections_blocking(db, scene.village.id, 2031)
     assert [(str(o), p, s) for o, p, s in blocking] == [
         (filed["id"], period.id, ObjectionStatus.OPEN)
     ]
-    assert await objections.open_objections_blocking(db, scene.village.id, 2030) == []
+    assert await open_objections_blocking(db, scene.village.id, 2030) == []
     dismissed = await client.post(
         f"{API}/objections/{filed['id']}/ruling",
         headers=scene.leader_headers,
@@ -223,4 +223,4 @@ async def test_closing_waits_for_open_and_escalated_objections(
     assert ruled.status_code == 200, ruled.text
     closed = await client.post(close, headers=scene.admin_headers)
     assert closed.status_code == 200, closed.text
-    assert await objections.open_objections_blocking(db, scene.village.id, 2031) == []
+    assert await open_objections_blocking(db, scene.village.id, 2031) == []

@@ -46,7 +46,7 @@ from app.schemas.objections import ObjectionCreate
 from app.schemas.scorecards import ScorecardLineWrite, ScorecardWrite
 from app.security import Grant, Principal, hash_password
 from app.services import scorecards
-from app.services.objections import filing as objections
+from app.services.objections import filing
 from app.services.shop_codes import pay_code
 from tests.web.conftest import NOW, SCREENS, SECRET, WebServer
 
@@ -404,7 +404,7 @@ async def file_objections(
                     village_towns={home.id: home.town_id},
                 )
                 data = ObjectionCreate(period_id=may, reason=reason)
-                filed.append((await objections.file(session, villager, data)).id)
+                filed.append((await filing.file(session, villager, data)).id)
     return filed[0], finding[0], filed[1]
 
 
