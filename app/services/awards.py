@@ -25,8 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app import clock
-from app.authz import village_scope
-from app.errors import Conflict, NotFound
+from app.errors import Conflict
 from app.models import (
     AwardEntry,
     AwardList,
@@ -39,7 +38,6 @@ from app.models import (
     PeriodStatus,
     Person,
     RankSpan,
-    Role,
     ScoringPeriod,
     Village,
     VillageGroup,
@@ -51,6 +49,7 @@ from app.services import audit, notifications
 from app.services.organisation import get_village, get_village_for_admin
 from app.services.rankings import is_village_staff, notice_board_name
 from app.services.rules import rule_set_in_force
+from app.services.supervision.scope import overseen_village
 from app.xlsx import safe, title_and_header
 
 ROUNDING = (
@@ -410,16 +409,7 @@ async def workbook(
     session: AsyncSession, principal: Principal, village_id: uuid.UUID, year: int
 ) -> tuple[str, bytes]:
     """The award list as an XLSX: one row per household awarded, by group and level."""
-    village = (
-        await session.execute(
-            select(Village).where(
-                col(Village.id) == village_id,
-                village_scope(principal, col(Village.id), roles=(Role.VILLAGE_ADMIN,)),
-            )
-        )
-    ).scalar_one_or_none()
-    if village is None:
-        raise NotFound("No such village.", code="village.not_found")
+    village = await overseen_village(session, principal, village_id)
     found = await _list(session, village, year)
     if found is None:
         raise _not_computed()

@@ -15,16 +15,13 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from app.authz import village_scope
 from app.errors import NotFound
 from app.models import (
     HouseholdPeriodScore,
     PeriodKind,
     PeriodStatus,
     RankSpan,
-    Role,
     ScoringPeriod,
-    Village,
     VillageGroup,
 )
 from app.pagination import MAX_LIMIT, PageParams
@@ -32,6 +29,7 @@ from app.schemas.rankings import RankRow, RankScope
 from app.security import Principal
 from app.services import rankings
 from app.services.points_year import quarter_months
+from app.services.supervision.scope import overseen_village
 from app.xlsx import safe, title_and_header
 
 
@@ -84,16 +82,7 @@ async def workbook(
     number: int,
     group_id: uuid.UUID | None,
 ) -> tuple[str, bytes]:
-    village = (
-        await session.execute(
-            select(Village).where(
-                col(Village.id) == village_id,
-                village_scope(principal, col(Village.id), roles=(Role.VILLAGE_ADMIN,)),
-            )
-        )
-    ).scalar_one_or_none()
-    if village is None:
-        raise NotFound("No such village.", code="village.not_found")
+    village = await overseen_village(session, principal, village_id)
     span = RankSpan.QUARTER if form is RankingForm.QUARTERLY_SUMMARY else RankSpan.MONTH
     _, board = await rankings.board(session, principal, village.id, span, year, number)
     group_name = ""
