@@ -239,17 +239,29 @@ async def compute_draft(
     return await _read(session, existing, awards, staff=True)
 
 
-async def approve(
-    session: AsyncSession, principal: Principal, village_id: uuid.UUID, year: int
-) -> AwardListRead:
-    """两委审定 of the list: frozen from here on, and recorded in the audit log."""
+async def _locked_in(
+    session: AsyncSession,
+    principal: Principal,
+    village_id: uuid.UUID,
+    year: int,
+    status: AwardStatus,
+) -> tuple[Village, YearEndAwards, AwardList]:
+    """The village's list for the year, locked, for a step that starts from `status`."""
     village = await get_village_for_admin(session, principal, village_id)
     awards = _policy_awards(await _year_policy(session, village, year))
     found = await _list(session, village, year, lock=True)
     if found is None:
         raise _not_computed()
-    if found.status is not AwardStatus.DRAFT:
-        raise _wrong_status(found, AwardStatus.DRAFT)
+    if found.status is not status:
+        raise _wrong_status(found, status)
+    return village, awards, found
+
+
+async def approve(
+    session: AsyncSession, principal: Principal, village_id: uuid.UUID, year: int
+) -> AwardListRead:
+    """两委审定 of the list: frozen from here on, and recorded in the audit log."""
+    _, awards, found = await _locked_in(session, principal, village_id, year, AwardStatus.DRAFT)
     before = audit.snapshot(found)
     found.status = AwardStatus.APPROVED
     found.approved_at = clock.now()
@@ -263,13 +275,9 @@ async def publish(
     session: AsyncSession, principal: Principal, village_id: uuid.UUID, year: int
 ) -> AwardListRead:
     """Published to the village: its villagers read it and are told by subscribe message."""
-    village = await get_village_for_admin(session, principal, village_id)
-    awards = _policy_awards(await _year_policy(session, village, year))
-    found = await _list(session, village, year, lock=True)
-    if found is None:
-        raise _not_computed()
-    if found.status is not AwardStatus.APPROVED:
-        raise _wrong_status(found, AwardStatus.APPROVED)
+    village, awards, found = await _locked_in(
+        session, principal, village_id, year, AwardStatus.APPROVED
+    )
     before = audit.snapshot(found)
     found.status = AwardStatus.PUBLISHED
     found.published_at = clock.now()
