@@ -1,5 +1,6 @@
 import uuid
 from collections.abc import AsyncIterator
+from contextvars import ContextVar
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -52,11 +53,18 @@ def pgbouncer_connect_args() -> dict[str, Any]:
     }
 
 
-def create_engine(url: str, *, pool_size: int = 10, pgbouncer: bool = False) -> AsyncEngine:
-    connect_args: dict[str, Any] = {
-        "server_settings": {"application_name": "village-points", "timezone": "UTC"},
-        "command_timeout": 30,
-    }
+def create_engine(
+    url: str, *, pool_size: int = 10, pgbouncer: bool = False, read_only: bool = False
+) -> AsyncEngine:
+    """`read_only`: the engine GET requests read through (see `get_session`), its connections
+    in autocommit and refusing to write."""
+    server_settings = {"application_name": "village-points", "timezone": "UTC"}
+    if read_only:
+        # PostgreSQL itself refuses a write (or a row lock) on these connections, so a GET
+        # that ever tried one fails loudly instead of committing half of it statement by
+        # statement.
+        server_settings["default_transaction_read_only"] = "on"
+    connect_args: dict[str, Any] = {"server_settings": server_settings, "command_timeout": 30}
     if pgbouncer:
         # PgBouncer pools the server connections; a pool of our own would only hold on to
         # client slots.
@@ -76,6 +84,10 @@ def create_engine(url: str, *, pool_size: int = 10, pgbouncer: bool = False) -> 
         # Recycling bounds a connection's age for whatever closes idle ones in between.
         pool_recycle=1800,
         connect_args=connect_args,
+        # A read needs no BEGIN and COMMIT around it: at READ COMMITTED each statement reads
+        # its own snapshot inside a transaction as outside one, so the two round trips bought
+        # nothing.
+        isolation_level="AUTOCOMMIT" if read_only else "READ COMMITTED",
     )
 
 
@@ -83,23 +95,39 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
 
+READ_METHODS = frozenset({"GET", "HEAD"})
+# True while a GET or HEAD request runs: the tests fail any write it sends (tests/conftest.py),
+# which the read engine would refuse in production.
+reading_request: ContextVar[bool] = ContextVar("reading_request", default=False)
+
+
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """One transaction per request, committed before the response is sent."""
-    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
-    async with sessionmaker() as session:
-        try:
-            yield session
-        except AppError as exc:
-            if exc.keeps_changes:
-                await session.commit()
-            else:
+    """One transaction per request, committed before the response is sent; a GET or HEAD
+    reads through the read-only engine when the app has one, without a transaction."""
+    state = request.app.state
+    sessionmaker: async_sessionmaker[AsyncSession] = state.sessionmaker
+    reading = request.method in READ_METHODS
+    if reading:
+        sessionmaker = getattr(state, "read_sessionmaker", None) or sessionmaker
+    reading_request.set(reading)
+    try:
+        async with sessionmaker() as session:
+            try:
+                yield session
+            except AppError as exc:
+                if exc.keeps_changes:
+                    await session.commit()
+                else:
+                    await session.rollback()
+                raise
+            except BaseException:
                 await session.rollback()
-            raise
-        except BaseException:
-            await session.rollback()
-            raise
-        else:
-            await session.commit()
+                raise
+            else:
+                await session.commit()
+    finally:
+        # Not reset(): a test's in-process client runs the request in the test's own context.
+        reading_request.set(False)
 
 
 # scope="function" makes the commit run when the endpoint returns, before the response is

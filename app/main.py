@@ -40,6 +40,7 @@ from app.routers import (
     supervision,
 )
 from app.routers.photos import MULTIPART_OVERHEAD
+from app.security import AccessTokens
 from app.services import photos as photos_service
 from app.services.household_import import MAX_FILE_BYTES
 from app.services.notification_delivery import running_worker
@@ -66,6 +67,13 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         )
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
+        # Behind PgBouncer's transaction pooling a connection's settings do not last, so
+        # reads keep their transactions there.
+        read_engine = None
+        if not settings.database_pgbouncer:
+            read_engine = create_engine(url, pool_size=settings.database_pool_size, read_only=True)
+            app.state.read_engine = read_engine
+            app.state.read_sessionmaker = create_sessionmaker(read_engine)
         async with httpx.AsyncClient(timeout=settings.wechat_timeout_seconds) as http:
             app.state.http = http
             try:
@@ -83,6 +91,8 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
             finally:
                 gc.unfreeze()
                 await engine.dispose()
+                if read_engine is not None:
+                    await read_engine.dispose()
                 metrics.mark_process_dead()
 
     app = FastAPI(
@@ -92,6 +102,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.access_tokens = AccessTokens(settings)
     install_error_handlers(app)
     install_replay_handler(app)
     app.add_middleware(

@@ -31,7 +31,7 @@ from sqlalchemy.pool import QueuePool
 from sqlmodel import col
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.logs import request_id_var
+from app.logs import ACCESS_LOGGER, request_id_var
 from app.models.notifications import Notification, NotificationStatus
 
 _ACCEPTED_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -113,7 +113,7 @@ def _request_id(scope: Scope) -> str:
     return uuid.uuid4().hex
 
 
-access_log = logging.getLogger("village_points.access")
+access_log = logging.getLogger(ACCESS_LOGGER)
 
 
 class RequestTelemetry:
@@ -189,16 +189,19 @@ class _OutboxCollector(Collector):
 
 
 def _pool_gauges(app: FastAPI) -> None:
-    engine = getattr(app.state, "engine", None)
-    if engine is None:
+    # The pool of the writes' engine and that of the reads' (GET requests), added up.
+    pools = [
+        engine.pool
+        for engine in (getattr(app.state, "engine", None), getattr(app.state, "read_engine", None))
+        if engine is not None
+    ]
+    # Behind PgBouncer there is no pool of ours: PgBouncer's own statistics tell.
+    queues = [pool for pool in pools if isinstance(pool, QueuePool)]
+    if not queues:
         return
-    pool = engine.pool
-    if not isinstance(pool, QueuePool):
-        # Behind PgBouncer there is no pool of ours: PgBouncer's own statistics tell.
-        return
-    DB_POOL.labels("checked_out").set(pool.checkedout())
-    DB_POOL.labels("idle").set(pool.checkedin())
-    DB_POOL.labels("size").set(pool.size())
+    DB_POOL.labels("checked_out").set(sum(pool.checkedout() for pool in queues))
+    DB_POOL.labels("idle").set(sum(pool.checkedin() for pool in queues))
+    DB_POOL.labels("size").set(sum(pool.size() for pool in queues))
 
 
 async def metrics(app: FastAPI) -> Response:

@@ -28,7 +28,9 @@ class PageParams(BaseModel):
     limit: int = 50
 
 
-def page_params(
+# async: FastAPI runs a plain function dependency in its thread pool, a thread hand-off on
+# every list request for two query parameters.
+async def page_params(
     cursor: Annotated[str | None, Query(description="Opaque cursor from the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
 ) -> PageParams:

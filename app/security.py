@@ -2,6 +2,7 @@
 
 import hashlib
 import secrets
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -21,6 +22,7 @@ from app.models import Role
 JWT_ALGORITHM = "HS256"
 ACCESS = "access"
 BIND = "bind"
+LEEWAY_SECONDS = 5
 
 _hasher = PasswordHasher()
 # Verified against when the username is unknown, so both failures take the same time.
@@ -91,7 +93,7 @@ def decode_token(settings: Settings, token: str, *, kind: str) -> dict[str, Any]
             audience=f"{settings.jwt_audience}:{kind}",
             issuer=settings.jwt_issuer,
             options={"require": ["exp", "iat", "sub", "iss", "aud"]},
-            leeway=5,
+            leeway=LEEWAY_SECONDS,
         )
     except jwt.ExpiredSignatureError as exc:
         raise invalid_token(
@@ -223,6 +225,42 @@ async def load_principal(
     )
 
 
+@dataclass(frozen=True)
+class AccessClaims:
+    person_id: uuid.UUID
+    session_id: uuid.UUID
+    expires_at: float
+
+
+class AccessTokens:
+    """Access tokens already verified, by their text: a phone sends the same token with every
+    request for its quarter of an hour, and checking its signature and claims again each time
+    cost more than the request's own statement. Whether its login session still stands is
+    read on every request regardless (`load_principal`). One per app, since the app's settings
+    say which tokens are good."""
+
+    def __init__(self, settings: Settings, size: int = 8192) -> None:
+        self.settings = settings
+        self.size = size
+        self._verified: dict[str, AccessClaims] = {}
+
+    def verify(self, token: str) -> AccessClaims:
+        known = self._verified.get(token)
+        # Wall-clock time, as PyJWT reads it for `exp` (not the points calendar's clock).
+        if known is not None and time.time() < known.expires_at + LEEWAY_SECONDS:
+            return known
+        # Expired ones too go back through PyJWT, for its answer (auth.token_expired).
+        claims = decode_token(self.settings, token, kind=ACCESS)
+        verified = AccessClaims(
+            claim_uuid(claims, "sub"), claim_uuid(claims, "sid"), float(claims["exp"])
+        )
+        if len(self._verified) >= self.size:
+            # The oldest first: dicts keep their insertion order.
+            del self._verified[next(iter(self._verified))]
+        self._verified[token] = verified
+        return verified
+
+
 async def current_principal(
     request: Request,
     session: SessionDep,
@@ -230,9 +268,9 @@ async def current_principal(
 ) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("An access token is required.", code="auth.token_missing")
-    settings: Settings = request.app.state.settings
-    claims = decode_token(settings, credentials.credentials, kind=ACCESS)
-    principal = await load_principal(session, claim_uuid(claims, "sub"), claim_uuid(claims, "sid"))
+    tokens: AccessTokens = request.app.state.access_tokens
+    claims = tokens.verify(credentials.credentials)
+    principal = await load_principal(session, claims.person_id, claims.session_id)
     # Named in the request's log line (app/metrics.py).
     request.state.principal_id = principal.person_id
     return principal

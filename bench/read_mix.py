@@ -240,13 +240,26 @@ def start(command: list[str], url: str) -> subprocess.Popen[bytes]:
     )  # fmt: skip
 
 
+@dataclass
+class Server:
+    base: str
+    pid: int
+
+    def cpu_seconds(self) -> float:
+        """User and system CPU time the server process has used so far: unlike its rate, what
+        one request costs it hardly moves with what else the machine runs."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextlib.asynccontextmanager
-async def running(command: list[str], url: str, port: int) -> AsyncIterator[str]:
+async def running(command: list[str], url: str, port: int) -> AsyncIterator[Server]:
+    # taskset execs the command: the process started is the server (one worker: no children).
     server = start(command, url)
     base = f"http://127.0.0.1:{port}"
     try:
         await wait_ready(base) if "app.cli" in command else await wait_up(base)
-        yield base
+        yield Server(base, server.pid)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
@@ -270,6 +283,8 @@ class Run:
     p99: float
     requests: int
     errors: int
+    # The server's CPU milliseconds per request, when measured.
+    cpu_ms: float = float("nan")
 
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}
@@ -281,7 +296,9 @@ def _ms(figure: str) -> float:
     return float(found.group(1)) * _UNITS[found.group(2)] if found else float("nan")
 
 
-def wrk(url: str, connections: int, seconds: float, requests_file: Path | None) -> Run:
+def wrk(server: Server, connections: int, seconds: float, requests_file: Path | None) -> Run:
+    url = server.base if requests_file is not None else f"{server.base}/select1"
+    cpu_before = server.cpu_seconds()
     command = ["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{connections}", f"-d{round(seconds)}s"]
     command += ["--latency", "--timeout", "10s"]
     if requests_file is not None:
@@ -289,14 +306,16 @@ def wrk(url: str, connections: int, seconds: float, requests_file: Path | None) 
     else:
         command.append(url)
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    cpu = server.cpu_seconds() - cpu_before
     errors = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", out))
     errors += sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
     return Run(
         rate=float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
         p50=_ms(re.search(r"50%\s+(\S+)", out).group(1)),  # type: ignore[union-attr]
         p99=_ms(re.search(r"99%\s+(\S+)", out).group(1)),  # type: ignore[union-attr]
-        requests=int(re.search(r"(\d+) requests in", out).group(1)),  # type: ignore[union-attr]
+        requests=(requests := int(re.search(r"(\d+) requests in", out).group(1))),  # type: ignore[union-attr]
         errors=errors,
+        cpu_ms=cpu * 1000 / max(requests, 1),
     )
 
 
@@ -358,12 +377,15 @@ class Table:
         self.rows.setdefault(name, []).append(run)
         print(
             f"  {name:28s} {run.rate:8.1f} req/s  p50 {run.p50:7.1f} ms  p99 {run.p99:7.1f} ms"
-            f"  errors {run.errors}",
+            f"  cpu {run.cpu_ms:5.2f} ms/req  errors {run.errors}",
             flush=True,
         )
 
     def mean(self, name: str) -> float:
         return sum(r.rate for r in self.rows[name]) / len(self.rows[name])
+
+    def mean_cpu(self, name: str) -> float:
+        return sum(r.cpu_ms for r in self.rows[name]) / len(self.rows[name])
 
 
 async def measure(small: str, large: str, people: dict[str, list[Villager]], args) -> None:
@@ -383,29 +405,38 @@ async def measure(small: str, large: str, people: dict[str, list[Villager]], arg
         running([*serve, str(ports[2])], large, ports[2]) as on_large,
     ):
         # Each statement prepared on each pooled connection before anything counts.
-        for db, base in (("small", on_small), ("large", on_large)):
-            wrk(base, args.connections, 3, files[(db, "seven")])
-        wrk(f"{ceiling}/select1", args.connections, 3, None)
+        for db, server in (("small", on_small), ("large", on_large)):
+            wrk(server, args.connections, 3, files[(db, "seven")])
+        wrk(ceiling, args.connections, 3, None)
         for r in range(args.rounds):
             print(f"round {r + 1}", flush=True)
             table.add(
                 "select 1 (ceiling)",
-                wrk(f"{ceiling}/select1", args.connections, args.seconds, None),
+                wrk(ceiling, args.connections, args.seconds, None),
             )
             for mix in ("five", "seven"):
-                for db, base in (("small", on_small), ("large", on_large)):
+                for db, server in (("small", on_small), ("large", on_large)):
                     name = f"{mix}, {db}"
-                    table.add(name, wrk(base, args.connections, args.seconds, files[(db, mix)]))
+                    table.add(name, wrk(server, args.connections, args.seconds, files[(db, mix)]))
         ceiling_rate = table.mean("select 1 (ceiling)")
-        print(f"\nmeans over {args.rounds} rounds; ceiling {ceiling_rate:.0f} req/s")
+        ceiling_cpu = table.mean_cpu("select 1 (ceiling)")
+        print(
+            f"\nmeans over {args.rounds} rounds; ceiling {ceiling_rate:.0f} req/s,"
+            f" {ceiling_cpu:.3f} CPU ms/req"
+        )
         for mix in ("five", "seven"):
             s, g = table.mean(f"{mix}, small"), table.mean(f"{mix}, large")
             print(
                 f"  {mix}: small {s:.0f} req/s = {s / ceiling_rate:.2f}× ceiling, "
                 f"large {g:.0f} req/s = {g / ceiling_rate:.2f}× ceiling, "
-                f"large/small {g / s:.3f}"
+                f"large/small {g / s:.3f}; CPU per request: small"
+                f" {ceiling_cpu / table.mean_cpu(f'{mix}, small'):.2f}× ceiling's,"
+                f" large {ceiling_cpu / table.mean_cpu(f'{mix}, large'):.2f}×"
             )
-        print("\neach read alone (large database), cost in select-1 requests:")
+        print(
+            "\neach read alone (large database), cost in select-1 requests, by rate and by the"
+            " server's CPU time:"
+        )
         for read in SEVEN:
             path = requests_file(
                 folder, f"alone-{read.replace(' ', '-')}", people["large"], (read,)
@@ -413,13 +444,14 @@ async def measure(small: str, large: str, people: dict[str, list[Villager]], arg
             run = wrk(on_large, args.connections, max(3, args.seconds // 2), path)
             print(
                 f"  {read:12s} {run.rate:8.1f} req/s  {ceiling_rate / run.rate:6.1f}×"
+                f"  cpu {run.cpu_ms:5.2f} ms/req {run.cpu_ms / ceiling_cpu:6.1f}×"
                 f"  p99 {run.p99:6.1f} ms  errors {run.errors}",
                 flush=True,
             )
         half = table.mean("five, large") / 2
         lines = [(p.reads()[r], p.token) for p in people["large"] for r in FIVE]
         random.Random(3).shuffle(lines)
-        run = await open_loop(on_large, lines, half, args.seconds * 2)
+        run = await open_loop(on_large.base, lines, half, args.seconds * 2)
         print(
             f"\nfive at half load (open loop, {half:.0f} req/s offered, large database): "
             f"{run.rate:.0f} req/s, p50 {run.p50:.1f} ms, p99 {run.p99:.1f} ms, errors {run.errors}"

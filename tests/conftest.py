@@ -1,4 +1,5 @@
 import os
+import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -8,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -21,7 +22,7 @@ from sqlalchemy.pool import NullPool
 
 from app import clock
 from app.config import Settings
-from app.db import async_url, create_engine
+from app.db import async_url, create_engine, reading_request
 from app.integrations.fake_wechat import FakeWechatServer
 from app.main import create_app
 from app.migrate import upgrade_on
@@ -93,8 +94,34 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     engine = create_engine(database_url, pool_size=20)
     async with engine.begin() as conn:
         await conn.run_sync(upgrade_on)
+    event.listen(engine.sync_engine, "before_cursor_execute", _refuse_writes_of_reads)
     yield engine
     await engine.dispose()
+
+
+# What PostgreSQL refuses on the read engine's read-only connections, which GET requests use
+# in production; the tests run requests on their own connection, so they look for it here.
+_WRITES = re.compile(
+    r"^\s*(INSERT|UPDATE|DELETE|MERGE|LOCK|TRUNCATE)\b|\bFOR\s+(NO\s+KEY\s+UPDATE|UPDATE|KEY\s+SHARE"
+    r"|SHARE)\b|pg_advisory_xact_lock|nextval\(",
+    re.IGNORECASE,
+)
+writes_of_reads: list[str] = []
+
+
+def _refuse_writes_of_reads(
+    conn: object, cursor: object, statement: str, *args: object, **kwargs: object
+) -> None:
+    if reading_request.get() and _WRITES.search(statement):
+        writes_of_reads.append(statement)
+        raise AssertionError(f"a GET request sent a write: {statement[:200]}")
+
+
+@pytest.fixture(autouse=True)
+def _reads_do_not_write() -> Iterator[None]:
+    writes_of_reads.clear()
+    yield
+    assert not writes_of_reads, f"a GET request sent writes: {writes_of_reads}"
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,6 @@
 """Real tokens: what an access token must be, and how refresh tokens rotate and end."""
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -16,8 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app.config import Settings
+from app.errors import Unauthorized
 from app.models import LoginMethod, LoginSession, Person, RefreshToken, Role, RoleGrant
-from app.security import token_digest
+from app.security import LEEWAY_SECONDS, AccessClaims, AccessTokens, token_digest
 from app.services.auth import start_login
 from tests import factories
 from tests.auth.conftest import (
@@ -379,3 +381,20 @@ async def test_refresh_payload_is_validated(client: httpx.AsyncClient) -> None:
     assert_problem(
         await client.post(f"{API}/auth/refresh", json={"refresh_token": ""}), 422, "request.invalid"
     )
+
+
+async def test_a_verified_token_is_remembered_only_until_it_expires(settings: Settings) -> None:
+    """Requests after the first skip the signature check (AccessTokens), but never past the
+    token's expiry: the token is refused then as PyJWT refuses it."""
+    tokens = AccessTokens(settings)
+    person_id, session_id = uuid.uuid4(), uuid.uuid4()
+    # Expired a moment ago, still within the leeway allowed for clocks that disagree.
+    expires = int(time.time()) - LEEWAY_SECONDS + 1
+    token = forge(settings, claims_for(settings, person_id, session_id, exp=expires))
+    assert tokens.verify(token) == AccessClaims(person_id, session_id, float(expires))
+    assert tokens.verify(token).session_id == session_id
+
+    await asyncio.sleep(1.2)
+    with pytest.raises(Unauthorized) as refused:
+        tokens.verify(token)
+    assert refused.value.code == "auth.token_expired"

@@ -1,7 +1,15 @@
+from collections.abc import AsyncIterator
+
 import httpx
+import pytest
+from fastapi import FastAPI, Request
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.pool import AsyncAdaptedQueuePool
 
 from app.config import Settings
+from app.db import get_session
 from app.main import create_app
 
 
@@ -39,3 +47,39 @@ async def test_the_served_app_keeps_the_configured_pool(settings: Settings) -> N
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             assert (await client.get("/readyz")).status_code == 200
+
+
+async def _session_for(
+    app: FastAPI, method: str
+) -> tuple[AsyncSession, AsyncIterator[AsyncSession]]:
+    request = Request({"type": "http", "method": method, "app": app, "headers": []})
+    dependency = get_session(request)
+    return await anext(dependency), dependency
+
+
+async def _transaction_times(session: AsyncSession) -> int:
+    first = (await session.execute(text("SELECT now()"))).scalar()
+    await session.execute(text("SELECT pg_sleep(0.01)"))
+    second = (await session.execute(text("SELECT now()"))).scalar()
+    return len({first, second})
+
+
+async def test_gets_read_outside_a_transaction_on_connections_that_refuse_writes(
+    settings: Settings,
+) -> None:
+    """A GET pays no BEGIN and COMMIT, and PostgreSQL itself refuses it a write; other methods
+    keep their one transaction per request."""
+    app = create_app(settings.model_copy(update={"notify_worker_in_app": False}))
+    async with app.router.lifespan_context(app):
+        session, dependency = await _session_for(app, "GET")
+        assert (await session.execute(text("SHOW transaction_read_only"))).scalar() == "on"
+        # now() is when the transaction began: each statement is one of its own.
+        assert await _transaction_times(session) == 2
+        with pytest.raises(DBAPIError, match="read-only transaction"):
+            await session.execute(text("CREATE TEMPORARY TABLE refused (n int)"))
+        await dependency.aclose()
+
+        session, dependency = await _session_for(app, "POST")
+        assert (await session.execute(text("SHOW transaction_read_only"))).scalar() == "off"
+        assert await _transaction_times(session) == 1
+        await dependency.aclose()
