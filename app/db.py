@@ -76,7 +76,12 @@ def create_engine(
     return create_async_engine(
         async_url(url),
         pool_size=pool_size,
-        max_overflow=pool_size,
+        # SQLAlchemy closes a connection beyond pool_size as soon as it comes back to a full
+        # pool, so under a steady load above pool_size the overflow is opened and closed again
+        # request after request (a new PostgreSQL backend each time). Reads are short: they
+        # wait for one of their pool's connections instead. Writes may hold theirs on a lock,
+        # and keep the burst allowance.
+        max_overflow=0 if read_only else pool_size,
         # No pre-ping: it is a round trip on every checkout, that is on every request. A
         # connection the server dropped fails its first statement instead; SQLAlchemy sees a
         # disconnect and invalidates every idle connection of the pool, so a restart of

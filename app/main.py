@@ -4,7 +4,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import httpx
-from fastapi import APIRouter, FastAPI
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 
@@ -40,6 +40,7 @@ from app.routers import (
     supervision,
 )
 from app.routers.photos import MULTIPART_OVERHEAD
+from app.routing import include_indexed
 from app.security import AccessTokens
 from app.services import photos as photos_service
 from app.services.household_import import MAX_FILE_BYTES
@@ -146,20 +147,19 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
             return problem_response(503, "database.unavailable", "数据库暂时不可用")
         return {"status": "ready"}
 
-    api = APIRouter(prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
-    for module in (auth, organisation, households, people, rules, ledger, periods, scorecards):
-        api.include_router(module.router)
-    api.include_router(notifications.router)
-    api.include_router(photos.router)
-    api.include_router(claims.router)
-    api.include_router(objections.router)
-    api.include_router(activities.router)
-    api.include_router(shop.router)
-    api.include_router(supervision.router)
-
-    api.include_router(rankings.router)
-    api.include_router(awards.router)
-    app.include_router(api)
+    include_indexed(
+        app,
+        (
+            module.router
+            for module in (
+                *(auth, organisation, households, people, rules, ledger, periods, scorecards),
+                *(notifications, photos, claims, objections, activities, shop, supervision),
+                *(rankings, awards),
+            )
+        ),
+        prefix=API_PREFIX,
+        responses=PROBLEM_RESPONSES,
+    )
     install_web(app)
 
     def openapi() -> dict[str, Any]:
