@@ -11,6 +11,10 @@ from sqlalchemy.pool import AsyncAdaptedQueuePool
 from app.config import Settings
 from app.db import get_session
 from app.main import create_app
+from app.models import LoginMethod
+from app.services.auth import start_login
+from tests import factories
+from tests.conftest import database_of_its_own
 
 
 async def test_healthz_answers_without_database(client: httpx.AsyncClient) -> None:
@@ -83,3 +87,31 @@ async def test_gets_read_outside_a_transaction_on_connections_that_refuse_writes
         assert (await session.execute(text("SHOW transaction_read_only"))).scalar() == "off"
         assert await _transaction_times(session) == 1
         await dependency.aclose()
+
+
+async def test_a_villager_reads_through_the_read_pool_and_logs_out_through_the_other(
+    settings: Settings, database_url: str
+) -> None:
+    """The served app end to end, on committed data: the GET answers from the read-only pool,
+    the logout (a write) commits through the other, and the next GET sees it."""
+    async with database_of_its_own(database_url, "vp_reads") as url:
+        app = create_app(
+            settings.model_copy(update={"notify_worker_in_app": False}), database_url=url
+        )
+        async with app.router.lifespan_context(app):
+            async with app.state.sessionmaker() as db, db.begin():
+                person = await factories.create_person(db, await factories.create_village(db))
+                tokens = await start_login(db, settings, person.id, LoginMethod.PASSWORD)
+            headers = {"Authorization": f"Bearer {tokens.access_token}"}
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                me = await client.get("/api/v1/me", headers=headers)
+                assert me.status_code == 200
+                assert me.json()["person"]["id"] == str(person.id)
+                assert app.state.read_engine.pool.checkedin() == 1
+                assert (
+                    await client.post("/api/v1/auth/logout", headers=headers)
+                ).status_code == 204
+                after = await client.get("/api/v1/me", headers=headers)
+                assert after.status_code == 401
+                assert after.json()["code"] == "auth.session_revoked"
