@@ -1,10 +1,10 @@
 """The plan of every statement a villager's seven opening reads send, on a built county.
 
 Builds a county as bench/read_mix.py does (`--villages`, `--households`, `--months`), then sends
-each read once through the app in this process, records every statement SQLAlchemy sends and
-prints `EXPLAIN (ANALYZE)` of each (the principal's one statement goes straight to the driver
-and is explained apart). A scan of a whole table in these plans is a read that grows with the
-county rather than the village.
+each read once through the app in this process, records every statement SQLAlchemy sends, and
+those app.driver sends straight to asyncpg, and prints `EXPLAIN (ANALYZE)` of each (the
+principal's one statement goes straight to the driver and is explained apart). A scan of a
+whole table in these plans is a read that grows with the county rather than the village.
 
     DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres .venv/bin/python bench/read_plans.py
 """
@@ -23,6 +23,7 @@ from throwaway import throwaway_database
 from app import clock
 from app.config import get_settings
 from app.db import create_engine, create_sessionmaker
+from app.driver import DriverStatement
 from app.main import create_app
 from app.security import _PRINCIPAL, decode_token
 
@@ -44,6 +45,13 @@ async def explain(url: str, args: argparse.Namespace) -> None:
     ) -> None:
         sent.append((statement, params))
 
+    fetchrow = DriverStatement.fetchrow
+
+    async def recorded_fetchrow(statement: DriverStatement, session: Any, **values: Any) -> Any:
+        sent.append((statement.sql, statement._args(values)))
+        return await fetchrow(statement, session, **values)
+
+    DriverStatement.fetchrow = recorded_fetchrow  # type: ignore[method-assign]
     app.state.sessionmaker = create_sessionmaker(engine)
     headers = {"Authorization": f"Bearer {person.token}"}
     transport = httpx.ASGITransport(app=app)

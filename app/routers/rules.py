@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from app.db import SessionDep
+from app.driver import json_response
 from app.models import Role
 from app.schemas.rules import (
     ActiveRules,
@@ -44,15 +45,17 @@ async def get_template(principal: CurrentPrincipal, code: str) -> RuleTemplate:
     return service.get_template(code)
 
 
-@router.get("/villages/{village_id}/rules", operation_id="get_active_rules")
+@router.get(
+    "/villages/{village_id}/rules", operation_id="get_active_rules", response_model=ActiveRules
+)
 async def active_rules(
     session: SessionDep,
     principal: CurrentPrincipal,
     village_id: uuid.UUID,
     on: Annotated[date | None, Query(description="Day (Asia/Shanghai); default today")] = None,
-) -> ActiveRules:
+) -> Response:
     """The approved rules in force, grouped by category, sized for a phone."""
-    return await service.active_rules(session, principal, village_id, on)
+    return json_response(await service.active_rules(session, principal, village_id, on))
 
 
 @router.get("/villages/{village_id}/rule-sets", operation_id="list_rule_sets")

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from app import clock
 from app.config import Settings
 from app.db import SessionDep
+from app.driver import json_response
 from app.idempotency import IdempotencyDep
 from app.models import OrderStatus, Role
 from app.pagination import Page, PageParams, page_params
@@ -87,13 +88,15 @@ async def list_shops(
     return [ShopRead.model_validate(s) for s in shops]
 
 
-@router.get("/shops/{shop_id}/items", operation_id="list_shop_items")
+@router.get(
+    "/shops/{shop_id}/items", operation_id="list_shop_items", response_model=list[ShopItemRead]
+)
 async def list_items(
     session: SessionDep, principal: CurrentPrincipal, shop_id: uuid.UUID
-) -> list[ShopItemRead]:
+) -> Response:
     """The catalog; for a villager, whether their household may redeem each item now and if
     not, why (`refusal_code`). Staff also see inactive items."""
-    return await service.list_items(session, principal, shop_id)
+    return json_response(await service.list_items(session, principal, shop_id))
 
 
 @router.post(

@@ -1,16 +1,35 @@
 """Rule sets: drafts from templates or earlier sets, edits, town approval (备案), versions."""
 
+import json
 import uuid
 from collections.abc import Sequence
 from datetime import date
 from enum import Enum
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, false, func, or_, select, true
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    Date,
+    Select,
+    Text,
+    any_,
+    cast,
+    false,
+    func,
+    or_,
+    select,
+    true,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
+from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app import clock
+from app.authz import STAFF_READ_ROLES
+from app.driver import DriverStatement, param
 from app.errors import Conflict, NotFound, Unprocessable
 from app.models import (
     EDITABLE_STATUSES,
@@ -20,10 +39,10 @@ from app.models import (
     RuleItem,
     RuleSet,
     RuleSetStatus,
+    Village,
 )
 from app.rule_templates import all_items, templates
 from app.schemas.rules import (
-    ActiveRules,
     CategoryCreate,
     CategoryRead,
     CategoryUpdate,
@@ -214,6 +233,21 @@ async def rule_set_in_force(
     ).scalar_one_or_none()
 
 
+def in_effect_statement(village_id: Any, on: Any) -> Select[RuleSet]:
+    """The latest approved version that has taken effect on `on`, whatever its year (see
+    rule_set_in_effect)."""
+    return (
+        select(RuleSet)
+        .where(
+            col(RuleSet.village_id) == village_id,
+            col(RuleSet.status) == RuleSetStatus.APPROVED,
+            col(RuleSet.effective_from) <= on,
+        )
+        .order_by(col(RuleSet.effective_from).desc())
+        .limit(1)
+    )
+
+
 async def rule_set_in_effect(
     session: AsyncSession, village_id: uuid.UUID, on: date
 ) -> RuleSet | None:
@@ -222,18 +256,15 @@ async def rule_set_in_effect(
     new year's set takes effect, since January redeems the fourth quarter (旧县) and villages
     file the new year's plan by March. Scoring a period still needs its own year's rules
     (rule_set_in_force)."""
-    return (
-        await session.execute(
-            select(RuleSet)
-            .where(
-                col(RuleSet.village_id) == village_id,
-                col(RuleSet.status) == RuleSetStatus.APPROVED,
-                col(RuleSet.effective_from) <= on,
-            )
-            .order_by(col(RuleSet.effective_from).desc())
-            .limit(1)
-        )
-    ).scalar_one_or_none()
+    return (await session.execute(in_effect_statement(village_id, on))).scalar_one_or_none()
+
+
+@lru_cache(maxsize=256)
+def policy_of(text: str) -> Policy:
+    """A stored policy, validated once per distinct text: the hot reads fetch it as text
+    and would otherwise validate the whole policy on every request. Callers must not change
+    the instance."""
+    return Policy.model_validate(json.loads(text))
 
 
 def _summary_lines(policy: Policy) -> list[str]:
@@ -261,33 +292,147 @@ def _summary_lines(policy: Policy) -> list[str]:
     return lines
 
 
+_VILLAGE = param("village_id", PG_UUID(as_uuid=True))
+_DAY = param("day", Date())
+_DISTRICT = param("district", Boolean())
+_VILLAGES = param("villages", ARRAY(PG_UUID(as_uuid=True)))
+_TOWNS = param("towns", ARRAY(PG_UUID(as_uuid=True)))
+_ITEM_COLUMNS = (
+    "id", "category_id", "lineage_id", "code", "title", "description", "points", "kind",
+    "claimable", "period_cap", "evidence_required", "cadence", "position",
+)  # fmt: skip
+
+
+def _active_rules_statement() -> DriverStatement:
+    """The village in the caller's scope (as organisation.get_village: staff and residents of
+    the village, supervisors of its town, the district), its rule set in effect and that set's
+    categories and items: one round trip."""
+    in_effect = in_effect_statement(col(Village.id), _DAY).subquery().lateral("rule_set")
+    categories = (
+        select(
+            func.json_agg(
+                aggregate_order_by(
+                    func.json_build_array(
+                        col(RuleCategory.id),
+                        col(RuleCategory.parent_id),
+                        col(RuleCategory.name),
+                        col(RuleCategory.cap),
+                        col(RuleCategory.position),
+                    ),
+                    col(RuleCategory.position),
+                    col(RuleCategory.name),
+                )
+            )
+        )
+        .where(col(RuleCategory.rule_set_id) == in_effect.c.id)
+        .scalar_subquery()
+    )
+    item_columns = [getattr(RuleItem, name) for name in _ITEM_COLUMNS]
+    items = (
+        select(
+            func.json_agg(
+                aggregate_order_by(
+                    func.json_build_array(*item_columns), col(RuleItem.position), col(RuleItem.code)
+                )
+            )
+        )
+        .where(col(RuleItem.rule_set_id) == in_effect.c.id)
+        .scalar_subquery()
+    )
+    statement = (
+        select(
+            col(Village.id).label("village_id"),
+            in_effect.c.id.label("rule_set_id"),
+            in_effect.c.year,
+            in_effect.c.version,
+            in_effect.c.effective_from,
+            in_effect.c.title,
+            cast(in_effect.c.policy, Text).label("policy"),
+            categories.label("categories"),
+            items.label("items"),
+        )
+        .select_from(Village)
+        .outerjoin(in_effect, true())
+        .where(
+            col(Village.id) == _VILLAGE,
+            or_(
+                _DISTRICT,
+                col(Village.id) == any_(_VILLAGES),
+                col(Village.town_id) == any_(_TOWNS),
+            ),
+        )
+    )
+    return DriverStatement(statement, "village_id", "day", "district", "villages", "towns")
+
+
+_ACTIVE_RULES = _active_rules_statement()
+
+
+@lru_cache(maxsize=256)
+def _policy_fields(text: str) -> dict[str, Any]:
+    policy = policy_of(text)
+    return {
+        "scoring_mode": policy.scoring_mode.value,
+        "base_score": policy.base_score,
+        "period": policy.period.value,
+        "period_cap": policy.period_cap,
+        "summary": _summary_lines(policy),
+    }
+
+
+def _tree_of(categories: list[list[Any]] | None, items: list[list[Any]] | None) -> list[Any]:
+    """The category tree as _tree builds it, from the rows in the order _tree reads them."""
+    reads: dict[str, dict[str, Any]] = {}
+    for id_, parent_id, name, cap, position in categories or ():
+        reads[id_] = {
+            "id": id_, "parent_id": parent_id, "name": name, "cap": cap, "position": position,
+            "items": [], "children": [],
+        }  # fmt: skip
+    for item in items or ():
+        reads[item[1]]["items"].append(dict(zip(_ITEM_COLUMNS, item, strict=True)))
+    roots = []
+    for category in reads.values():
+        if category["parent_id"] is None:
+            roots.append(category)
+        else:
+            reads[category["parent_id"]]["children"].append(category)
+    return roots
+
+
 async def active_rules(
     session: AsyncSession, principal: Principal, village_id: uuid.UUID, on: date | None
-) -> ActiveRules:
-    village = await get_village(session, principal, village_id)
-    day = on or clock.today()
-    rule_set = await rule_set_in_effect(session, village.id, day)
-    if rule_set is None:
+) -> dict[str, Any]:
+    """ActiveRules' fields from plain rows: the policy is validated (once per distinct policy,
+    policy_of), the rest are the columns as stored (app.driver.json_response)."""
+    villages = principal.village_ids(*STAFF_READ_ROLES)
+    if principal.household_village_id:
+        villages.add(principal.household_village_id)
+    row = await _ACTIVE_RULES.fetchrow(
+        session,
+        village_id=village_id,
+        day=on or clock.today(),
+        district=principal.is_district_admin,
+        villages=list(villages),
+        towns=list(principal.supervised_town_ids()),
+    )
+    if row is None:
+        raise NotFound("No such village.", code="village.not_found")
+    if row["rule_set_id"] is None:
         raise NotFound(
             "The village has no approved rules in force on that day.",
             code="rules.none_in_force",
             title="本村暂无生效的积分细则",
         )
-    policy = Policy.model_validate(rule_set.policy)
-    return ActiveRules(
-        village_id=village.id,
-        rule_set_id=rule_set.id,
-        year=rule_set.year,
-        version=rule_set.version,
-        effective_from=rule_set.effective_from,
-        title=rule_set.title,
-        scoring_mode=policy.scoring_mode.value,
-        base_score=policy.base_score,
-        period=policy.period.value,
-        period_cap=policy.period_cap,
-        summary=_summary_lines(policy),
-        categories=await _tree(session, rule_set.id),
-    )
+    return {
+        "village_id": row["village_id"],
+        "rule_set_id": row["rule_set_id"],
+        "year": row["year"],
+        "version": row["version"],
+        "effective_from": row["effective_from"],
+        "title": row["title"],
+        **_policy_fields(row["policy"]),
+        "categories": _tree_of(row["categories"], row["items"]),
+    }
 
 
 # Creating drafts

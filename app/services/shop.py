@@ -7,21 +7,47 @@ import re
 import unicodedata
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from datetime import date
+from functools import lru_cache
+from typing import Any, NamedTuple, Protocol
 
-from sqlalchemy import ColumnElement, false, func, or_, select, true, update
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    Date,
+    Integer,
+    Select,
+    String,
+    Text,
+    any_,
+    case,
+    cast,
+    false,
+    func,
+    or_,
+    select,
+    true,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
+from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 from sqlmodel import col
 
 from app import clock
 from app.authz import STAFF_READ_ROLES
+from app.driver import DriverStatement, param
 from app.errors import Conflict, NotFound, Unprocessable
 from app.models import (
     Household,
     HouseholdBalance,
     HouseholdPeriodScore,
+    HouseholdRank,
+    PeriodKind,
     PeriodStatus,
     Role,
+    RuleSet,
     ScoringPeriod,
     Shop,
     ShopItem,
@@ -33,7 +59,6 @@ from app.schemas.rules import RedemptionPolicy, ScoreTier, VetoScope
 from app.schemas.shop import (
     ShopCreate,
     ShopItemCreate,
-    ShopItemRead,
     ShopItemUpdate,
     StockChangeCreate,
     TownShopCreate,
@@ -41,9 +66,14 @@ from app.schemas.shop import (
 from app.security import Principal
 from app.services import audit, ledger
 from app.services.organisation import get_town, get_village, get_village_for_admin
-from app.services.points_year import calendar_of, vetoed_in_year
+from app.services.points_year import (
+    PointsCalendar,
+    calendar_of,
+    vetoed_in_year,
+    vetoed_in_year_clause,
+)
 from app.services.rankings import SPAN_OF, stored_rank
-from app.services.rules import rule_set_in_effect
+from app.services.rules import in_effect_statement, policy_of, rule_set_in_effect
 
 # Points buy goods and services, never money: these never enter a catalog, whatever the
 # category is called (旧县: 不兑现金). Matched on folded text (see _folded), so spacing,
@@ -104,7 +134,14 @@ def shop_attended(principal: Principal) -> ColumnElement[bool]:
     return or_(*clauses)
 
 
-def attended_villages(principal: Principal, shop: Shop) -> set[uuid.UUID] | None:
+class ShopKey(Protocol):
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def village_id(self) -> uuid.UUID | None: ...
+
+
+def attended_villages(principal: Principal, shop: ShopKey) -> set[uuid.UUID] | None:
     """Villages whose orders and households the caller serves at this (attended) shop; None:
     all it serves. An attendant placed at a town shop by a village's grant acts for that
     village only: another village's refunds are not theirs to give."""
@@ -335,6 +372,17 @@ class Refusal:
 ITEM_INACTIVE = Refusal("shop.item_inactive", "该商品已下架")
 
 
+class ItemTerms(Protocol):
+    """What an item's refusal depends on (a ShopItem, or a CatalogItem row)."""
+
+    @property
+    def active(self) -> bool: ...
+    @property
+    def min_period_score(self) -> int | None: ...
+    @property
+    def stock(self) -> int | None: ...
+
+
 @dataclass
 class Standing:
     """What the policy asks of a household, read once per request."""
@@ -357,7 +405,7 @@ class Standing:
             return None
         return next((t for t in self.policy.tiers if self.score >= t.min_score), None)
 
-    def item_refusal(self, item: ShopItem) -> Refusal | None:
+    def item_refusal(self, item: ItemTerms) -> Refusal | None:
         if self.refusal:
             return self.refusal
         if not item.active:
@@ -376,6 +424,10 @@ class Standing:
         return None
 
 
+NO_RULES = Refusal("shop.no_rules", "本村暂无生效的积分细则，暂不能兑换")
+VETOED_FOR_YEAR = Refusal("shop.vetoed_for_year", "本户本年度已被一票否决，不能兑换")
+
+
 async def standing_for(
     session: AsyncSession, household: Household, *, item_tiers: bool = True
 ) -> Standing:
@@ -384,40 +436,61 @@ async def standing_for(
     day = clock.today()
     rule_set = await rule_set_in_effect(session, household.village_id, day)
     if rule_set is None:
-        return Standing(
-            RedemptionPolicy(), "", None, None, False,
-            Refusal("shop.no_rules", "本村暂无生效的积分细则，暂不能兑换"),
-        )  # fmt: skip
+        return Standing(RedemptionPolicy(), "", None, None, False, NO_RULES)
     points_calendar = calendar_of(rule_set.policy)
     policy = points_calendar.policy.redemption
-    score, rank, vetoed = None, None, False
+    latest: tuple[int | None, int | None, bool] = (None, None, False)
     if item_tiers or _asks_score(policy):
-        score, rank, vetoed = await _latest_period(session, household, policy)
-    standing = Standing(policy, points_calendar.round_key(day), score, rank, vetoed, None)
-    standing.refusal = _household_refusal(standing, points_calendar.in_redemption_window(day))
-    if (
-        standing.refusal is None
-        and not policy.vetoed_may_redeem
-        and points_calendar.policy.veto_scope is VetoScope.YEAR
-        and await vetoed_in_year(
-            session,
-            household.village_id,
-            [household.id],
-            points_calendar.year_of(day),
-            published_only=True,
-        )
+        latest = await _latest_period(session, household, policy)
+    standing = _standing(points_calendar, day, latest)
+    if _asks_year_veto(standing, points_calendar) and await vetoed_in_year(
+        session,
+        household.village_id,
+        [household.id],
+        points_calendar.year_of(day),
+        published_only=True,
     ):
-        standing.refusal = Refusal("shop.vetoed_for_year", "本户本年度已被一票否决，不能兑换")
-    if standing.refusal is None and policy.orders_per_round is not None:
+        standing.refusal = VETOED_FOR_YEAR
+    if _asks_round_use(standing):
         used = await session.scalar(
             select(col(ShopRoundUse.orders)).where(
                 col(ShopRoundUse.household_id) == household.id,
                 col(ShopRoundUse.round_key) == standing.round_key,
             )
         )
-        if (used or 0) >= policy.orders_per_round:
-            standing.refusal = round_used(policy.orders_per_round)
+        _count_round_use(standing, used)
     return standing
+
+
+def _standing(
+    points_calendar: PointsCalendar, day: date, latest: tuple[int | None, int | None, bool]
+) -> Standing:
+    """The standing from the latest period's (score, rank in group, vetoed); the year's veto
+    and the round's orders are checked after, where they are asked (_asks_year_veto,
+    _asks_round_use)."""
+    score, rank, vetoed = latest
+    policy = points_calendar.policy.redemption
+    standing = Standing(policy, points_calendar.round_key(day), score, rank, vetoed, None)
+    standing.refusal = _household_refusal(standing, points_calendar.in_redemption_window(day))
+    return standing
+
+
+def _asks_year_veto(standing: Standing, points_calendar: PointsCalendar) -> bool:
+    return (
+        standing.refusal is None
+        and not standing.policy.vetoed_may_redeem
+        and points_calendar.policy.veto_scope is VetoScope.YEAR
+    )
+
+
+def _asks_round_use(standing: Standing) -> bool:
+    return standing.refusal is None and standing.policy.orders_per_round is not None
+
+
+def _count_round_use(standing: Standing, used: int | None) -> None:
+    limit = standing.policy.orders_per_round
+    if limit is not None and (used or 0) >= limit:
+        standing.refusal = round_used(limit)
 
 
 def round_used(limit: int) -> Refusal:
@@ -451,27 +524,30 @@ def _asks_score(policy: RedemptionPolicy) -> bool:
     return bool(policy.min_period_score is not None or policy.top_n_in_group or policy.tiers)
 
 
+def _latest_published(village_id: Any) -> Select[uuid.UUID, int, PeriodKind, int]:
+    """The village's latest published (or closed) period: id, year, kind, number."""
+    return (
+        select(
+            col(ScoringPeriod.id),
+            col(ScoringPeriod.year),
+            col(ScoringPeriod.kind),
+            col(ScoringPeriod.number),
+        )
+        .where(
+            col(ScoringPeriod.village_id) == village_id,
+            col(ScoringPeriod.status).in_([PeriodStatus.PUBLISHED, PeriodStatus.CLOSED]),
+        )
+        .order_by(col(ScoringPeriod.starts_on).desc())
+        .limit(1)
+    )
+
+
 async def _latest_period(
     session: AsyncSession, household: Household, policy: RedemptionPolicy
 ) -> tuple[int | None, int | None, bool]:
     """(score, rank in the village group, vetoed) in the village's latest published period;
     the rank is the one stored at publication (app/services/rankings.py)."""
-    period = (
-        await session.execute(
-            select(
-                col(ScoringPeriod.id),
-                col(ScoringPeriod.year),
-                col(ScoringPeriod.kind),
-                col(ScoringPeriod.number),
-            )
-            .where(
-                col(ScoringPeriod.village_id) == household.village_id,
-                col(ScoringPeriod.status).in_([PeriodStatus.PUBLISHED, PeriodStatus.CLOSED]),
-            )
-            .order_by(col(ScoringPeriod.starts_on).desc())
-            .limit(1)
-        )
-    ).first()
+    period = (await session.execute(_latest_published(household.village_id))).first()
     if period is None:
         return None, None, False
     own = await session.get(HouseholdPeriodScore, (household.id, period.id))
@@ -492,47 +568,218 @@ async def spendable_points(session: AsyncSession, household: Household) -> int:
     waiting for publication (a veto) has already left the balance, and what is not there cannot
     be spent: never more than the balance. Exact only under the village's chain lock (see
     shop_orders._refuse_unpublished_points)."""
+    spendable = await session.scalar(select(_spendable(household)))
+    return int(spendable or 0)
+
+
+def _spendable(household: Household) -> ColumnElement[int]:
+    """spendable_points as an expression of the household's id and village (a row in hand, or
+    the household's columns in an enclosing statement)."""
     balance = (
         select(col(HouseholdBalance.balance))
         .where(col(HouseholdBalance.household_id) == household.id)
         .scalar_subquery()
     )
     hidden = ledger.unpublished_balance_points(household)
-    spendable = await session.scalar(select(func.coalesce(balance, 0) - func.greatest(hidden, 0)))
-    return int(spendable or 0)
+    return func.coalesce(balance, 0) - func.greatest(hidden, 0)
 
 
 def insufficient_points() -> Refusal:
     return Refusal("ledger.insufficient_balance", "可用积分不足")
 
 
+class CatalogItem(NamedTuple):
+    """A row of the catalog, in ShopItemRead's order."""
+
+    id: str
+    shop_id: str
+    name: str
+    category: str
+    photo_url: str | None
+    price_points: int
+    stock: int | None
+    active: bool
+    limit_per_period: int | None
+    min_period_score: int | None
+
+
+class _ShopRow(NamedTuple):
+    id: uuid.UUID
+    village_id: uuid.UUID | None
+
+
+_SHOP = param("shop_id", PG_UUID(as_uuid=True))
+_DISTRICT = param("district", Boolean())
+_VILLAGES = param("villages", ARRAY(PG_UUID(as_uuid=True)))
+_TOWNS = param("towns", ARRAY(PG_UUID(as_uuid=True)))
+_HOUSEHOLD = param("household_id", PG_UUID(as_uuid=True))
+_DAY = param("day", Date())
+_YEAR = param("year", Integer())
+_ROUNDS = param("rounds", String())
+
+
+def _catalog_statement() -> DriverStatement:
+    """The shop in the caller's scope (shop_readable, with its sets as parameters), every item
+    of it, and all that standing_for and spendable_points read of the caller's household: one
+    round trip. The household's facts are read whatever the policy asks (each a keyed lookup);
+    the policy then decides which count, as standing_for does."""
+    own = aliased(HouseholdPeriodScore, name="own")
+    served: Any = col(Shop.served_village_ids)
+    latest = _latest_published(col(Household.village_id)).lateral("latest")
+    items = (
+        select(
+            func.json_agg(
+                aggregate_order_by(
+                    func.json_build_array(
+                        *(getattr(ShopItem, name) for name in CatalogItem._fields)
+                    ),
+                    col(ShopItem.category),
+                    col(ShopItem.name),
+                    col(ShopItem.id),
+                )
+            )
+        )
+        .where(col(ShopItem.shop_id) == col(Shop.id))
+        .scalar_subquery()
+    )
+    policy = (
+        in_effect_statement(col(Household.village_id), _DAY)
+        .with_only_columns(cast(col(RuleSet.policy), Text))
+        .scalar_subquery()
+    )
+    group_rank = (
+        select(col(HouseholdRank.group_rank))
+        .where(
+            col(HouseholdRank.household_id) == col(Household.id),
+            col(HouseholdRank.year) == latest.c.year,
+            col(HouseholdRank.span) == case(SPAN_OF, value=latest.c.kind),
+            col(HouseholdRank.number) == latest.c.number,
+        )
+        .scalar_subquery()
+    )
+    vetoed_year = vetoed_in_year_clause(col(Household.id), _YEAR, published_only=True)
+    # The year's rounds: round_key(day) is one of them whatever the policy's rounds.
+    rounds = (
+        select(func.json_object_agg(col(ShopRoundUse.round_key), col(ShopRoundUse.orders)))
+        .where(
+            col(ShopRoundUse.household_id) == col(Household.id),
+            col(ShopRoundUse.round_key).like(_ROUNDS),
+        )
+        .scalar_subquery()
+    )
+    statement = (
+        select(  # type: ignore[var-annotated]
+            col(Shop.id),
+            col(Shop.village_id),
+            col(Shop.served_village_ids),
+            items.label("items"),
+            col(Household.id).label("household_id"),
+            policy.label("policy"),
+            (col(own.household_id).is_not(None)).label("scored"),
+            col(own.score),
+            col(own.vetoed),
+            group_rank.label("group_rank"),
+            vetoed_year.label("vetoed_year"),
+            rounds.label("rounds"),
+            _spendable(Household).label("spendable"),  # type: ignore[arg-type]
+        )
+        .select_from(Shop)
+        .outerjoin(Household, col(Household.id) == _HOUSEHOLD)
+        .outerjoin(latest, true())
+        .outerjoin(
+            own,
+            (col(own.household_id) == col(Household.id)) & (col(own.period_id) == latest.c.id),
+        )
+        .where(
+            col(Shop.id) == _SHOP,
+            or_(
+                _DISTRICT,
+                served.overlap(_VILLAGES),
+                col(Shop.town_id) == any_(_TOWNS),
+            ),
+        )
+    )
+    return DriverStatement(
+        statement,
+        "shop_id", "district", "villages", "towns", "household_id", "day", "year", "rounds",
+    )  # fmt: skip
+
+
+_CATALOG = _catalog_statement()
+
+
+@lru_cache(maxsize=256)
+def _calendar(policy: str) -> PointsCalendar:
+    return calendar_of(policy_of(policy))
+
+
+def _catalog_standing(row: Any, day: date) -> Standing:
+    """standing_for(household), from the catalog statement's row."""
+    if row["policy"] is None:
+        return Standing(RedemptionPolicy(), "", None, None, False, NO_RULES)
+    points_calendar = _calendar(row["policy"])
+    policy = points_calendar.policy.redemption
+    latest: tuple[int | None, int | None, bool] = (None, None, False)
+    if row["scored"]:
+        # As _latest_period: the stored rank counts only where the policy ranks, and a vetoed
+        # household has none.
+        ranked = policy.top_n_in_group and not row["vetoed"]
+        latest = (row["score"], row["group_rank"] if ranked else None, row["vetoed"])
+    standing = _standing(points_calendar, day, latest)
+    # The statement read the veto of the calendar year: year_of(day) is day's year whatever
+    # the policy (periods never straddle 1 January).
+    if _asks_year_veto(standing, points_calendar) and row["vetoed_year"]:
+        standing.refusal = VETOED_FOR_YEAR
+    if _asks_round_use(standing):
+        _count_round_use(standing, (row["rounds"] or {}).get(standing.round_key))
+    return standing
+
+
 async def list_items(
     session: AsyncSession, principal: Principal, shop_id: uuid.UUID
-) -> list[ShopItemRead]:
-    shop = await get_shop(session, shop_id, shop_readable(principal))
+) -> list[dict[str, Any]]:
+    """ShopItemRead's fields of each item the caller sees, from plain rows
+    (app.driver.json_response)."""
+    villages = principal.village_ids(*STAFF_READ_ROLES)
+    if principal.household_village_id:
+        villages.add(principal.household_village_id)
+    day = clock.today()
+    row = await _CATALOG.fetchrow(
+        session,
+        shop_id=shop_id,
+        district=principal.is_district_admin,
+        villages=list(villages),
+        towns=list(principal.supervised_town_ids()),
+        household_id=principal.household_id,
+        day=day,
+        year=day.year,
+        rounds=f"{day.year}-%",
+    )
+    if row is None:
+        raise shop_not_found()
     # The counter's staff (shop_attended, decided here from the row in hand) see inactive items.
-    staff = attended_villages(principal, shop) != set()
-    statement = select(ShopItem).where(col(ShopItem.shop_id) == shop.id)
-    household = None
-    if principal.household_id and principal.household_village_id in shop.served_village_ids:
-        household = await session.get(Household, principal.household_id)
-    if not staff:
-        statement = statement.where(col(ShopItem.active))
-    order = (col(ShopItem.category), col(ShopItem.name), col(ShopItem.id))
-    items = (await session.execute(statement.order_by(*order))).scalars()
-    standing = await standing_for(session, household) if household else None
-    spendable = None
-    if household is not None and standing is not None and standing.policy.spends_balance:
-        spendable = await spendable_points(session, household)
+    staff = attended_villages(principal, _ShopRow(row["id"], row["village_id"])) != set()
+    standing = spendable = None
+    if (
+        row["household_id"] is not None
+        and principal.household_village_id in row["served_village_ids"]
+    ):
+        standing = _catalog_standing(row, day)
+        if standing.policy.spends_balance:
+            spendable = row["spendable"]
     reads = []
-    for item in items:
-        read = ShopItemRead.model_validate(item)
+    for values in row["items"] or ():
+        item = CatalogItem(*values)
+        if not (staff or item.active):
+            continue
+        read: dict[str, Any] = item._asdict()
+        read["redeemable_now"] = read["refusal_code"] = read["refusal"] = None
         if standing is not None:
             refusal = standing.item_refusal(item)
             if refusal is None and spendable is not None and item.price_points > spendable:
                 refusal = insufficient_points()
-            read.redeemable_now = refusal is None
-            read.refusal_code = refusal.code if refusal else None
-            read.refusal = refusal.title if refusal else None
+            read["redeemable_now"] = refusal is None
+            read["refusal_code"] = refusal.code if refusal else None
+            read["refusal"] = refusal.title if refusal else None
         reads.append(read)
     return reads

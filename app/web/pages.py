@@ -413,7 +413,7 @@ async def scan(
         shop_id,
         scanned=scanned,
         code=code,
-        items=[i for i in items if i.active],
+        items=[i for i in items if i["active"]],
     )
 
 
