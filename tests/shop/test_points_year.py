@@ -6,6 +6,7 @@ from collections.abc import Callable
 from datetime import date, datetime
 
 import httpx
+import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
@@ -130,3 +131,56 @@ async def test_a_household_vetoed_for_the_year_does_not_redeem_where_the_policy_
     assert await snapshot(db, vetoed) == before
     allowed = await client.post(f"{API}/shops/{shop.id}/orders", json=body, headers=heads[1])
     assert allowed.status_code == 201, allowed.text
+
+
+@pytest.mark.parametrize("may_redeem", [False, True])
+async def test_the_catalog_tells_a_household_vetoed_for_the_year_why(
+    client: httpx.AsyncClient,
+    db: AsyncSession,
+    settings: Settings,
+    set_clock: Callable[[datetime], None],
+    may_redeem: bool,
+) -> None:
+    """The catalog reads the year's veto in its own statement (app.services.shop.list_items):
+    it refuses what an order would, and only where the policy says so."""
+    zhangyan = templates()["zhangyan-governance-2024"].policy
+    policy = zhangyan.model_copy(
+        update={
+            "redemption": zhangyan.redemption.model_copy(update={"vetoed_may_redeem": may_redeem})
+        }
+    )
+    village = await f.create_village(db)
+    rule_set, _, _ = await f.create_rule_set(db, village, year=YEAR, policy=policy)
+    shop = await create_shop(db, village)
+    await create_item(db, shop)
+    vetoed, neighbour = [await f.create_household(db, village) for _ in range(2)]
+    heads = []
+    for home in (vetoed, neighbour):
+        person = await f.create_person(db, village)
+        await f.add_member(db, home, person, is_head=True)
+        heads.append(await f.login_headers(db, settings, person))
+        await post_entry(db, home, 60, year=YEAR)
+    march = ScoringPeriod(
+        village_id=village.id, town_id=village.town_id, rule_set_id=rule_set.id, year=YEAR,
+        kind=PeriodKind.MONTH, number=3, starts_on=date(YEAR, 3, 1), ends_on=date(YEAR, 3, 31),
+        status=PeriodStatus.PUBLISHED,
+    )  # fmt: skip
+    db.add(march)
+    await db.flush()
+    db.add(
+        HouseholdPeriodScore(
+            household_id=vetoed.id, period_id=march.id, village_id=village.id, score=0,
+            vetoed=True,
+        )
+    )  # fmt: skip
+    await db.flush()
+    set_clock(at(date(YEAR, 6, 15)))
+
+    def refusals(response: httpx.Response) -> set[tuple[bool, str | None]]:
+        assert response.status_code == 200, response.text
+        return {(i["redeemable_now"], i["refusal_code"]) for i in response.json()}
+
+    items = f"{API}/shops/{shop.id}/items"
+    expected = (True, None) if may_redeem else (False, "shop.vetoed_for_year")
+    assert refusals(await client.get(items, headers=heads[0])) == {expected}
+    assert refusals(await client.get(items, headers=heads[1])) == {(True, None)}
