@@ -4,10 +4,13 @@ caller's scope is simply not found."""
 import uuid
 from typing import Any
 
-from sqlalchemy import ColumnElement, false, or_, select, true
+from sqlalchemy import Boolean, ColumnElement, any_, false, or_, select, true
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from app.driver import param
 from app.errors import Forbidden
 from app.models import Household, HouseholdMember, Role, RoleGrant, Village
 from app.security import Principal
@@ -17,6 +20,17 @@ STAFF_READ_ROLES = (Role.VILLAGE_ADMIN, Role.SCORING_LEADER, Role.SCORER, Role.S
 
 def villages_in_towns(town_ids: set[uuid.UUID]) -> Any:
     return select(col(Village.id)).where(col(Village.town_id).in_(town_ids))
+
+
+def village_sets(
+    principal: Principal, roles: tuple[Role, ...], towns: bool, residents: bool
+) -> tuple[set[uuid.UUID], set[uuid.UUID]]:
+    """The villages, and the towns of whole villages, a principal who is not the district's
+    admin may act on with one of `roles` (village_scope)."""
+    village_ids = principal.village_ids(*roles)
+    if residents and principal.household_village_id:
+        village_ids.add(principal.household_village_id)
+    return village_ids, principal.supervised_town_ids() if towns else set()
 
 
 def village_scope(
@@ -35,15 +49,41 @@ def village_scope(
     if principal.is_district_admin:
         return true()
     clauses: list[ColumnElement[bool]] = []
-    village_ids = principal.village_ids(*roles)
-    if residents and principal.household_village_id:
-        village_ids.add(principal.household_village_id)
+    village_ids, town_ids = village_sets(principal, roles, towns, residents)
     if village_ids:
         clauses.append(village_column.in_(village_ids))
-    town_ids = principal.supervised_town_ids() if towns else set()
     if town_ids:
         clauses.append(village_column.in_(villages_in_towns(town_ids)))
     return or_(*clauses) if clauses else false()
+
+
+# village_scope for a statement built once (app.driver) and given the principal at each
+# execution: the clause takes the principal's sets as parameters, scope_values gives them.
+SCOPE_DISTRICT = param("scope_district", Boolean())
+SCOPE_VILLAGES = param("scope_villages", ARRAY(PG_UUID(as_uuid=True)))
+SCOPE_TOWNS = param("scope_towns", ARRAY(PG_UUID(as_uuid=True)))
+SCOPE_PARAMETERS = ("scope_district", "scope_villages", "scope_towns")
+
+
+def scope_values(
+    principal: Principal, *, roles: tuple[Role, ...], towns: bool = True, residents: bool = False
+) -> dict[str, Any]:
+    """The values of SCOPE_PARAMETERS for village_scope's arguments."""
+    if principal.is_district_admin:
+        return {"scope_district": True, "scope_villages": [], "scope_towns": []}
+    village_ids, town_ids = village_sets(principal, roles, towns, residents)
+    return {
+        "scope_district": False,
+        "scope_villages": list(village_ids),
+        "scope_towns": list(town_ids),
+    }
+
+
+def village_scope_parameters(village_column: Any, town_column: Any) -> ColumnElement[bool]:
+    """village_scope on parameters: the row's village, and the town it lies in."""
+    return or_(
+        SCOPE_DISTRICT, village_column == any_(SCOPE_VILLAGES), town_column == any_(SCOPE_TOWNS)
+    )
 
 
 def household_scope(principal: Principal, *, admin_only: bool = False) -> ColumnElement[bool]:

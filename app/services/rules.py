@@ -9,12 +9,10 @@ from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
-    Boolean,
     ColumnElement,
     Date,
     Select,
     Text,
-    any_,
     cast,
     false,
     func,
@@ -22,13 +20,18 @@ from sqlalchemy import (
     select,
     true,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app import clock
-from app.authz import STAFF_READ_ROLES
+from app.authz import (
+    SCOPE_PARAMETERS,
+    STAFF_READ_ROLES,
+    scope_values,
+    village_scope_parameters,
+)
 from app.driver import DriverStatement, param
 from app.errors import Conflict, NotFound, Unprocessable
 from app.models import (
@@ -294,9 +297,6 @@ def _summary_lines(policy: Policy) -> list[str]:
 
 _VILLAGE = param("village_id", PG_UUID(as_uuid=True))
 _DAY = param("day", Date())
-_DISTRICT = param("district", Boolean())
-_VILLAGES = param("villages", ARRAY(PG_UUID(as_uuid=True)))
-_TOWNS = param("towns", ARRAY(PG_UUID(as_uuid=True)))
 _ITEM_COLUMNS = (
     "id", "category_id", "lineage_id", "code", "title", "description", "points", "kind",
     "claimable", "period_cap", "evidence_required", "cadence", "position",
@@ -304,9 +304,8 @@ _ITEM_COLUMNS = (
 
 
 def _active_rules_statement() -> DriverStatement:
-    """The village in the caller's scope (as organisation.get_village: staff and residents of
-    the village, supervisors of its town, the district), its rule set in effect and that set's
-    categories and items: one round trip."""
+    """The village in the caller's scope (as organisation.get_village), its rule set in effect
+    and that set's categories and items: one round trip."""
     in_effect = in_effect_statement(col(Village.id), _DAY).subquery().lateral("rule_set")
     categories = (
         select(
@@ -355,14 +354,10 @@ def _active_rules_statement() -> DriverStatement:
         .outerjoin(in_effect, true())
         .where(
             col(Village.id) == _VILLAGE,
-            or_(
-                _DISTRICT,
-                col(Village.id) == any_(_VILLAGES),
-                col(Village.town_id) == any_(_TOWNS),
-            ),
+            village_scope_parameters(col(Village.id), col(Village.town_id)),
         )
     )
-    return DriverStatement(statement, "village_id", "day", "district", "villages", "towns")
+    return DriverStatement(statement, "village_id", "day", *SCOPE_PARAMETERS)
 
 
 _ACTIVE_RULES = _active_rules_statement()
@@ -404,16 +399,12 @@ async def active_rules(
 ) -> dict[str, Any]:
     """ActiveRules' fields from plain rows: the policy is validated (once per distinct policy,
     policy_of), the rest are the columns as stored (app.driver.json_response)."""
-    villages = principal.village_ids(*STAFF_READ_ROLES)
-    if principal.household_village_id:
-        villages.add(principal.household_village_id)
     row = await _ACTIVE_RULES.fetchrow(
         session,
         village_id=village_id,
         day=on or clock.today(),
-        district=principal.is_district_admin,
-        villages=list(villages),
-        towns=list(principal.supervised_town_ids()),
+        # As get_village (organisation._village_read_scope).
+        **scope_values(principal, roles=STAFF_READ_ROLES, residents=True),
     )
     if row is None:
         raise NotFound("No such village.", code="village.not_found")

@@ -12,7 +12,6 @@ from functools import lru_cache
 from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy import (
-    Boolean,
     ColumnElement,
     Date,
     Integer,
@@ -29,14 +28,22 @@ from sqlalchemy import (
     true,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlmodel import col
 
 from app import clock
-from app.authz import STAFF_READ_ROLES
+from app.authz import (
+    SCOPE_DISTRICT,
+    SCOPE_PARAMETERS,
+    SCOPE_TOWNS,
+    SCOPE_VILLAGES,
+    STAFF_READ_ROLES,
+    scope_values,
+    village_sets,
+)
 from app.driver import DriverStatement, param
 from app.errors import Conflict, NotFound, Unprocessable
 from app.models import (
@@ -101,13 +108,20 @@ def shop_readable(principal: Principal) -> ColumnElement[bool]:
     """Shops a caller sees: staff of a served village or its town, residents of one."""
     if principal.is_district_admin:
         return true()
-    villages = principal.village_ids(*STAFF_READ_ROLES)
-    if principal.household_village_id:
-        villages.add(principal.household_village_id)
+    villages, towns = village_sets(principal, STAFF_READ_ROLES, towns=True, residents=True)
+    return or_(served_by(col(Shop.served_village_ids), villages), col(Shop.town_id).in_(towns))
+
+
+def shop_readable_parameters() -> ColumnElement[bool]:
+    """shop_readable on app.authz's scope parameters (values: _readable_values)."""
+    served: Any = col(Shop.served_village_ids)
     return or_(
-        served_by(col(Shop.served_village_ids), villages),
-        col(Shop.town_id).in_(principal.supervised_town_ids()),
+        SCOPE_DISTRICT, served.overlap(SCOPE_VILLAGES), col(Shop.town_id) == any_(SCOPE_TOWNS)
     )
+
+
+def _readable_values(principal: Principal) -> dict[str, Any]:
+    return scope_values(principal, roles=STAFF_READ_ROLES, towns=True, residents=True)
 
 
 def shop_managed(principal: Principal) -> ColumnElement[bool]:
@@ -609,9 +623,6 @@ class _ShopRow(NamedTuple):
 
 
 _SHOP = param("shop_id", PG_UUID(as_uuid=True))
-_DISTRICT = param("district", Boolean())
-_VILLAGES = param("villages", ARRAY(PG_UUID(as_uuid=True)))
-_TOWNS = param("towns", ARRAY(PG_UUID(as_uuid=True)))
 _HOUSEHOLD = param("household_id", PG_UUID(as_uuid=True))
 _DAY = param("day", Date())
 _YEAR = param("year", Integer())
@@ -619,12 +630,11 @@ _ROUNDS = param("rounds", String())
 
 
 def _catalog_statement() -> DriverStatement:
-    """The shop in the caller's scope (shop_readable, with its sets as parameters), every item
-    of it, and all that standing_for and spendable_points read of the caller's household: one
-    round trip. The household's facts are read whatever the policy asks (each a keyed lookup);
-    the policy then decides which count, as standing_for does."""
+    """The shop in the caller's scope (shop_readable_parameters), every item of it, and all
+    that standing_for and spendable_points read of the caller's household: one round trip.
+    The household's facts are read whatever the policy asks (each a keyed lookup); the policy
+    then decides which count, as standing_for does."""
     own = aliased(HouseholdPeriodScore, name="own")
-    served: Any = col(Shop.served_village_ids)
     latest = _latest_published(col(Household.village_id)).lateral("latest")
     items = (
         select(
@@ -692,17 +702,12 @@ def _catalog_statement() -> DriverStatement:
         )
         .where(
             col(Shop.id) == _SHOP,
-            or_(
-                _DISTRICT,
-                served.overlap(_VILLAGES),
-                col(Shop.town_id) == any_(_TOWNS),
-            ),
+            shop_readable_parameters(),
         )
     )
     return DriverStatement(
-        statement,
-        "shop_id", "district", "villages", "towns", "household_id", "day", "year", "rounds",
-    )  # fmt: skip
+        statement, "shop_id", "household_id", "day", "year", "rounds", *SCOPE_PARAMETERS
+    )
 
 
 _CATALOG = _catalog_statement()
@@ -740,16 +745,11 @@ async def list_items(
 ) -> list[dict[str, Any]]:
     """ShopItemRead's fields of each item the caller sees, from plain rows
     (app.driver.json_response)."""
-    villages = principal.village_ids(*STAFF_READ_ROLES)
-    if principal.household_village_id:
-        villages.add(principal.household_village_id)
     day = clock.today()
     row = await _CATALOG.fetchrow(
         session,
         shop_id=shop_id,
-        district=principal.is_district_admin,
-        villages=list(villages),
-        towns=list(principal.supervised_town_ids()),
+        **_readable_values(principal),
         household_id=principal.household_id,
         day=day,
         year=day.year,
