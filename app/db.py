@@ -1,8 +1,10 @@
+import json
 import uuid
 from collections.abc import AsyncIterator
 from contextvars import ContextVar
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeAlias
 
+import asyncpg
 from fastapi import Depends, Request
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import (
@@ -58,13 +60,10 @@ def create_engine(
 ) -> AsyncEngine:
     """`read_only`: the engine GET requests read through (see `get_session`), its connections
     in autocommit and refusing to write."""
-    server_settings = {"application_name": "village-points", "timezone": "UTC"}
-    if read_only:
-        # PostgreSQL itself refuses a write (or a row lock) on these connections, so a GET
-        # that ever tried one fails loudly instead of committing half of it statement by
-        # statement.
-        server_settings["default_transaction_read_only"] = "on"
-    connect_args: dict[str, Any] = {"server_settings": server_settings, "command_timeout": 30}
+    connect_args: dict[str, Any] = {
+        "server_settings": _server_settings(read_only),
+        "command_timeout": 30,
+    }
     if pgbouncer:
         # PgBouncer pools the server connections; a pool of our own would only hold on to
         # client slots.
@@ -148,3 +147,79 @@ async def driver_connection(session: AsyncSession) -> Any:
     driver = raw.driver_connection
     assert driver is not None
     return driver
+
+
+# Where a statement sent to the driver runs: a session's transaction, or a hot read's connection.
+DriverSource: TypeAlias = AsyncSession | asyncpg.Connection
+
+
+async def driver_of(source: DriverSource) -> Any:
+    """The asyncpg connection of a session (under its transaction), or `source` itself when it
+    is one already (a hot read's, `read_connection`)."""
+    return await driver_connection(source) if isinstance(source, AsyncSession) else source
+
+
+def _server_settings(read_only: bool) -> dict[str, str]:
+    settings = {"application_name": "village-points", "timezone": "UTC"}
+    if read_only:
+        # PostgreSQL itself refuses a write (or a row lock) on these connections, so a read
+        # that ever tried one fails loudly instead of committing half of it statement by
+        # statement.
+        settings["default_transaction_read_only"] = "on"
+    return settings
+
+
+async def _decode_json_as_sqlalchemy_does(connection: asyncpg.Connection) -> None:
+    # The same codecs SQLAlchemy's asyncpg dialect sets on its connections, so a statement
+    # sent to the driver reads json and jsonb alike through either pool.
+    await connection.set_type_codec(
+        "json",
+        encoder=str.encode,
+        decoder=lambda value: json.loads(value.decode()),
+        schema="pg_catalog",
+        format="binary",
+    )
+    await connection.set_type_codec(
+        "jsonb",
+        encoder=lambda value: b"\x01" + value.encode(),
+        decoder=lambda value: json.loads(value[1:].decode()),
+        schema="pg_catalog",
+        format="binary",
+    )
+
+
+async def open_read_pool(url: str, size: int) -> asyncpg.Pool:
+    """The hot reads' pool (`read_connection`): asyncpg's own, read-only and in autocommit
+    like the read engine's. Lending one of its connections costs a fraction of what a
+    SQLAlchemy session and its pool's checkout cost, which for a read of one statement was as
+    much as the statement. Connections open as they are first needed."""
+    pool: asyncpg.Pool = await asyncpg.create_pool(
+        async_url(url).replace("postgresql+asyncpg://", "postgresql://", 1),
+        min_size=0,
+        max_size=size,
+        server_settings=_server_settings(read_only=True),
+        command_timeout=30,
+        init=_decode_json_as_sqlalchemy_does,
+    )
+    return pool
+
+
+async def read_connection(request: Request) -> AsyncIterator[Any]:
+    """An asyncpg connection for a hot read of one statement (app/driver.py): from the read
+    pool, or where the app has none (behind PgBouncer; tests, whose requests run in the test's
+    transaction) the one under a session of the app's sessionmaker."""
+    reading_request.set(True)
+    try:
+        pool: asyncpg.Pool | None = getattr(request.app.state, "read_pool", None)
+        if pool is not None:
+            async with pool.acquire() as connection:
+                yield connection
+            return
+        sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+        async with sessionmaker() as session:
+            yield await driver_connection(session)
+    finally:
+        reading_request.set(False)
+
+
+ReadConnection = Annotated[Any, Depends(read_connection, scope="function")]

@@ -15,12 +15,11 @@ from fastapi import Response
 from pydantic import TypeAdapter
 from sqlalchemy import BindParameter, bindparam
 from sqlalchemy.dialects.postgresql import asyncpg
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.types import TypeEngine
 
-from app.db import driver_connection
+from app.db import DriverSource, driver_of
 
 _DIALECT = asyncpg.dialect()  # type: ignore[no-untyped-call]
 _JSON: TypeAdapter[Any] = TypeAdapter(Any)
@@ -55,9 +54,10 @@ class DriverStatement:
             raise TypeError(f"expected values for {sorted(self._runtime)}")
         return [values[name] if name in self._runtime else fixed for name, fixed in self._slots]
 
-    async def fetchrow(self, session: AsyncSession, **values: Any) -> Any:
-        """The first row (an asyncpg Record) or None, in the session's transaction."""
-        driver = await driver_connection(session)
+    async def fetchrow(self, source: DriverSource, **values: Any) -> Any:
+        """The first row (an asyncpg Record) or None: on a session (in its transaction) or on
+        a hot read's connection (app.db.read_connection)."""
+        driver = await driver_of(source)
         return await driver.fetchrow(self.sql, *self._args(values))
 
 

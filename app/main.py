@@ -12,7 +12,7 @@ from app import clock, metrics
 from app.body_limit import BodyLimit, Limit, route_limits
 from app.config import Settings, get_settings
 from app.contract import declare_problem_responses
-from app.db import create_engine, create_sessionmaker
+from app.db import create_engine, create_sessionmaker, open_read_pool
 from app.errors import (
     PROBLEM_RESPONSES,
     install_error_handlers,
@@ -75,6 +75,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
             read_engine = create_engine(url, pool_size=settings.database_pool_size, read_only=True)
             app.state.read_engine = read_engine
             app.state.read_sessionmaker = create_sessionmaker(read_engine)
+            app.state.read_pool = await open_read_pool(url, settings.database_pool_size)
         async with httpx.AsyncClient(timeout=settings.wechat_timeout_seconds) as http:
             app.state.http = http
             try:
@@ -94,6 +95,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
                 await engine.dispose()
                 if read_engine is not None:
                     await read_engine.dispose()
+                    await app.state.read_pool.close()
                 metrics.mark_process_dead()
 
     app = FastAPI(

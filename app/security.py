@@ -15,7 +15,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.config import Settings
-from app.db import SessionDep, driver_connection
+from app.db import DriverSource, ReadConnection, SessionDep, driver_of
 from app.errors import Forbidden, Unauthorized
 from app.models import Role
 
@@ -199,9 +199,10 @@ def _uuid(value: str | None) -> uuid.UUID | None:
 
 
 async def load_principal(
-    session: SessionDep, person_id: uuid.UUID, session_id: uuid.UUID
+    session: DriverSource, person_id: uuid.UUID, session_id: uuid.UUID
 ) -> Principal:
-    driver = await driver_connection(session)
+    """On a session (in its transaction) or on a hot read's asyncpg connection."""
+    driver = await driver_of(session)
     row = await driver.fetchrow(_PRINCIPAL, session_id)
     if row is None or row["person_id"] != person_id or row["revoked"]:
         raise session_ended()
@@ -277,6 +278,33 @@ async def current_principal(
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+@dataclass(frozen=True)
+class Reading:
+    """The caller of a hot read, and the asyncpg connection its one statement runs on."""
+
+    principal: Principal
+    connection: Any
+
+
+async def current_reading(
+    request: Request,
+    connection: ReadConnection,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Reading:
+    """current_principal for the villager's opening reads, on a connection of the read pool
+    rather than a session: each of those reads is one statement sent to the driver."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthorized("An access token is required.", code="auth.token_missing")
+    tokens: AccessTokens = request.app.state.access_tokens
+    claims = tokens.verify(credentials.credentials)
+    principal = await load_principal(connection, claims.person_id, claims.session_id)
+    request.state.principal_id = principal.person_id
+    return Reading(principal, connection)
+
+
+ReadingDep = Annotated[Reading, Depends(current_reading)]
 
 
 def require_roles(*roles: Role) -> Any:

@@ -24,7 +24,7 @@ from app.schemas.rules import (
     RuleTemplate,
     TemplateSummary,
 )
-from app.security import CurrentPrincipal, Principal, VillageAdmin, require_roles
+from app.security import CurrentPrincipal, Principal, ReadingDep, VillageAdmin, require_roles
 from app.services import rules as service
 from app.services.rules_export import rule_set_workbook
 
@@ -49,13 +49,13 @@ async def get_template(principal: CurrentPrincipal, code: str) -> RuleTemplate:
     "/villages/{village_id}/rules", operation_id="get_active_rules", response_model=ActiveRules
 )
 async def active_rules(
-    session: SessionDep,
-    principal: CurrentPrincipal,
+    reading: ReadingDep,
     village_id: uuid.UUID,
     on: Annotated[date | None, Query(description="Day (Asia/Shanghai); default today")] = None,
 ) -> Response:
     """The approved rules in force, grouped by category, sized for a phone."""
-    return json_response(await service.active_rules(session, principal, village_id, on))
+    rules = await service.active_rules(reading.connection, reading.principal, village_id, on)
+    return json_response(rules)
 
 
 @router.get("/villages/{village_id}/rule-sets", operation_id="list_rule_sets")

@@ -33,6 +33,7 @@ from app.security import (
     CurrentPrincipal,
     DistrictAdmin,
     Principal,
+    ReadingDep,
     VillageAdmin,
     require_roles,
 )
@@ -91,12 +92,10 @@ async def list_shops(
 @router.get(
     "/shops/{shop_id}/items", operation_id="list_shop_items", response_model=list[ShopItemRead]
 )
-async def list_items(
-    session: SessionDep, principal: CurrentPrincipal, shop_id: uuid.UUID
-) -> Response:
+async def list_items(reading: ReadingDep, shop_id: uuid.UUID) -> Response:
     """The catalog; for a villager, whether their household may redeem each item now and if
     not, why (`refusal_code`). Staff also see inactive items."""
-    return json_response(await service.list_items(session, principal, shop_id))
+    return json_response(await service.list_items(reading.connection, reading.principal, shop_id))
 
 
 @router.post(

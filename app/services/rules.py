@@ -32,6 +32,7 @@ from app.authz import (
     scope_values,
     village_scope_parameters,
 )
+from app.db import DriverSource
 from app.driver import DriverStatement, param
 from app.errors import Conflict, NotFound, Unprocessable
 from app.models import (
@@ -395,7 +396,7 @@ def _tree_of(categories: list[list[Any]] | None, items: list[list[Any]] | None) 
 
 
 async def active_rules(
-    session: AsyncSession, principal: Principal, village_id: uuid.UUID, on: date | None
+    session: DriverSource, principal: Principal, village_id: uuid.UUID, on: date | None
 ) -> dict[str, Any]:
     """ActiveRules' fields from plain rows: the policy is validated (once per distinct policy,
     policy_of), the rest are the columns as stored (app.driver.json_response)."""

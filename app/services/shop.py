@@ -44,6 +44,7 @@ from app.authz import (
     scope_values,
     village_sets,
 )
+from app.db import DriverSource
 from app.driver import DriverStatement, param
 from app.errors import Conflict, NotFound, Unprocessable
 from app.models import (
@@ -741,7 +742,7 @@ def _catalog_standing(row: Any, day: date) -> Standing:
 
 
 async def list_items(
-    session: AsyncSession, principal: Principal, shop_id: uuid.UUID
+    session: DriverSource, principal: Principal, shop_id: uuid.UUID
 ) -> list[dict[str, Any]]:
     """ShopItemRead's fields of each item the caller sees, from plain rows
     (app.driver.json_response)."""

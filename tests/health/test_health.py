@@ -89,7 +89,7 @@ async def test_gets_read_outside_a_transaction_on_connections_that_refuse_writes
         await dependency.aclose()
 
 
-async def test_a_villager_reads_through_the_read_pool_and_logs_out_through_the_other(
+async def test_a_villager_reads_through_the_read_pools_and_logs_out_through_the_other(
     settings: Settings, database_url: str
 ) -> None:
     """The served app end to end, on committed data: the GET answers from the read-only pool,
@@ -100,7 +100,10 @@ async def test_a_villager_reads_through_the_read_pool_and_logs_out_through_the_o
         )
         async with app.router.lifespan_context(app):
             async with app.state.sessionmaker() as db, db.begin():
-                person = await factories.create_person(db, await factories.create_village(db))
+                village = await factories.create_village(db)
+                person = await factories.create_person(db, village)
+                household = await factories.create_household(db, village)
+                await factories.add_member(db, household, person, is_head=True)
                 tokens = await start_login(db, settings, person.id, LoginMethod.PASSWORD)
             headers = {"Authorization": f"Bearer {tokens.access_token}"}
             transport = httpx.ASGITransport(app=app)
@@ -109,6 +112,12 @@ async def test_a_villager_reads_through_the_read_pool_and_logs_out_through_the_o
                 assert me.status_code == 200
                 assert me.json()["person"]["id"] == str(person.id)
                 assert app.state.read_engine.pool.checkedin() == 1
+                # A hot read (one statement on asyncpg's own read pool): the caller is read
+                # there too, and the village has no rules yet.
+                rules = await client.get(f"/api/v1/villages/{village.id}/rules", headers=headers)
+                assert rules.status_code == 404
+                assert rules.json()["code"] == "rules.none_in_force"
+                assert app.state.read_pool.get_size() == 1
                 assert (
                     await client.post("/api/v1/auth/logout", headers=headers)
                 ).status_code == 204
