@@ -18,10 +18,12 @@ from sqlalchemy import (
     TableValuedAlias,
     Uuid,
     bindparam,
+    case,
     column,
     func,
     literal,
     select,
+    union_all,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -229,15 +231,51 @@ def _is_spend(entry: NewEntry) -> bool:
     return entry.kind is LedgerKind.REDEMPTION and entry.counts_balance and entry.points < 0
 
 
-async def _drawn_oldest_first(
+async def _years_held(
     session: AsyncSession, village_id: uuid.UUID, entries: Sequence[NewEntry]
+) -> tuple[dict[int, bool], dict[uuid.UUID, dict[int, int]]]:
+    """The village's closed years (year → carried over) and, for each household the batch
+    spends from, its balance points per year: one statement, read under the chain lock `post`
+    holds (the close takes it too), so neither moves before the batch is written. A spend holds
+    the shop's item rows while it waits for that lock, so every round trip saved here is one
+    the shop's other counters do not wait for."""
+    closes = select(
+        literal(None, Uuid()).label("household_id"),
+        col(YearEndClose.year),
+        case((col(YearEndClose.carried_over), 1), else_=0).label("points"),
+    ).where(col(YearEndClose.village_id) == village_id)
+    spenders = {e.household_id for e in entries if _is_spend(e)}
+    statement: Any = closes
+    if spenders:
+        statement = union_all(
+            closes,
+            select(
+                col(LedgerEntry.household_id),
+                col(LedgerEntry.year),
+                func.sum(LedgerEntry.points),
+            )
+            .where(col(LedgerEntry.household_id).in_(spenders), col(LedgerEntry.counts_balance))
+            .group_by(col(LedgerEntry.household_id), col(LedgerEntry.year)),
+        )
+    closed: dict[int, bool] = {}
+    held: dict[uuid.UUID, dict[int, int]] = {}
+    for household_id, year, points in await session.execute(statement):
+        if household_id is None:
+            closed[year] = bool(points)
+        else:
+            held.setdefault(household_id, {})[year] = int(points)
+    return closed, held
+
+
+def _drawn_oldest_first(
+    entries: Sequence[NewEntry], closed: dict[int, bool], balances: dict[uuid.UUID, dict[int, int]]
 ) -> Sequence[NewEntry]:
     """Spends draw on the oldest year that still holds points first: a redemption becomes one
     entry per year it draws from, each carrying that year, so a January order before the close
     spends last year's points (the close then finds them spent) and a give-back returns them
-    to the year they came from (shop_orders._give_back). Read under the chain lock `post`
-    holds, so no other change moves the years in between; the balance's own guard still
-    refuses a spend beyond the balance.
+    to the year they came from (shop_orders._give_back). `balances` are the spenders' points
+    per year as read under the chain lock, so no other change moves the years in between; the
+    balance's own guard still refuses a spend beyond the balance.
 
     Only open years are drawn from: what closed years left (carried over, or nothing where the
     year reset) counts as the oldest open year's, so after the close a spend belongs to the
@@ -245,20 +283,13 @@ async def _drawn_oldest_first(
     that ended below zero (a correction after the close) takes its shortfall out of the next
     year first.
     """
-    spenders = {e.household_id for e in entries if _is_spend(e)}
-    if not spenders:
+    if not balances:
         return entries
-    last_closed = await session.scalar(
-        select(func.max(col(YearEndClose.year))).where(col(YearEndClose.village_id) == village_id)
-    )
-    first_open = -1 if last_closed is None else last_closed + 1
+    first_open = max(closed) + 1 if closed else -1
     held: dict[uuid.UUID, dict[int, int]] = defaultdict(lambda: defaultdict(int))
-    for household_id, year, points in await session.execute(
-        select(col(LedgerEntry.household_id), col(LedgerEntry.year), func.sum(LedgerEntry.points))
-        .where(col(LedgerEntry.household_id).in_(spenders), col(LedgerEntry.counts_balance))
-        .group_by(col(LedgerEntry.household_id), col(LedgerEntry.year))
-    ):
-        held[household_id][max(year, first_open)] += int(points)
+    for household_id, years_held in balances.items():
+        for year, points in years_held.items():
+            held[household_id][max(year, first_open)] += points
     drawn: list[NewEntry] = []
     for entry in entries:
         years = held.get(entry.household_id)
@@ -282,29 +313,17 @@ async def _drawn_oldest_first(
     return drawn
 
 
-async def _settled_into_closed_years(
-    session: AsyncSession, village_id: uuid.UUID, entries: Sequence[NewEntry]
+def _settled_into_closed_years(
+    entries: Sequence[NewEntry], closed: dict[int, bool]
 ) -> list[NewEntry]:
     """Entries into a year the village closed without carry-over, as that close would have
     left them (an order cancelled after the close, a correction or an upheld objection after
     it): what they add to the balance expires at once (an `expiry` entry follows), and what
     they take from it is not taken, since that year's balance is already gone and what is left
     belongs to a later year. Scores move as given. Years carried over, or still open, are
-    untouched. Read under the chain lock, which the close also takes."""
+    untouched. `closed` was read under the chain lock, which the close also takes."""
     years = {e.year for e in entries if e.counts_balance}
-    if not years:
-        return list(entries)
-    reset = set(
-        (
-            await session.execute(
-                select(col(YearEndClose.year)).where(
-                    col(YearEndClose.village_id) == village_id,
-                    col(YearEndClose.year).in_(years),
-                    ~col(YearEndClose.carried_over),
-                )
-            )
-        ).scalars()
-    )
+    reset = {year for year in years if year in closed and not closed[year]}
     if not reset:
         return list(entries)
     net: dict[tuple[uuid.UUID, int], int] = defaultdict(int)
@@ -415,8 +434,9 @@ async def post(
     if not entries:
         return []
     seq, prev_hash = await lock_chain(session, village_id)
-    entries = await _drawn_oldest_first(session, village_id, entries)
-    entries = await _settled_into_closed_years(session, village_id, entries)
+    closed, balances = await _years_held(session, village_id, entries)
+    entries = _drawn_oldest_first(entries, closed, balances)
+    entries = _settled_into_closed_years(entries, closed)
     now = clock.now()
     rows: list[dict[str, Any]] = []
     item_copies: dict[int, tuple[Any, ...]] = {}
