@@ -492,14 +492,19 @@ async def spendable_points(session: AsyncSession, household: Household) -> int:
     waiting for publication (a veto) has already left the balance, and what is not there cannot
     be spent: never more than the balance. Exact only under the village's chain lock (see
     shop_orders._refuse_unpublished_points)."""
+    spendable = await session.scalar(select(spendable_figure(household)))
+    return int(spendable or 0)
+
+
+def spendable_figure(household: Household) -> ColumnElement[int]:
+    """spendable_points as an expression, for a statement that reads more besides."""
     balance = (
         select(col(HouseholdBalance.balance))
         .where(col(HouseholdBalance.household_id) == household.id)
         .scalar_subquery()
     )
     hidden = ledger.unpublished_balance_points(household)
-    spendable = await session.scalar(select(func.coalesce(balance, 0) - func.greatest(hidden, 0)))
-    return int(spendable or 0)
+    return func.coalesce(balance, 0) - func.greatest(hidden, 0)
 
 
 def insufficient_points() -> Refusal:

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, select, update
+from sqlalchemy import ScalarSelect, case, exists, false, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -73,6 +73,7 @@ from app.services.shop import (
     shop_attended,
     shop_not_found,
     shop_readable,
+    spendable_figure,
     spendable_points,
 )
 from app.services.shop import standing_for as household_standing
@@ -657,18 +658,26 @@ async def scan(
     else:
         household = await _scanned_household(session, shop, scanned)
         _check_attended_village(principal, shop, household.village_id)
-        used = select(col(ShopCodeUse.nonce)).where(col(ShopCodeUse.nonce) == scanned.nonce)
-        if scanned.nonce is not None and (await session.execute(used)).first():
-            raise shop_codes.replayed()
+    # The code's use, the head's name and the spendable points in one statement: a scan is
+    # half of every redemption at the counter.
+    used = (
+        exists().where(col(ShopCodeUse.nonce) == scanned.nonce)
+        if order_read_model is None and scanned.nonce is not None
+        else false()
+    )
+    replayed, head, spendable = (
+        await session.execute(select(used, _head_name(household.id), spendable_figure(household)))
+    ).one()
+    if replayed:
+        raise shop_codes.replayed()
     standing = await household_standing(session, household, item_tiers=False)
-    head = await _head_name(session, household.id)
     refusal: Refusal | None = None if order_read_model else standing.refusal
     return ScanRead(
         kind=scanned.kind,
         household_id=household.id,
         household_number=household.number,
         head_name=notice_board_name(head),
-        balance=await spendable_points(session, household),
+        balance=int(spendable or 0),
         tier=standing.tier,
         redeemable_now=refusal is None,
         refusal_code=refusal.code if refusal else None,
@@ -678,17 +687,16 @@ async def scan(
     )
 
 
-async def _head_name(session: AsyncSession, household_id: uuid.UUID) -> str | None:
+def _head_name(household_id: uuid.UUID) -> ScalarSelect[str]:
     """The name the household goes by: its head's."""
     return (
-        await session.execute(
-            select(col(Person.name))
-            .join(HouseholdMember, col(HouseholdMember.person_id) == col(Person.id))
-            .where(col(HouseholdMember.household_id) == household_id)
-            .order_by(col(HouseholdMember.is_head).desc(), col(HouseholdMember.created_at))
-            .limit(1)
-        )
-    ).scalar_one_or_none()
+        select(col(Person.name))
+        .join(HouseholdMember, col(HouseholdMember.person_id) == col(Person.id))
+        .where(col(HouseholdMember.household_id) == household_id)
+        .order_by(col(HouseholdMember.is_head).desc(), col(HouseholdMember.created_at))
+        .limit(1)
+        .scalar_subquery()
+    )
 
 
 async def redeem_at_counter(
