@@ -165,9 +165,7 @@ async def export_for_peer(url: str, village: Village, folder: Path) -> dict[str,
     async with engine.connect() as conn:
         for name, query in queries.items():
             rows = await conn.execute(text(query), {"v": village.village_id, "s": village.shop_id})
-            files[name].write_text(
-                "".join("\t".join(_tsv(v) for v in row) + "\n" for row in rows)
-            )
+            files[name].write_text("".join("\t".join(_tsv(v) for v in row) + "\n" for row in rows))
     await engine.dispose()
     return files
 
@@ -299,8 +297,12 @@ def our_requests(village: Village, codes: int) -> dict[str, list[tuple[str, str,
             for token, home in village.villagers
         ],
         "redemption": [
-            ("POST", f"{shop}/counter-redemptions", attendants[n % ATTENDANTS],
-             _json({"code": code, **body}))
+            (
+                "POST",
+                f"{shop}/counter-redemptions",
+                attendants[n % ATTENDANTS],
+                _json({"code": code, **body}),
+            )
             for n, code in enumerate(pay[:codes])
         ],  # fmt: skip
         "scan + redemption": pairs,
@@ -314,9 +316,18 @@ def peer_requests(village: Village, codes: int) -> dict[str, list[tuple[str, str
         "ranking top-50": [("GET", f"/villages/{village.village_id}/ranking", "-", "")],
         "history": [("GET", f"/households/{h}/history", "-", "") for h in homes],
         "redemption": [
-            ("POST", "/redemptions", "-",
-             _json({"household_id": str(homes[n % len(homes)]), "item_id": str(item),
-                    "quantity": 1}))
+            (
+                "POST",
+                "/redemptions",
+                "-",
+                _json(
+                    {
+                        "household_id": str(homes[n % len(homes)]),
+                        "item_id": str(item),
+                        "quantity": 1,
+                    }
+                ),
+            )
             for n in range(codes)
         ],  # fmt: skip
     }
@@ -401,9 +412,7 @@ def report(all_results: dict[int, dict[tuple[str, str], list[wrkcpu.Run]]]) -> N
             # A scan + redemption is two requests: per redemption, twice a request's figures.
             k = 2 if op == "scan + redemption" else 1
             o_cpu = k * mean(ours, "cpu_ms")
-            o_text = (
-                f"{k * mean(ours, 'app_ms'):.2f} + {k * mean(ours, 'db_ms'):.2f} = {o_cpu:.2f}"
-            )
+            o_text = f"{k * mean(ours, 'app_ms'):.2f} + {k * mean(ours, 'db_ms'):.2f} = {o_cpu:.2f}"
             o_rate = mean(ours, "rate") / k
             if peer:
                 p_cpu = mean(peer, "cpu_ms")
@@ -412,9 +421,7 @@ def report(all_results: dict[int, dict[tuple[str, str], list[wrkcpu.Run]]]) -> N
                 p_rate = f"{mean(peer, 'rate'):.0f}"
             else:
                 p_text, ratio, p_rate = "—", "—", "—"
-            print(
-                f"| {size:,} | {op} | {o_rate:.0f} | {p_rate} | {o_text} | {p_text} | {ratio} |"
-            )
+            print(f"| {size:,} | {op} | {o_rate:.0f} | {p_rate} | {o_text} | {p_text} | {ratio} |")
 
 
 async def main_async(args: argparse.Namespace) -> None:

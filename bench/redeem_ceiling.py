@@ -114,9 +114,13 @@ async def reserved_orders(url: str, shop_id: uuid.UUID) -> list[uuid.UUID]:
     return ids
 
 
-def start(command: list[str], url: str) -> subprocess.Popen[bytes]:
+def start(command: list[str], url: str, checkout: str | None = None) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "DATABASE_URL": url}
+    if checkout is not None:
+        # The other checkout's `app` package first: `-m` puts the working folder on the path.
+        env["PYTHONPATH"] = checkout
     return subprocess.Popen(
-        ["taskset", "-c", wrkcpu.SERVER_CPU, *command], env={**os.environ, "DATABASE_URL": url},
+        ["taskset", "-c", wrkcpu.SERVER_CPU, *command], env=env, cwd=checkout,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
 
@@ -133,23 +137,30 @@ async def measure(url: str, pg_pid: int, args: argparse.Namespace) -> bool:
     shop = f"{API}/shops/{shop_id}"
     line = {"lines": [{"item_id": str(item_id), "quantity": 1}]}
     folder = Path(tempfile.mkdtemp(prefix="vp-redeem-"))
-    ceiling_port, api_port = args.port, args.port + 1
-    ceiling = start([sys.executable, str(BENCH / "ceiling.py"), "--port", str(ceiling_port)], url)
-    server = start([sys.executable, "-m", "app.cli", "serve", "--port", str(api_port)], url)
-    ceiling_url, api = f"http://127.0.0.1:{ceiling_port}", f"http://127.0.0.1:{api_port}"
+    ceiling = start([sys.executable, str(BENCH / "ceiling.py"), "--port", str(args.port)], url)
+    ceiling_url = f"http://127.0.0.1:{args.port}"
+    # This checkout's server, and with --base another checkout's on the same database.
+    servers: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
+    for n, (name, checkout) in enumerate((("ours", None), ("base", args.base))):
+        if name == "base" and checkout is None:
+            continue
+        port = args.port + 1 + n
+        command = [sys.executable, "-m", "app.cli", "serve", "--port", str(port)]
+        servers[name] = (start(command, url, checkout), f"http://127.0.0.1:{port}")
     rows: dict[str, list[wrkcpu.Run]] = {}
     try:
-        await wait_ready(api)
+        for _, base in servers.values():
+            await wait_ready(base)
         await asyncio.sleep(1)
 
         def run(name: str, url_: str, seconds: float, path: Path | None, app: int) -> None:
             profile = None
-            if args.profile and app == server.pid:
+            if args.profile and app != ceiling.pid:
                 profile = Path(args.profile) / f"{name.replace(' ', '-')}.txt"
             result = wrkcpu.wrk(url_, seconds, path, app=app, db=pg_pid, profile=profile)
             rows.setdefault(name, []).append(result)
             print(
-                f"  {name:22s} {result.rate:8.1f} req/s  p99 {result.p99_ms:7.1f} ms  "
+                f"  {name:27s} {result.rate:8.1f} req/s  p99 {result.p99_ms:7.1f} ms  "
                 f"app {result.app_ms:5.2f} + pg {result.db_ms:5.2f} ms/req  "
                 f"errors {result.errors}"
             )
@@ -158,33 +169,36 @@ async def measure(url: str, pg_pid: int, args: argparse.Namespace) -> bool:
             warm = round_ < args.warmup
             print(f"{'warm-up' if warm else 'round'} {round_ + 1 - (0 if warm else args.warmup)}")
             run("ceiling", f"{ceiling_url}/select1", args.seconds, None, ceiling.pid)
-            codes = [
-                shop_codes.pay_code(settings, shop_id, households[n % len(households)])[0]
-                for n in range(args.codes)
-            ]
-            counter = wrkcpu.requests_file(
-                folder, "counter",
-                paired(codes, f"{shop}/scans", f"{shop}/counter-redemptions", line, attendants),
-            )  # fmt: skip
-            run("counter scan+confirm", api, args.seconds, counter, server.pid)
-            orders = wrkcpu.requests_file(
-                folder, "orders",
-                (("POST", f"{shop}/orders", heads[n % len(heads)], _json(line))
-                 for n in range(args.codes)),
-            )  # fmt: skip
-            before = set(await reserved_orders(url, shop_id))
-            run("order ahead", api, 2 * args.seconds, orders, server.pid)
-            placed = [o for o in await reserved_orders(url, shop_id) if o not in before]
-            pickup_codes = [shop_codes.pickup_code(settings, shop_id, o) for o in placed]
-            pickups = wrkcpu.requests_file(
-                folder, "pickups",
-                paired(pickup_codes, f"{shop}/scans", f"{shop}/pickups", {}, attendants),
-            )  # fmt: skip
-            run("pickup scan+collect", api, args.seconds, pickups, server.pid)
+            for side, (server, api) in servers.items():
+                codes = [
+                    shop_codes.pay_code(settings, shop_id, households[n % len(households)])[0]
+                    for n in range(args.codes)
+                ]
+                counter = wrkcpu.requests_file(
+                    folder, "counter",
+                    paired(codes, f"{shop}/scans", f"{shop}/counter-redemptions", line,
+                           attendants),
+                )  # fmt: skip
+                run(f"{side} counter scan+confirm", api, args.seconds, counter, server.pid)
+                orders = wrkcpu.requests_file(
+                    folder, "orders",
+                    (("POST", f"{shop}/orders", heads[n % len(heads)], _json(line))
+                     for n in range(args.codes)),
+                )  # fmt: skip
+                before = set(await reserved_orders(url, shop_id))
+                run(f"{side} order ahead", api, 2 * args.seconds, orders, server.pid)
+                placed = [o for o in await reserved_orders(url, shop_id) if o not in before]
+                pickup_codes = [shop_codes.pickup_code(settings, shop_id, o) for o in placed]
+                pickups = wrkcpu.requests_file(
+                    folder, "pickups",
+                    paired(pickup_codes, f"{shop}/scans", f"{shop}/pickups", {}, attendants),
+                )  # fmt: skip
+                run(f"{side} pickup scan+collect", api, args.seconds, pickups, server.pid)
             if warm:
                 rows.clear()
     finally:
-        stop(server)
+        for server, _ in servers.values():
+            stop(server)
         stop(ceiling)
 
     def mean(name: str, attr: str) -> float:
@@ -193,19 +207,28 @@ async def measure(url: str, pg_pid: int, args: argparse.Namespace) -> bool:
 
     ceiling_rate = mean("ceiling", "rate")
     ceiling_cpu = mean("ceiling", "cpu_ms")
-    counter_s = 2 / mean("counter scan+confirm", "rate")
-    counter_cpu = 2 * mean("counter scan+confirm", "cpu_ms")
-    ahead_s = 1 / mean("order ahead", "rate") + 2 / mean("pickup scan+collect", "rate")
-    ahead_cpu = mean("order ahead", "cpu_ms") + 2 * mean("pickup scan+collect", "cpu_ms")
-    print(f"\nmean of {args.rounds} rounds; ceiling {ceiling_rate:.0f} req/s, {ceiling_cpu:.2f} ms CPU")
-    for name, seconds, cpu in (
-        ("counter redemption", counter_s, counter_cpu),
-        ("order + pickup", ahead_s, ahead_cpu),
-    ):
-        print(
-            f"  {name:20s} {1 / seconds:7.1f} redemptions/s = {1 / seconds / ceiling_rate:.3f}× the "
-            f"ceiling; CPU {cpu:.2f} ms (app+pg) = {cpu / ceiling_cpu:.1f} select-1 requests"
+    print(
+        f"\nmean of {args.rounds} rounds; ceiling {ceiling_rate:.0f} req/s, "
+        f"{ceiling_cpu:.2f} ms CPU (app+pg) per request"
+    )
+    for side in servers:
+        counter_s = 2 / mean(f"{side} counter scan+confirm", "rate")
+        counter_cpu = 2 * mean(f"{side} counter scan+confirm", "cpu_ms")
+        ahead_s = 1 / mean(f"{side} order ahead", "rate") + 2 / mean(
+            f"{side} pickup scan+collect", "rate"
         )
+        ahead_cpu = mean(f"{side} order ahead", "cpu_ms") + 2 * mean(
+            f"{side} pickup scan+collect", "cpu_ms"
+        )
+        for name, seconds, cpu in (
+            ("counter redemption", counter_s, counter_cpu),
+            ("order + pickup", ahead_s, ahead_cpu),
+        ):
+            print(
+                f"  {side} {name:20s} {1 / seconds:7.1f} redemptions/s = "
+                f"{1 / seconds / ceiling_rate:.3f}× the ceiling; CPU {cpu:.2f} ms (app+pg) = "
+                f"{cpu / ceiling_cpu:.1f} select-1 requests"
+            )
     return await check(url, shop_id, item_id)
 
 
@@ -225,7 +248,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--codes", type=int, default=6000, help="requests prepared per run")
     parser.add_argument("--profile", help="a folder: py-spy records the API in each run there")
-    parser.add_argument("--port", type=int, default=8330, help="the ceiling's; the API's is +1")
+    parser.add_argument(
+        "--base", help="another checkout (say /work/main) served beside, same rounds and data"
+    )
+    parser.add_argument(
+        "--port", type=int, default=8330, help="the ceiling's; the API's +1, the base's +2"
+    )
     args = parser.parse_args()
     if not asyncio.run(main_async(args)):
         sys.exit("the shop was left inconsistent: see 'afterwards' above")

@@ -17,6 +17,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,6 +89,19 @@ def pin(pid: int, cpu: str = SERVER_CPU) -> None:
         subprocess.run(["taskset", "-a", "-p", "-c", cpu, str(p)], capture_output=True, check=False)
 
 
+def settle(pid: int, timeout: float = 60) -> None:
+    """Wait until the server has used no CPU for half a second: the previous run's requests
+    are done and none of their work counts in the next."""
+    deadline = time.monotonic() + timeout
+    last = ticks(children(pid))
+    quiet = 0
+    while quiet < 2 and time.monotonic() < deadline:
+        time.sleep(0.25)
+        now = ticks(children(pid))
+        quiet = quiet + 1 if now == last else 0
+        last = now
+
+
 @dataclass
 class Run:
     rate: float
@@ -128,18 +142,22 @@ def wrk(
         command += ["-s", str(requests.parent / "req.lua"), url, "--", str(requests)]
     else:
         command.append(url)
+    settle(app)
     app0, db0 = ticks(children(app)), ticks(children(db))
     profiler = None
     if profile is not None:
         profiler = subprocess.Popen(
-            [str(Path(sys.executable).parent / "py-spy"), "record", "-r", "200", "-f", "raw", "-o", str(profile), "-p", str(app),
-             "-d", str(round(seconds))],
+            [str(Path(sys.executable).parent / "py-spy"), "record", "-r", "200", "-f", "raw",
+             "-o", str(profile), "-p", str(app), "-d", str(round(seconds))],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    app1, db1 = ticks(children(app)), ticks(children(db))
     if profiler is not None:
         profiler.wait()
+    # The requests still in flight when wrk stops (one per connection) are answered to no one,
+    # but worked on all the same: their CPU is counted once the server is idle, and they are.
+    settle(app)
+    app1, db1 = ticks(children(app)), ticks(children(db))
     errors = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", out))
     errors += sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
     n = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
@@ -148,8 +166,8 @@ def wrk(
         p99_ms=_ms(re.search(r"99%\s+(\S+)", out).group(1)),  # type: ignore[union-attr]
         requests=n,
         errors=errors,
-        app_ms=1000 * (app1 - app0) / HZ / max(n, 1),
-        db_ms=1000 * (db1 - db0) / HZ / max(n, 1),
+        app_ms=1000 * (app1 - app0) / HZ / (n + connections),
+        db_ms=1000 * (db1 - db0) / HZ / (n + connections),
     )
 
 
