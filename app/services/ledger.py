@@ -140,9 +140,14 @@ def _batch(name: str, **columns: tuple[TypeEngine[Any], list[Any]]) -> TableValu
 
 
 async def _apply_summaries(
-    session: AsyncSession, village_id: uuid.UUID, rows: list[dict[str, Any]]
+    session: AsyncSession,
+    village_id: uuid.UUID,
+    rows: list[dict[str, Any]],
+    *,
+    spend_published_only: bool = False,
 ) -> None:
-    """Move balances and year scores by the batch's sums, refusing any balance below zero."""
+    """Move balances and year scores by the batch's sums, refusing any balance below zero
+    (with `spend_published_only`, any spendable figure below zero: see `post`)."""
     balance_delta: dict[uuid.UUID, int] = defaultdict(int)
     score_delta: dict[tuple[uuid.UUID, int], int] = defaultdict(int)
     period_delta: dict[tuple[uuid.UUID, uuid.UUID], int] = defaultdict(int)
@@ -176,11 +181,23 @@ async def _apply_summaries(
         batch = _batch(
             "spends", household_id=(Uuid(), list(spends)), delta=(Integer(), list(spends.values()))
         )
+        left = col(HouseholdBalance.balance) + batch.c.delta
+        if spend_published_only:
+            hidden = (
+                select(func.coalesce(func.sum(col(LedgerEntry.points)), 0))
+                .where(
+                    col(LedgerEntry.household_id) == col(HouseholdBalance.household_id),
+                    col(LedgerEntry.counts_balance),
+                    _unpublished_result(village_id),
+                )
+                .scalar_subquery()
+            )
+            left = left - func.greatest(hidden, 0)
         moved = await session.execute(
             update(HouseholdBalance)
             .where(
                 col(HouseholdBalance.household_id) == batch.c.household_id,
-                col(HouseholdBalance.balance) + batch.c.delta >= 0,
+                left >= 0,
             )
             .values(balance=col(HouseholdBalance.balance) + batch.c.delta)
             .returning(col(HouseholdBalance.household_id))
@@ -427,10 +444,20 @@ async def lock_chain(session: AsyncSession, village_id: uuid.UUID) -> tuple[int,
 
 
 async def post(
-    session: AsyncSession, village_id: uuid.UUID, entries: Sequence[NewEntry]
+    session: AsyncSession,
+    village_id: uuid.UUID,
+    entries: Sequence[NewEntry],
+    *,
+    spend_published_only: bool = False,
 ) -> list[dict[str, Any]]:
     """Append entries to the village's chain and move its summaries, all in the caller's
-    transaction. Returns the rows as written."""
+    transaction. Returns the rows as written.
+
+    `spend_published_only` (a redemption): a spend is refused unless the points of periods
+    approved but not yet published (公示) stay out of it, that is unless the household's
+    spendable figure (shop.spendable_points) stays at or above zero. Checked in the statement
+    that moves the balance, under the chain lock taken here: a period is approved, and its
+    points posted, only by a transaction holding that same lock."""
     if not entries:
         return []
     seq, prev_hash = await lock_chain(session, village_id)
@@ -476,7 +503,7 @@ async def post(
                 "created_at": now,
             }
         )
-    await _apply_summaries(session, village_id, rows)
+    await _apply_summaries(session, village_id, rows, spend_published_only=spend_published_only)
     last_hash = await _copy_entries(session, rows, prev_hash)
     await session.execute(
         update(LedgerChain)

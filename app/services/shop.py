@@ -490,8 +490,8 @@ async def spendable_points(session: AsyncSession, household: Household) -> int:
     """The balance less the points of periods approved but not yet published: a villager does
     not see those yet (ledger.sees_unpublished), so they cannot spend them either. A deduction
     waiting for publication (a veto) has already left the balance, and what is not there cannot
-    be spent: never more than the balance. Exact only under the village's chain lock (see
-    shop_orders._refuse_unpublished_points)."""
+    be spent: never more than the balance. Exact only under the village's chain lock (a
+    redemption checks it there: ledger.post's spend_published_only)."""
     spendable = await session.scalar(select(spendable_figure(household)))
     return int(spendable or 0)
 

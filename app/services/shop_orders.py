@@ -74,7 +74,6 @@ from app.services.shop import (
     shop_not_found,
     shop_readable,
     spendable_figure,
-    spendable_points,
 )
 from app.services.shop import standing_for as household_standing
 from app.timeutil import wechat_time
@@ -169,30 +168,19 @@ async def _redeem(
         await _take_allowance(session, household.id, item, wanted[item.id], order.round_key)
         await _take_item(session, item, wanted[item.id])
     if order.spends_balance:
+        # Points of a period approved but not yet published (公示) are not the household's to
+        # spend yet: a villager does not see them (ledger.sees_unpublished). Checked as the
+        # balance moves, under the village's chain lock, which approval and corrections take
+        # too. The one change that needs no chain lock, publication, only turns unpublished
+        # points into spendable ones: racing it, an order is at worst refused points published
+        # an instant ago, never allowed unpublished ones.
         await ledger.post(
             session,
             household.village_id,
             [_entry(order, LedgerKind.REDEMPTION, -order.points, actor, "积分兑换")],
+            spend_published_only=True,
         )
-        await _refuse_unpublished_points(session, household)
     return order, order_lines
-
-
-async def _refuse_unpublished_points(session: AsyncSession, household: Household) -> None:
-    """Refuse a spend that needed points of a period approved but not yet published (公示):
-    checked once the points are spent, the spendable figure must not have gone below zero (the
-    redemption itself belongs to no period), and refusing rolls the whole order back.
-
-    Race-free because ledger.post has just taken the village's chain lock, held to the commit
-    (the chain last, as the lock order wants; checking after the post saves taking it twice):
-    the balance moves only through ledger.post, and a period is approved, its entries posted or
-    an entry corrected only by a transaction holding that same lock, so neither figure can
-    change before this transaction commits. The one change that needs no chain lock,
-    publication, only turns unpublished points into spendable ones: racing it, an order is at
-    worst refused points published an instant ago, never allowed unpublished ones.
-    """
-    if await spendable_points(session, household) < 0:
-        raise ledger.insufficient_balance()
 
 
 async def _take_item(session: AsyncSession, item: ShopItem, quantity: int) -> None:
