@@ -28,7 +28,7 @@ from sqlmodel import col
 
 from app import clock
 from app.config import Settings
-from app.errors import Conflict, Forbidden, NotFound, Unprocessable
+from app.errors import AppError, Conflict, Forbidden, NotFound, Unprocessable
 from app.models import (
     Household,
     HouseholdCard,
@@ -592,11 +592,41 @@ async def issue_pay_code(
 # The counter's side
 
 
+async def _counter_code(
+    session: AsyncSession, settings: Settings, principal: Principal, shop_id: uuid.UUID, code: str
+) -> tuple[Shop, shop_codes.ScannedCode, Household | None]:
+    """The shop whose counter the caller serves, the code read for it, and the household the
+    code names (None for a pickup code, or a household that does not exist): shop and
+    household in one statement, half of them at every redemption. A missing shop is refused
+    before the code, as when the shop was read alone first."""
+    refused: AppError | None = None
+    scanned: shop_codes.ScannedCode | None = None
+    try:
+        scanned = shop_codes.read_code(settings, code, shop_id)
+    except AppError as exc:
+        refused = exc
+    household_id = scanned.household_id if scanned is not None else None
+    row = (
+        await session.execute(
+            select(Shop, Household)
+            .outerjoin(Household, col(Household.id) == household_id)
+            .where(col(Shop.id) == shop_id, shop_attended(principal))
+        )
+    ).first()
+    if row is None:
+        raise shop_not_found()
+    if refused is not None:
+        raise refused
+    assert scanned is not None
+    return row[0], scanned, row[1]
+
+
 async def _scanned_household(
-    session: AsyncSession, shop: Shop, scanned: shop_codes.ScannedCode
+    session: AsyncSession,
+    shop: Shop,
+    scanned: shop_codes.ScannedCode,
+    household: Household | None,
 ) -> Household:
-    assert scanned.household_id is not None
-    household = await session.get(Household, scanned.household_id)
     if household is None:
         raise shop_codes.forged()
     if household.village_id not in shop.served_village_ids:
@@ -628,8 +658,7 @@ async def scan(
     code: str,
 ) -> ScanRead:
     """Who the code belongs to, for the attendant to check; nothing is spent."""
-    shop = await get_shop(session, shop_id, shop_attended(principal))
-    scanned = shop_codes.read_code(settings, code, shop.id)
+    shop, scanned, named = await _counter_code(session, settings, principal, shop_id, code)
     order_read_model = None
     if scanned.kind is CodeKind.PICKUP:
         order = await session.get(ShopOrder, scanned.order_id)
@@ -644,7 +673,7 @@ async def scan(
         assert household is not None
         order_read_model = await order_read(session, settings, order)
     else:
-        household = await _scanned_household(session, shop, scanned)
+        household = await _scanned_household(session, shop, scanned, named)
         _check_attended_village(principal, shop, household.village_id)
     # The code's use, the head's name and the spendable points in one statement: a scan is
     # half of every redemption at the counter.
@@ -694,8 +723,7 @@ async def redeem_at_counter(
     shop_id: uuid.UUID,
     data: CounterRedemptionCreate,
 ) -> tuple[ShopOrder, list[ShopOrderLine]]:
-    shop = await get_shop(session, shop_id, shop_attended(principal))
-    scanned = shop_codes.read_code(settings, data.code, shop.id)
+    shop, scanned, named = await _counter_code(session, settings, principal, shop_id, data.code)
     if scanned.kind is CodeKind.PICKUP:
         raise Unprocessable(
             "A pickup code is collected, not redeemed at the counter.",
@@ -708,7 +736,7 @@ async def redeem_at_counter(
             code="shop.identity_not_checked",
             title="使用积分卡须核验身份",
         )
-    household = await _scanned_household(session, shop, scanned)
+    household = await _scanned_household(session, shop, scanned, named)
     _check_attended_village(principal, shop, household.village_id)
     order_id = uuid.uuid4()
     if scanned.nonce is not None:
