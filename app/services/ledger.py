@@ -17,6 +17,7 @@ from sqlalchemy import (
     Subquery,
     TableValuedAlias,
     Uuid,
+    any_,
     bindparam,
     case,
     column,
@@ -193,10 +194,15 @@ async def _apply_summaries(
                 .scalar_subquery()
             )
             left = left - func.greatest(hidden, 0)
+        # The spenders' keys besides the join: with the spendable figure's subquery in the
+        # filter, the generic plan otherwise hashes every balance row of the county, under
+        # the item and chain locks.
+        spenders = bindparam(None, list(spends), type_=ARRAY(Uuid()))
         moved = await session.execute(
             update(HouseholdBalance)
             .where(
                 col(HouseholdBalance.household_id) == batch.c.household_id,
+                col(HouseholdBalance.household_id) == any_(spenders),
                 left >= 0,
             )
             .values(balance=col(HouseholdBalance.balance) + batch.c.delta)
