@@ -203,7 +203,8 @@ async def measure(url: str, pg_pid: int, args: argparse.Namespace) -> bool:
 
     def mean(name: str, attr: str) -> float:
         values = [getattr(r, attr) for r in rows[name]]
-        return sum(values) / len(values)
+        # A run too short for any answer (a cold server) gives no rate, not a division error.
+        return max(sum(values) / len(values), 1e-9)
 
     ceiling_rate = mean("ceiling", "rate")
     ceiling_cpu = mean("ceiling", "cpu_ms")

@@ -14,6 +14,7 @@ single-use code is sent once as long as the file holds more lines than the run s
 import contextlib
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -183,4 +184,5 @@ def embedded_postgres() -> Iterator[tuple[str, int]]:
         pin(pid)
         yield url, pid
     finally:
-        del holder
+        holder.cleanup()
+        shutil.rmtree(folder, ignore_errors=True)
