@@ -17,11 +17,14 @@ from sqlalchemy import (
     Subquery,
     TableValuedAlias,
     Uuid,
+    any_,
     bindparam,
+    case,
     column,
     func,
     literal,
     select,
+    union_all,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -138,9 +141,14 @@ def _batch(name: str, **columns: tuple[TypeEngine[Any], list[Any]]) -> TableValu
 
 
 async def _apply_summaries(
-    session: AsyncSession, village_id: uuid.UUID, rows: list[dict[str, Any]]
+    session: AsyncSession,
+    village_id: uuid.UUID,
+    rows: list[dict[str, Any]],
+    *,
+    spend_published_only: bool = False,
 ) -> None:
-    """Move balances and year scores by the batch's sums, refusing any balance below zero."""
+    """Move balances and year scores by the batch's sums, refusing any balance below zero
+    (with `spend_published_only`, any spendable figure below zero: see `post`)."""
     balance_delta: dict[uuid.UUID, int] = defaultdict(int)
     score_delta: dict[tuple[uuid.UUID, int], int] = defaultdict(int)
     period_delta: dict[tuple[uuid.UUID, uuid.UUID], int] = defaultdict(int)
@@ -174,11 +182,28 @@ async def _apply_summaries(
         batch = _batch(
             "spends", household_id=(Uuid(), list(spends)), delta=(Integer(), list(spends.values()))
         )
+        left = col(HouseholdBalance.balance) + batch.c.delta
+        if spend_published_only:
+            hidden = (
+                select(func.coalesce(func.sum(col(LedgerEntry.points)), 0))
+                .where(
+                    col(LedgerEntry.household_id) == col(HouseholdBalance.household_id),
+                    col(LedgerEntry.counts_balance),
+                    _unpublished_result(village_id),
+                )
+                .scalar_subquery()
+            )
+            left = left - func.greatest(hidden, 0)
+        # The spenders' keys besides the join: with the spendable figure's subquery in the
+        # filter, the generic plan otherwise hashes every balance row of the county, under
+        # the item and chain locks.
+        spenders = bindparam(None, list(spends), type_=ARRAY(Uuid()))
         moved = await session.execute(
             update(HouseholdBalance)
             .where(
                 col(HouseholdBalance.household_id) == batch.c.household_id,
-                col(HouseholdBalance.balance) + batch.c.delta >= 0,
+                col(HouseholdBalance.household_id) == any_(spenders),
+                left >= 0,
             )
             .values(balance=col(HouseholdBalance.balance) + batch.c.delta)
             .returning(col(HouseholdBalance.household_id))
@@ -229,15 +254,51 @@ def _is_spend(entry: NewEntry) -> bool:
     return entry.kind is LedgerKind.REDEMPTION and entry.counts_balance and entry.points < 0
 
 
-async def _drawn_oldest_first(
+async def _years_held(
     session: AsyncSession, village_id: uuid.UUID, entries: Sequence[NewEntry]
+) -> tuple[dict[int, bool], dict[uuid.UUID, dict[int, int]]]:
+    """The village's closed years (year → carried over) and, for each household the batch
+    spends from, its balance points per year: one statement, read under the chain lock `post`
+    holds (the close takes it too), so neither moves before the batch is written. A spend holds
+    the shop's item rows while it waits for that lock, so every round trip saved here is one
+    the shop's other counters do not wait for."""
+    closes = select(
+        literal(None, Uuid()).label("household_id"),
+        col(YearEndClose.year),
+        case((col(YearEndClose.carried_over), 1), else_=0).label("points"),
+    ).where(col(YearEndClose.village_id) == village_id)
+    spenders = {e.household_id for e in entries if _is_spend(e)}
+    statement: Any = closes
+    if spenders:
+        statement = union_all(
+            closes,
+            select(
+                col(LedgerEntry.household_id),
+                col(LedgerEntry.year),
+                func.sum(LedgerEntry.points),
+            )
+            .where(col(LedgerEntry.household_id).in_(spenders), col(LedgerEntry.counts_balance))
+            .group_by(col(LedgerEntry.household_id), col(LedgerEntry.year)),
+        )
+    closed: dict[int, bool] = {}
+    held: dict[uuid.UUID, dict[int, int]] = {}
+    for household_id, year, points in await session.execute(statement):
+        if household_id is None:
+            closed[year] = bool(points)
+        else:
+            held.setdefault(household_id, {})[year] = int(points)
+    return closed, held
+
+
+def _drawn_oldest_first(
+    entries: Sequence[NewEntry], closed: dict[int, bool], balances: dict[uuid.UUID, dict[int, int]]
 ) -> Sequence[NewEntry]:
     """Spends draw on the oldest year that still holds points first: a redemption becomes one
     entry per year it draws from, each carrying that year, so a January order before the close
     spends last year's points (the close then finds them spent) and a give-back returns them
-    to the year they came from (shop_orders._give_back). Read under the chain lock `post`
-    holds, so no other change moves the years in between; the balance's own guard still
-    refuses a spend beyond the balance.
+    to the year they came from (shop_orders._give_back). `balances` are the spenders' points
+    per year as read under the chain lock, so no other change moves the years in between; the
+    balance's own guard still refuses a spend beyond the balance.
 
     Only open years are drawn from: what closed years left (carried over, or nothing where the
     year reset) counts as the oldest open year's, so after the close a spend belongs to the
@@ -245,20 +306,13 @@ async def _drawn_oldest_first(
     that ended below zero (a correction after the close) takes its shortfall out of the next
     year first.
     """
-    spenders = {e.household_id for e in entries if _is_spend(e)}
-    if not spenders:
+    if not balances:
         return entries
-    last_closed = await session.scalar(
-        select(func.max(col(YearEndClose.year))).where(col(YearEndClose.village_id) == village_id)
-    )
-    first_open = -1 if last_closed is None else last_closed + 1
+    first_open = max(closed) + 1 if closed else -1
     held: dict[uuid.UUID, dict[int, int]] = defaultdict(lambda: defaultdict(int))
-    for household_id, year, points in await session.execute(
-        select(col(LedgerEntry.household_id), col(LedgerEntry.year), func.sum(LedgerEntry.points))
-        .where(col(LedgerEntry.household_id).in_(spenders), col(LedgerEntry.counts_balance))
-        .group_by(col(LedgerEntry.household_id), col(LedgerEntry.year))
-    ):
-        held[household_id][max(year, first_open)] += int(points)
+    for household_id, years_held in balances.items():
+        for year, points in years_held.items():
+            held[household_id][max(year, first_open)] += points
     drawn: list[NewEntry] = []
     for entry in entries:
         years = held.get(entry.household_id)
@@ -282,29 +336,17 @@ async def _drawn_oldest_first(
     return drawn
 
 
-async def _settled_into_closed_years(
-    session: AsyncSession, village_id: uuid.UUID, entries: Sequence[NewEntry]
+def _settled_into_closed_years(
+    entries: Sequence[NewEntry], closed: dict[int, bool]
 ) -> list[NewEntry]:
     """Entries into a year the village closed without carry-over, as that close would have
     left them (an order cancelled after the close, a correction or an upheld objection after
     it): what they add to the balance expires at once (an `expiry` entry follows), and what
     they take from it is not taken, since that year's balance is already gone and what is left
     belongs to a later year. Scores move as given. Years carried over, or still open, are
-    untouched. Read under the chain lock, which the close also takes."""
+    untouched. `closed` was read under the chain lock, which the close also takes."""
     years = {e.year for e in entries if e.counts_balance}
-    if not years:
-        return list(entries)
-    reset = set(
-        (
-            await session.execute(
-                select(col(YearEndClose.year)).where(
-                    col(YearEndClose.village_id) == village_id,
-                    col(YearEndClose.year).in_(years),
-                    ~col(YearEndClose.carried_over),
-                )
-            )
-        ).scalars()
-    )
+    reset = {year for year in years if year in closed and not closed[year]}
     if not reset:
         return list(entries)
     net: dict[tuple[uuid.UUID, int], int] = defaultdict(int)
@@ -408,15 +450,26 @@ async def lock_chain(session: AsyncSession, village_id: uuid.UUID) -> tuple[int,
 
 
 async def post(
-    session: AsyncSession, village_id: uuid.UUID, entries: Sequence[NewEntry]
+    session: AsyncSession,
+    village_id: uuid.UUID,
+    entries: Sequence[NewEntry],
+    *,
+    spend_published_only: bool = False,
 ) -> list[dict[str, Any]]:
     """Append entries to the village's chain and move its summaries, all in the caller's
-    transaction. Returns the rows as written."""
+    transaction. Returns the rows as written.
+
+    `spend_published_only` (a redemption): a spend is refused unless the points of periods
+    approved but not yet published (公示) stay out of it, that is unless the household's
+    spendable figure (shop.spendable_points) stays at or above zero. Checked in the statement
+    that moves the balance, under the chain lock taken here: a period is approved, and its
+    points posted, only by a transaction holding that same lock."""
     if not entries:
         return []
     seq, prev_hash = await lock_chain(session, village_id)
-    entries = await _drawn_oldest_first(session, village_id, entries)
-    entries = await _settled_into_closed_years(session, village_id, entries)
+    closed, balances = await _years_held(session, village_id, entries)
+    entries = _drawn_oldest_first(entries, closed, balances)
+    entries = _settled_into_closed_years(entries, closed)
     now = clock.now()
     rows: list[dict[str, Any]] = []
     item_copies: dict[int, tuple[Any, ...]] = {}
@@ -456,7 +509,7 @@ async def post(
                 "created_at": now,
             }
         )
-    await _apply_summaries(session, village_id, rows)
+    await _apply_summaries(session, village_id, rows, spend_published_only=spend_published_only)
     last_hash = await _copy_entries(session, rows, prev_hash)
     await session.execute(
         update(LedgerChain)

@@ -581,15 +581,15 @@ async def spendable_points(session: AsyncSession, household: Household) -> int:
     """The balance less the points of periods approved but not yet published: a villager does
     not see those yet (ledger.sees_unpublished), so they cannot spend them either. A deduction
     waiting for publication (a veto) has already left the balance, and what is not there cannot
-    be spent: never more than the balance. Exact only under the village's chain lock (see
-    shop_orders._refuse_unpublished_points)."""
-    spendable = await session.scalar(select(_spendable(household)))
+    be spent: never more than the balance. Exact only under the village's chain lock (a
+    redemption checks it there: ledger.post's spend_published_only)."""
+    spendable = await session.scalar(select(spendable_figure(household)))
     return int(spendable or 0)
 
 
-def _spendable(household: Household) -> ColumnElement[int]:
+def spendable_figure(household: Household) -> ColumnElement[int]:
     """spendable_points as an expression of the household's id and village (a row in hand, or
-    the household's columns in an enclosing statement)."""
+    the household's columns in an enclosing statement that reads more besides)."""
     balance = (
         select(col(HouseholdBalance.balance))
         .where(col(HouseholdBalance.household_id) == household.id)
@@ -692,7 +692,7 @@ def _catalog_statement() -> DriverStatement:
             group_rank.label("group_rank"),
             vetoed_year.label("vetoed_year"),
             rounds.label("rounds"),
-            _spendable(Household).label("spendable"),  # type: ignore[arg-type]
+            spendable_figure(Household).label("spendable"),  # type: ignore[arg-type]
         )
         .select_from(Shop)
         .outerjoin(Household, col(Household.id) == _HOUSEHOLD)

@@ -21,14 +21,14 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, select, update
+from sqlalchemy import ScalarSelect, case, exists, false, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app import clock
 from app.config import Settings
-from app.errors import Conflict, Forbidden, NotFound, Unprocessable
+from app.errors import AppError, Conflict, Forbidden, NotFound, Unprocessable
 from app.models import (
     Household,
     HouseholdCard,
@@ -73,7 +73,7 @@ from app.services.shop import (
     shop_attended,
     shop_not_found,
     shop_readable,
-    spendable_points,
+    spendable_figure,
 )
 from app.services.shop import standing_for as household_standing
 from app.timeutil import wechat_time
@@ -168,30 +168,19 @@ async def _redeem(
         await _take_allowance(session, household.id, item, wanted[item.id], order.round_key)
         await _take_item(session, item, wanted[item.id])
     if order.spends_balance:
+        # Points of a period approved but not yet published (公示) are not the household's to
+        # spend yet: a villager does not see them (ledger.sees_unpublished). Checked as the
+        # balance moves, under the village's chain lock, which approval and corrections take
+        # too. The one change that needs no chain lock, publication, only turns unpublished
+        # points into spendable ones: racing it, an order is at worst refused points published
+        # an instant ago, never allowed unpublished ones.
         await ledger.post(
             session,
             household.village_id,
             [_entry(order, LedgerKind.REDEMPTION, -order.points, actor, "积分兑换")],
+            spend_published_only=True,
         )
-        await _refuse_unpublished_points(session, household)
     return order, order_lines
-
-
-async def _refuse_unpublished_points(session: AsyncSession, household: Household) -> None:
-    """Refuse a spend that needed points of a period approved but not yet published (公示):
-    checked once the points are spent, the spendable figure must not have gone below zero (the
-    redemption itself belongs to no period), and refusing rolls the whole order back.
-
-    Race-free because ledger.post has just taken the village's chain lock, held to the commit
-    (the chain last, as the lock order wants; checking after the post saves taking it twice):
-    the balance moves only through ledger.post, and a period is approved, its entries posted or
-    an entry corrected only by a transaction holding that same lock, so neither figure can
-    change before this transaction commits. The one change that needs no chain lock,
-    publication, only turns unpublished points into spendable ones: racing it, an order is at
-    worst refused points published an instant ago, never allowed unpublished ones.
-    """
-    if await spendable_points(session, household) < 0:
-        raise ledger.insufficient_balance()
 
 
 async def _take_item(session: AsyncSession, item: ShopItem, quantity: int) -> None:
@@ -603,11 +592,41 @@ async def issue_pay_code(
 # The counter's side
 
 
+async def _counter_code(
+    session: AsyncSession, settings: Settings, principal: Principal, shop_id: uuid.UUID, code: str
+) -> tuple[Shop, shop_codes.ScannedCode, Household | None]:
+    """The shop whose counter the caller serves, the code read for it, and the household the
+    code names (None for a pickup code, or a household that does not exist): shop and
+    household in one statement, half of them at every redemption. A missing shop is refused
+    before the code, as when the shop was read alone first."""
+    refused: AppError | None = None
+    scanned: shop_codes.ScannedCode | None = None
+    try:
+        scanned = shop_codes.read_code(settings, code, shop_id)
+    except AppError as exc:
+        refused = exc
+    household_id = scanned.household_id if scanned is not None else None
+    row = (
+        await session.execute(
+            select(Shop, Household)
+            .outerjoin(Household, col(Household.id) == household_id)
+            .where(col(Shop.id) == shop_id, shop_attended(principal))
+        )
+    ).first()
+    if row is None:
+        raise shop_not_found()
+    if refused is not None:
+        raise refused
+    assert scanned is not None
+    return row[0], scanned, row[1]
+
+
 async def _scanned_household(
-    session: AsyncSession, shop: Shop, scanned: shop_codes.ScannedCode
+    session: AsyncSession,
+    shop: Shop,
+    scanned: shop_codes.ScannedCode,
+    household: Household | None,
 ) -> Household:
-    assert scanned.household_id is not None
-    household = await session.get(Household, scanned.household_id)
     if household is None:
         raise shop_codes.forged()
     if household.village_id not in shop.served_village_ids:
@@ -639,8 +658,7 @@ async def scan(
     code: str,
 ) -> ScanRead:
     """Who the code belongs to, for the attendant to check; nothing is spent."""
-    shop = await get_shop(session, shop_id, shop_attended(principal))
-    scanned = shop_codes.read_code(settings, code, shop.id)
+    shop, scanned, named = await _counter_code(session, settings, principal, shop_id, code)
     order_read_model = None
     if scanned.kind is CodeKind.PICKUP:
         order = await session.get(ShopOrder, scanned.order_id)
@@ -655,20 +673,28 @@ async def scan(
         assert household is not None
         order_read_model = await order_read(session, settings, order)
     else:
-        household = await _scanned_household(session, shop, scanned)
+        household = await _scanned_household(session, shop, scanned, named)
         _check_attended_village(principal, shop, household.village_id)
-        used = select(col(ShopCodeUse.nonce)).where(col(ShopCodeUse.nonce) == scanned.nonce)
-        if scanned.nonce is not None and (await session.execute(used)).first():
-            raise shop_codes.replayed()
+    # The code's use, the head's name and the spendable points in one statement: a scan is
+    # half of every redemption at the counter.
+    used = (
+        exists().where(col(ShopCodeUse.nonce) == scanned.nonce)
+        if order_read_model is None and scanned.nonce is not None
+        else false()
+    )
+    replayed, head, spendable = (
+        await session.execute(select(used, _head_name(household.id), spendable_figure(household)))
+    ).one()
+    if replayed:
+        raise shop_codes.replayed()
     standing = await household_standing(session, household, item_tiers=False)
-    head = await _head_name(session, household.id)
     refusal: Refusal | None = None if order_read_model else standing.refusal
     return ScanRead(
         kind=scanned.kind,
         household_id=household.id,
         household_number=household.number,
         head_name=notice_board_name(head),
-        balance=await spendable_points(session, household),
+        balance=int(spendable or 0),
         tier=standing.tier,
         redeemable_now=refusal is None,
         refusal_code=refusal.code if refusal else None,
@@ -678,17 +704,16 @@ async def scan(
     )
 
 
-async def _head_name(session: AsyncSession, household_id: uuid.UUID) -> str | None:
+def _head_name(household_id: uuid.UUID) -> ScalarSelect[str]:
     """The name the household goes by: its head's."""
     return (
-        await session.execute(
-            select(col(Person.name))
-            .join(HouseholdMember, col(HouseholdMember.person_id) == col(Person.id))
-            .where(col(HouseholdMember.household_id) == household_id)
-            .order_by(col(HouseholdMember.is_head).desc(), col(HouseholdMember.created_at))
-            .limit(1)
-        )
-    ).scalar_one_or_none()
+        select(col(Person.name))
+        .join(HouseholdMember, col(HouseholdMember.person_id) == col(Person.id))
+        .where(col(HouseholdMember.household_id) == household_id)
+        .order_by(col(HouseholdMember.is_head).desc(), col(HouseholdMember.created_at))
+        .limit(1)
+        .scalar_subquery()
+    )
 
 
 async def redeem_at_counter(
@@ -698,8 +723,7 @@ async def redeem_at_counter(
     shop_id: uuid.UUID,
     data: CounterRedemptionCreate,
 ) -> tuple[ShopOrder, list[ShopOrderLine]]:
-    shop = await get_shop(session, shop_id, shop_attended(principal))
-    scanned = shop_codes.read_code(settings, data.code, shop.id)
+    shop, scanned, named = await _counter_code(session, settings, principal, shop_id, data.code)
     if scanned.kind is CodeKind.PICKUP:
         raise Unprocessable(
             "A pickup code is collected, not redeemed at the counter.",
@@ -712,7 +736,7 @@ async def redeem_at_counter(
             code="shop.identity_not_checked",
             title="使用积分卡须核验身份",
         )
-    household = await _scanned_household(session, shop, scanned)
+    household = await _scanned_household(session, shop, scanned, named)
     _check_attended_village(principal, shop, household.village_id)
     order_id = uuid.uuid4()
     if scanned.nonce is not None:
