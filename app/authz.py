@@ -124,6 +124,60 @@ def scorer_household_scope(principal: Principal) -> ColumnElement[bool]:
     return or_(*clauses) if clauses else false()
 
 
+# The same scopes as SQL text, for the hot reads sent straight to the driver (app/db.py's
+# driver_connection): the text is the same whoever calls, their grants are bound as parameters
+# (placeholders named by the statement), so the driver prepares each statement once per
+# connection and the check stays inside the query.
+
+
+def village_scope_sql(village: str, *, everyone: str, villages: str, towns: str) -> str:
+    """village_scope over the SQL expression `village`: `everyone` the district flag,
+    `villages` the granted villages (uuid[]), `towns` the supervised towns (uuid[])."""
+    return (
+        f"({everyone}::boolean OR {village} = ANY({villages}::uuid[])"
+        # Guarded: without towns, the planner's hashed subplan would read every village.
+        f" OR (cardinality({towns}::uuid[]) > 0 AND EXISTS (SELECT FROM village sv"
+        f" WHERE sv.id = {village} AND sv.town_id = ANY({towns}::uuid[]))))"
+    )
+
+
+def household_scope_sql(household: str, first: int) -> str:
+    """household_scope over the household row aliased `household`, its six parameters numbered
+    from `first` in the order household_scope_args gives them."""
+    everyone, admin, towns, villages, groups, own = (f"${first + i}" for i in range(6))
+    scope = village_scope_sql(
+        f"{household}.village_id", everyone=everyone, villages=admin, towns=towns
+    )
+    return (
+        f"({scope} OR {household}.id = {own}::uuid"
+        f" OR {household}.village_id = ANY({villages}::uuid[])"
+        f" OR {household}.village_group_id = ANY({groups}::uuid[]))"
+    )
+
+
+def household_scope_args(principal: Principal) -> tuple[Any, ...]:
+    """household_scope_sql's parameters: the district flag, the villages administered, the
+    towns supervised, the villages scored whole, the village groups scored (包片), the caller's
+    own household."""
+    villages: list[uuid.UUID] = []
+    groups: list[uuid.UUID] = []
+    for grant in principal.grants:
+        if grant.role not in (Role.SCORER, Role.SCORING_LEADER) or grant.village_id is None:
+            continue
+        if grant.village_group_ids:
+            groups.extend(grant.village_group_ids)
+        else:
+            villages.append(grant.village_id)
+    return (
+        principal.is_district_admin,
+        list(principal.village_ids(Role.VILLAGE_ADMIN)),
+        list(principal.supervised_town_ids()),
+        villages,
+        groups,
+        principal.household_id,
+    )
+
+
 # What a village admin may hand out in their own village; everything else is the district's.
 VILLAGE_GRANTABLE = frozenset({Role.SCORING_LEADER, Role.SCORER, Role.SHOP_ATTENDANT})
 

@@ -58,16 +58,22 @@ async def get_balance(
     return await service.balance(session, principal, household_id, year)
 
 
-@router.get("/households/{household_id}/standing", operation_id="get_household_standing")
+@router.get(
+    "/households/{household_id}/standing",
+    operation_id="get_household_standing",
+    response_model=StandingRead,
+)
 async def get_standing(
     session: SessionDep,
     principal: CurrentPrincipal,
     household_id: uuid.UUID,
     year: Annotated[int | None, Query(ge=2000, le=2100)] = None,
-) -> StandingRead:
+) -> Response:
     """The year's score and rank in the village and village group, and the latest published
     period's; ties share a rank, vetoed households are left out."""
-    return await standing_service.standing(session, principal, household_id, year)
+    # Built by PostgreSQL in StandingRead's shape; passed through as it came.
+    body = await standing_service.standing(session, principal, household_id, year)
+    return Response(body, media_type="application/json")
 
 
 @router.post(

@@ -633,12 +633,14 @@ async def sees_unpublished(
     return await sees_village_unpublished(session, principal, household.village_id)
 
 
+# Who sees a village's results as soon as they are approved, besides its town and the district.
+UNPUBLISHED_READERS = (Role.VILLAGE_ADMIN, Role.SCORING_LEADER, Role.SCORER)
+
+
 async def sees_village_unpublished(
     session: AsyncSession, principal: Principal, village_id: uuid.UUID
 ) -> bool:
-    if principal.is_district_admin or village_id in principal.village_ids(
-        Role.VILLAGE_ADMIN, Role.SCORING_LEADER, Role.SCORER
-    ):
+    if principal.is_district_admin or village_id in principal.village_ids(*UNPUBLISHED_READERS):
         return True
     towns = principal.supervised_town_ids()
     if not towns:

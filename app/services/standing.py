@@ -6,106 +6,80 @@ published are in no rank: the year's ranks sum published periods only."""
 
 import uuid
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col
 
 from app import clock
-from app.models import (
-    Household,
-    HouseholdPeriodScore,
-    HouseholdYearScore,
-    PeriodStatus,
-    RankingSummary,
-    RankSpan,
-    ScoringPeriod,
-)
-from app.schemas.ledger import PeriodStanding, StandingRead
+from app.authz import household_scope_args, household_scope_sql, village_scope_sql
+from app.db import driver_connection
+from app.errors import NotFound
 from app.security import Principal
-from app.services.households import get_household
-from app.services.ledger import sees_unpublished, unpublished_points
-from app.services.rankings import SPAN_OF, stored_rank
+from app.services.ledger import UNPUBLISHED_READERS
+
+# One statement, sent straight to the driver and answered as the response's JSON (the shape of
+# StandingRead): the household within the caller's scope, its stored year and period ranks by
+# their keys, its year score, and for callers who see results only once published (villagers:
+# $9 names the villages whose staff see them approved) the points of periods approved but not
+# yet published taken out of it, as the notice board would show. A household's span and its
+# period's kind share their words ('month', 'quarter'). Scope: $3-$8, household_scope_args.
+_STANDING = f"""
+    SELECT json_build_object(
+        'household_id', h.id,
+        'year', $2::integer,
+        'year_score', coalesce(ys.score, 0) - CASE
+            WHEN {village_scope_sql("h.village_id", everyone="$3", villages="$9", towns="$5")}
+            THEN 0
+            ELSE coalesce((
+                SELECT sum(e.points) FROM ledger_entry e
+                WHERE e.household_id = h.id AND e.counts_score AND e.year = $2
+                  AND e.kind <> 'bonus' AND e.period_id IN (
+                      SELECT u.id FROM scoring_period u
+                      WHERE u.village_id = h.village_id AND u.status = 'approved')
+            ), 0) END,
+        'rank_in_village', CASE WHEN NOT r.vetoed THEN r.village_rank END,
+        'rank_in_group', CASE WHEN NOT r.vetoed THEN r.group_rank END,
+        'ranked_households', coalesce(r.village_ranked, (
+            SELECT rs.ranked FROM ranking_summary rs
+            WHERE rs.village_id = h.village_id AND rs.year = $2
+              AND rs.span = 'year' AND rs.number = 0
+        ), 0),
+        'latest_period', CASE WHEN ps.household_id IS NOT NULL THEN json_build_object(
+            'period_id', p.id,
+            'number', p.number,
+            'score', ps.score,
+            'vetoed', ps.vetoed,
+            'rank_in_village', CASE WHEN NOT pr.vetoed THEN pr.village_rank END,
+            'rank_in_group', CASE WHEN NOT pr.vetoed THEN pr.group_rank END
+        ) END
+    )::text
+    FROM household h
+    LEFT JOIN household_rank r
+      ON r.household_id = h.id AND r.year = $2 AND r.span = 'year' AND r.number = 0
+    LEFT JOIN household_year_score ys ON ys.household_id = h.id AND ys.year = $2
+    LEFT JOIN LATERAL (
+        SELECT l.id, l.kind, l.number FROM scoring_period l
+        WHERE l.village_id = h.village_id AND l.year = $2
+          AND l.status IN ('published', 'closed')
+        ORDER BY l.starts_on DESC LIMIT 1
+    ) p ON true
+    LEFT JOIN household_period_score ps ON ps.household_id = h.id AND ps.period_id = p.id
+    LEFT JOIN household_rank pr
+      ON pr.household_id = h.id AND pr.year = $2 AND pr.span = p.kind AND pr.number = p.number
+    WHERE h.id = $1 AND {household_scope_sql("h", 3)}
+"""
 
 
 async def standing(
     session: AsyncSession, principal: Principal, household_id: uuid.UUID, year: int | None
-) -> StandingRead:
-    household = await get_household(session, principal, household_id)
-    year = year or clock.today().year
-    # Villagers see results once published: the ranks are stored at publication, and their
-    # score leaves out what is approved but not yet published.
-    hides = not await sees_unpublished(session, principal, household)
-    mine = await stored_rank(session, household.id, year, RankSpan.YEAR, 0)
-    ranked = mine is not None and not mine.vetoed
-    if mine is not None:
-        total = mine.village_ranked
-    else:
-        total = (
-            await session.execute(
-                select(col(RankingSummary.ranked)).where(
-                    col(RankingSummary.village_id) == household.village_id,
-                    col(RankingSummary.year) == year,
-                    col(RankingSummary.span) == RankSpan.YEAR,
-                    col(RankingSummary.number) == 0,
-                )
-            )
-        ).scalar_one_or_none() or 0
-    own_score = (
-        await session.execute(
-            select(col(HouseholdYearScore.score)).where(
-                col(HouseholdYearScore.household_id) == household.id,
-                col(HouseholdYearScore.year) == year,
-            )
-        )
-    ).scalar_one_or_none()
-    hidden = 0
-    if hides:
-        _, hidden = await unpublished_points(session, household, year)
-    return StandingRead(
-        household_id=household.id,
-        year=year,
-        year_score=(own_score or 0) - hidden,
-        rank_in_village=mine.village_rank if ranked else None,
-        rank_in_group=mine.group_rank if ranked else None,
-        ranked_households=total,
-        latest_period=await _latest_period(session, household, year),
+) -> str:
+    """StandingRead as JSON text: PostgreSQL builds it, nothing to validate again here."""
+    driver = await driver_connection(session)
+    found: str | None = await driver.fetchval(
+        _STANDING,
+        household_id,
+        year or clock.today().year,
+        *household_scope_args(principal),
+        list(principal.village_ids(*UNPUBLISHED_READERS)),
     )
-
-
-async def _latest_period(
-    session: AsyncSession, household: Household, year: int
-) -> PeriodStanding | None:
-    period = (
-        await session.execute(
-            select(col(ScoringPeriod.id), col(ScoringPeriod.kind), col(ScoringPeriod.number))
-            .where(
-                col(ScoringPeriod.village_id) == household.village_id,
-                col(ScoringPeriod.year) == year,
-                col(ScoringPeriod.status).in_([PeriodStatus.PUBLISHED, PeriodStatus.CLOSED]),
-            )
-            .order_by(col(ScoringPeriod.starts_on).desc())
-            .limit(1)
-        )
-    ).first()
-    if period is None:
-        return None
-    own = (
-        await session.execute(
-            select(col(HouseholdPeriodScore.score), col(HouseholdPeriodScore.vetoed)).where(
-                col(HouseholdPeriodScore.household_id) == household.id,
-                col(HouseholdPeriodScore.period_id) == period.id,
-            )
-        )
-    ).first()
-    if own is None:
-        return None
-    ranks = await stored_rank(session, household.id, year, SPAN_OF[period.kind], period.number)
-    ranked = ranks is not None and not ranks.vetoed
-    return PeriodStanding(
-        period_id=period.id,
-        number=period.number,
-        score=own.score,
-        vetoed=own.vetoed,
-        rank_in_village=ranks.village_rank if ranked else None,
-        rank_in_group=ranks.group_rank if ranked else None,
-    )
+    if found is None:
+        raise NotFound("No such household.", code="household.not_found")
+    return found
