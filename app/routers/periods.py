@@ -1,7 +1,7 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import APIRouter, Depends, Query, Response, status
 
 from app.db import SessionDep
 from app.errors import Problem
@@ -72,6 +72,7 @@ async def close(session: SessionDep, principal: VillageAdmin, period_id: uuid.UU
 @router.get(
     "/periods/{period_id}/results",
     operation_id="get_period_results",
+    response_model=PeriodResults,
     responses={400: {"model": Problem, "description": "The cursor is not valid"}},
 )
 async def results(
@@ -80,8 +81,10 @@ async def results(
     period_id: uuid.UUID,
     paging: Annotated[PageParams, Depends(page_params)],
     group_id: uuid.UUID | None = None,
-) -> PeriodResults:
+) -> Response:
     """The publication list, ranked within the village group where the policy ranks by group
     (翁源), in pages; `group_id` lists one group. Villagers see names as the notice board shows
     them."""
-    return await service.results(session, principal, period_id, group_id=group_id, params=paging)
+    # Built by PostgreSQL in PeriodResults' shape; passed through as it came.
+    body = await service.results(session, principal, period_id, group_id=group_id, params=paging)
+    return Response(body, media_type="application/json")

@@ -1,17 +1,20 @@
 """Scoring periods: open → scoring → submitted → approved (两委审定) → published (公示) → closed."""
 
+import json
 import uuid
 from collections import defaultdict
+from collections.abc import Mapping
 from datetime import date, datetime, timedelta
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy import ColumnElement, false, func, insert, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app import clock
+from app.authz import STAFF_READ_ROLES, village_scope_sql
 from app.db import driver_connection
-from app.errors import Conflict, NotFound, Unprocessable
+from app.errors import BadRequest, Conflict, NotFound, Unprocessable
 from app.models import (
     Household,
     HouseholdPeriodScore,
@@ -32,8 +35,9 @@ from app.models import (
     ScoringPeriod,
     YearEndClose,
 )
-from app.pagination import PageParams
-from app.schemas.periods import PeriodRead, PeriodResultRow, PeriodResults
+from app.pagination import PageParams, _decode, _encode
+from app.schemas.periods import PeriodRead
+from app.schemas.rankings import RankScope
 from app.schemas.rules import Policy, VetoScope
 from app.security import Principal
 from app.services import audit, ledger, notifications, rankings
@@ -49,13 +53,14 @@ from app.timeutil import SHANGHAI
 STAFF = (Role.VILLAGE_ADMIN, Role.SCORING_LEADER, Role.SCORER)
 
 
-def _read(period: ScoringPeriod, today: date | None = None) -> PeriodRead:
+def _read(period: ScoringPeriod | Mapping[str, Any], today: date | None = None) -> PeriodRead:
+    """The period as read, from its object or a row of its columns."""
     today = today or clock.today()
-    read = PeriodRead.model_validate(period)
+    read = PeriodRead.model_validate(period if isinstance(period, ScoringPeriod) else dict(period))
     # Late stays late once the step is done: the town sees a month published after its
     # deadline as late for good, judged by the day (Asia/Shanghai) the step was taken.
-    read.scoring_late = _late(period.scoring_due_on, period.submitted_at, today)
-    read.publication_late = _late(period.publication_due_on, period.published_at, today)
+    read.scoring_late = _late(read.scoring_due_on, read.submitted_at, today)
+    read.publication_late = _late(read.publication_due_on, read.published_at, today)
     return read
 
 
@@ -200,7 +205,7 @@ def _audit(
     )
 
 
-def _not_in(period: ScoringPeriod, *statuses: PeriodStatus) -> Conflict:
+def _not_in(period: ScoringPeriod | PeriodRead, *statuses: PeriodStatus) -> Conflict:
     return Conflict(
         f"The period is {period.status.value}; this needs "
         + " or ".join(s.value for s in statuses),
@@ -528,6 +533,95 @@ async def close(session: AsyncSession, principal: Principal, period_id: uuid.UUI
     return period
 
 
+# The publication list's page in one statement, sent straight to the driver: the period within
+# the caller's scope ($2-$5, as _scope(admin=False) has it), whether the caller is the village's
+# staff ($6: the villages of STAFF_READ_ROLES; staff see full names and unpublished previews),
+# the stored list if the caller may see it (rankings.board), and one page of it along the index
+# of its order (rankings.ranked_rows: one of the three laterals runs, chosen by the asked group
+# $7 and the village's policy), its rows built as PeriodResultRow's JSON by PostgreSQL. $8 the
+# position after which the page starts, $9 the page's size. A household's span and its period's
+# kind share their words ('month', 'quarter').
+_PAGE_COLUMNS = """
+    r.household_id, r.household_number, r.village_group_id, r.score, r.vetoed,
+    r.village_rank, r.group_rank
+"""
+_PAGE_OF = """
+    FROM household_rank r
+    WHERE r.village_id = b.village_id AND r.year = b.year AND r.span = b.span
+      AND r.number = b.number AND (b.lists_vetoed OR NOT r.vetoed)
+"""
+_RESULTS = f"""
+    WITH p AS (
+        SELECT p.*, {village_scope_sql("p.village_id", everyone="$2", villages="$6", towns="$4")}
+               AS staff
+        FROM scoring_period p
+        WHERE p.id = $1 AND ($2::boolean OR p.village_id = ANY($3::uuid[])
+              OR p.town_id = ANY($4::uuid[])
+              OR (p.village_id = $5::uuid AND p.status IN ('published', 'closed')))
+    ), b AS (
+        SELECT s.village_id, s.year, s.span, s.number,
+               $7::uuid IS NOT NULL OR s.ranks_by_group AS by_group,
+               p.staff OR s.lists_vetoed AS lists_vetoed
+        FROM p JOIN ranking_summary s
+          ON s.village_id = p.village_id AND s.year = p.year AND s.span = p.kind
+         AND s.number = p.number
+        WHERE p.status IN ('approved', 'published', 'closed') AND (s.published OR p.staff)
+    ), page AS (
+        SELECT x.* FROM b CROSS JOIN LATERAL (
+            SELECT {_PAGE_COLUMNS}, r.group_position AS position {_PAGE_OF}
+              AND r.village_group_id = $7::uuid AND r.group_position > $8::integer
+            ORDER BY r.group_position LIMIT $9::integer + 1
+        ) x WHERE $7::uuid IS NOT NULL
+        UNION ALL
+        SELECT x.* FROM b CROSS JOIN LATERAL (
+            SELECT {_PAGE_COLUMNS}, r.board_position AS position {_PAGE_OF}
+              AND r.board_position > $8::integer
+            ORDER BY r.board_position LIMIT $9::integer + 1
+        ) x WHERE $7::uuid IS NULL AND b.by_group
+        UNION ALL
+        SELECT x.* FROM b CROSS JOIN LATERAL (
+            SELECT {_PAGE_COLUMNS}, r.village_position AS position {_PAGE_OF}
+              AND r.village_position > $8::integer
+            ORDER BY r.village_position LIMIT $9::integer + 1
+        ) x WHERE $7::uuid IS NULL AND NOT b.by_group
+    ), numbered AS (
+        SELECT page.*, row_number() OVER (ORDER BY position) AS n FROM page
+    )
+    SELECT p.id, p.village_id, p.rule_set_id, p.year, p.kind, p.number, p.starts_on,
+           p.ends_on, p.status, p.scoring_due_on, p.publication_due_on, p.objection_closes_on,
+           p.created_at, p.submitted_at, p.approved_at, p.published_at, p.closed_at,
+           $7::uuid IS NULL OR EXISTS (
+               SELECT FROM village_group g WHERE g.id = $7::uuid AND g.village_id = p.village_id
+           ) AS group_found,
+           b.village_id IS NOT NULL AS found,
+           coalesce(b.by_group, $7::uuid IS NOT NULL) AS by_group,
+           (SELECT max(position) FROM numbered WHERE n <= $9::integer) AS last_position,
+           (SELECT count(*) FROM numbered) > $9::integer AS more,
+           (SELECT json_agg(json_build_object(
+                'household_id', x.household_id,
+                'number', x.household_number,
+                'head_name', CASE WHEN p.staff THEN head.name
+                    ELSE left(head.name, 1) || repeat('*', char_length(head.name) - 1) END,
+                'village_group_id', x.village_group_id,
+                'score', x.score,
+                'vetoed', x.vetoed,
+                'rank', CASE WHEN b.by_group THEN x.group_rank ELSE x.village_rank END,
+                'amended', EXISTS (
+                    SELECT FROM objection o
+                    WHERE o.household_id = x.household_id AND o.period_id = p.id
+                      AND o.status = 'upheld'),
+                'rank_in_village', x.village_rank,
+                'rank_in_group', x.group_rank
+            ) ORDER BY x.n)
+            FROM numbered x
+            LEFT JOIN household_member m ON m.household_id = x.household_id AND m.is_head
+            LEFT JOIN person head ON head.id = m.person_id
+            WHERE x.n <= $9::integer
+           )::text AS rows
+    FROM p LEFT JOIN b ON true
+"""
+
+
 async def results(
     session: AsyncSession,
     principal: Principal,
@@ -535,51 +629,47 @@ async def results(
     *,
     group_id: uuid.UUID | None = None,
     params: PageParams | None = None,
-) -> PeriodResults:
-    """The publication list, a page at a time, read from the ranks stored at approval and
-    publication: ranked within the village group where the policy ranks by group (翁源), else
-    in the village; vetoed households marked, or left out for villagers as the policy says."""
-    period = await get_period(session, principal, period_id)
+) -> str:
+    """The publication list, a page at a time, as PeriodResults' JSON, read from the ranks
+    stored at approval and publication: ranked within the village group where the policy ranks
+    by group (翁源), else in the village; vetoed households marked, or left out for villagers
+    as the policy says."""
+    params = params or PageParams()
+    after, bad_cursor = 0, None
+    if params.cursor:
+        try:
+            [raw] = _decode(params.cursor, 1)
+            if not raw.isdigit():
+                raise BadRequest("The cursor is not valid.", code="pagination.bad_cursor")
+            after = int(raw)
+        except BadRequest as exc:
+            # Refused only where there is a list to page through, after the checks before it.
+            bad_cursor = exc
+    driver = await driver_connection(session)
+    row = await driver.fetchrow(
+        _RESULTS,
+        period_id,
+        principal.is_district_admin,
+        list(principal.village_ids(*STAFF)),
+        list(principal.supervised_town_ids()),
+        principal.household_village_id,
+        list(principal.village_ids(*STAFF_READ_ROLES)),
+        group_id,
+        after,
+        params.limit,
+    )
+    if row is None:
+        raise NotFound("No such scoring period.", code="period.not_found")
+    period = _read(row)
     if period.status not in (PeriodStatus.APPROVED, PeriodStatus.PUBLISHED, PeriodStatus.CLOSED):
         raise _not_in(period, PeriodStatus.APPROVED, PeriodStatus.PUBLISHED, PeriodStatus.CLOSED)
-    page = await rankings.village_ranking(
-        session,
-        principal,
-        period.village_id,
-        span=rankings.SPAN_OF[period.kind],
-        year=period.year,
-        number=period.number,
-        scope=None,
-        group_id=group_id,
-        params=params or PageParams(),
-    )
-    # 重新公示: the page's households whose result an upheld objection amended.
-    amended = set(
-        (
-            await session.execute(
-                select(col(Objection.household_id)).where(
-                    col(Objection.period_id) == period.id,
-                    col(Objection.household_id).in_([item.household_id for item in page.items]),
-                    col(Objection.status) == ObjectionStatus.UPHELD,
-                )
-            )
-        ).scalars()
-    )
-    rows = [
-        PeriodResultRow(
-            household_id=item.household_id,
-            number=item.number,
-            head_name=item.head_name,
-            village_group_id=item.village_group_id,
-            score=item.score,
-            vetoed=item.vetoed,
-            rank=item.rank,
-            rank_in_village=item.rank_in_village,
-            rank_in_group=item.rank_in_group,
-            amended=item.household_id in amended,
-        )
-        for item in page.items
-    ]
-    return PeriodResults(
-        period=_read(period), rank_within=page.scope, rows=rows, next_cursor=page.next_cursor
+    if not row["group_found"]:
+        raise NotFound("No such village group.", code="village_group.not_found")
+    if row["found"] and bad_cursor is not None:
+        raise bad_cursor
+    scope = RankScope.VILLAGE_GROUP if row["by_group"] else RankScope.VILLAGE
+    cursor = _encode([row["last_position"]]) if row["more"] else None
+    return (
+        f'{{"period":{period.model_dump_json()},"rank_within":"{scope.value}",'
+        f'"rows":{row["rows"] or "[]"},"next_cursor":{json.dumps(cursor)}}}'
     )

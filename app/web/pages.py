@@ -27,7 +27,7 @@ from app.models import (
 from app.pagination import MAX_LIMIT, PageParams
 from app.schemas.claims import ReviewCreate
 from app.schemas.objections import AmendedLine, RulingCreate
-from app.schemas.periods import PeriodRead
+from app.schemas.periods import PeriodRead, PeriodResults
 from app.schemas.scorecards import ScorecardLineWrite, ScorecardRead, ScorecardWrite
 from app.schemas.shop import CounterRedemptionCreate, OrderLineCreate, StockChangeCreate
 from app.schemas.supervision import TownDashboard, VillageDashboard
@@ -522,7 +522,9 @@ async def period_action(
 async def results(
     request: Request, session: SessionDep, principal: AnyStaff, period_id: uuid.UUID
 ) -> Response:
-    published = await periods_service.results(session, principal, period_id)
+    published = PeriodResults.model_validate_json(
+        await periods_service.results(session, principal, period_id)
+    )
     return render(request, "results.html", results=published)
 
 
