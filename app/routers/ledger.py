@@ -30,7 +30,11 @@ def _read(row: dict[str, Any]) -> LedgerEntryRead:
     return LedgerEntryRead.model_validate(row)
 
 
-@router.get("/households/{household_id}/ledger", operation_id="list_ledger_entries")
+@router.get(
+    "/households/{household_id}/ledger",
+    operation_id="list_ledger_entries",
+    response_model=Page[LedgerEntryRead],
+)
 async def list_entries(
     session: SessionDep,
     principal: CurrentPrincipal,
@@ -39,12 +43,13 @@ async def list_entries(
     year: Annotated[int | None, Query(ge=2000, le=2100)] = None,
     kind: LedgerKind | None = None,
     period_id: uuid.UUID | None = None,
-) -> Page[LedgerEntryRead]:
+) -> Response:
     """The household's 积分加减明细, oldest first."""
-    entries, cursor = await service.list_entries(
+    # Built by PostgreSQL in the page's shape; passed through as it came.
+    body = await service.list_entries(
         session, principal, household_id, paging, year=year, kind=kind, period_id=period_id
     )
-    return Page(items=[_read(e._mapping) for e in entries], next_cursor=cursor)
+    return Response(body, media_type="application/json")
 
 
 @router.get("/households/{household_id}/balance", operation_id="get_household_balance")
