@@ -52,15 +52,21 @@ async def list_entries(
     return Response(body, media_type="application/json")
 
 
-@router.get("/households/{household_id}/balance", operation_id="get_household_balance")
+@router.get(
+    "/households/{household_id}/balance",
+    operation_id="get_household_balance",
+    response_model=BalanceRead,
+)
 async def get_balance(
     session: SessionDep,
     principal: CurrentPrincipal,
     household_id: uuid.UUID,
     year: Annotated[int | None, Query(ge=2000, le=2100)] = None,
-) -> BalanceRead:
+) -> Response:
     """Spendable points and the year's score (default: this year in Asia/Shanghai)."""
-    return await service.balance(session, principal, household_id, year)
+    # Built by PostgreSQL in BalanceRead's shape; passed through as it came.
+    body = await service.balance(session, principal, household_id, year)
+    return Response(body, media_type="application/json")
 
 
 @router.get(

@@ -62,7 +62,7 @@ from app.models import (
     YearEndClose,
 )
 from app.pagination import PageParams, _decode, _encode
-from app.schemas.ledger import BalanceRead, ChainVerification
+from app.schemas.ledger import ChainVerification
 from app.schemas.rules import Policy
 from app.security import Principal
 from app.services import audit
@@ -628,54 +628,49 @@ async def list_entries(
     return f'{{"items":{row["items"] or "[]"},"next_cursor":{json.dumps(cursor)}}}'
 
 
+# The balance in one statement, sent straight to the driver and answered as BalanceRead's JSON:
+# the household within the caller's scope ($3-$8, household_scope_args), its two summaries, and
+# for callers who see results only once published ($9: the villages of UNPUBLISHED_READERS see
+# them approved) what periods approved but not yet published add to them, taken out.
+_BALANCE = f"""
+    SELECT json_build_object(
+        'household_id', h.id,
+        'year', $2::integer,
+        'balance', coalesce(b.balance, 0) - coalesce(hidden.balance, 0),
+        'year_score', coalesce(ys.score, 0) - coalesce(hidden.score, 0)
+    )::text
+    FROM household h
+    LEFT JOIN household_balance b ON b.household_id = h.id
+    LEFT JOIN household_year_score ys ON ys.household_id = h.id AND ys.year = $2::integer
+    LEFT JOIN LATERAL (
+        SELECT sum(e.points) FILTER (WHERE e.counts_balance) AS balance,
+               sum(e.points) FILTER (WHERE e.counts_score AND e.year = $2::integer) AS score
+        FROM ledger_entry e
+        WHERE NOT {village_scope_sql("h.village_id", everyone="$3", villages="$9", towns="$5")}
+          AND e.household_id = h.id AND e.kind <> 'bonus' AND e.period_id IN (
+              SELECT u.id FROM scoring_period u
+              WHERE u.village_id = h.village_id AND u.status = 'approved')
+    ) hidden ON true
+    WHERE h.id = $1 AND {household_scope_sql("h", 3)}
+"""
+
+
 async def balance(
     session: AsyncSession, principal: Principal, household_id: uuid.UUID, year: int | None
-) -> BalanceRead:
-    """One statement: the household within the caller's scope, its two summaries and what
-    periods not yet published add to them, subtracted for callers who do not see those yet."""
-    year = year or clock.today().year
-    household = col(Household.id)
-    unpublished = (
-        col(LedgerEntry.household_id) == household,
-        _unpublished_result(col(Household.village_id)),
+) -> str:
+    """Spendable points and the year's score as BalanceRead's JSON, less what periods not yet
+    published add to them for callers who do not see those yet."""
+    driver = await driver_connection(session)
+    found: str | None = await driver.fetchval(
+        _BALANCE,
+        household_id,
+        year or clock.today().year,
+        *household_scope_args(principal),
+        list(principal.village_ids(*UNPUBLISHED_READERS)),
     )
-    row = (
-        await session.execute(
-            select(
-                col(Household.village_id),
-                select(col(HouseholdBalance.balance))
-                .where(col(HouseholdBalance.household_id) == household)
-                .scalar_subquery(),
-                select(col(HouseholdYearScore.score))
-                .where(
-                    col(HouseholdYearScore.household_id) == household,
-                    col(HouseholdYearScore.year) == year,
-                )
-                .scalar_subquery(),
-                select(func.sum(col(LedgerEntry.points)).filter(col(LedgerEntry.counts_balance)))
-                .where(*unpublished)
-                .scalar_subquery(),
-                select(
-                    func.sum(col(LedgerEntry.points)).filter(
-                        col(LedgerEntry.counts_score), col(LedgerEntry.year) == year
-                    )
-                )
-                .where(*unpublished)
-                .scalar_subquery(),
-            ).where(household == household_id, household_scope(principal))
-        )
-    ).first()
-    if row is None:
+    if found is None:
         raise NotFound("No such household.", code="household.not_found")
-    village_id, spendable, score, hidden_balance, hidden_score = row
-    if await sees_village_unpublished(session, principal, village_id):
-        hidden_balance, hidden_score = 0, 0
-    return BalanceRead(
-        household_id=household_id,
-        year=year,
-        balance=(spendable or 0) - (hidden_balance or 0),
-        year_score=(score or 0) - (hidden_score or 0),
-    )
+    return found
 
 
 def _unpublished_result(village_id: uuid.UUID | Mapped[uuid.UUID]) -> ColumnElement[bool]:
@@ -700,28 +695,8 @@ def _unpublished_result(village_id: uuid.UUID | Mapped[uuid.UUID]) -> ColumnElem
     )
 
 
-async def sees_unpublished(
-    session: AsyncSession, principal: Principal, household: Household
-) -> bool:
-    """Staff of the village and its town see results as soon as they are approved; villagers
-    see them when they are published, as a notice board would show them."""
-    return await sees_village_unpublished(session, principal, household.village_id)
-
-
 # Who sees a village's results as soon as they are approved, besides its town and the district.
 UNPUBLISHED_READERS = (Role.VILLAGE_ADMIN, Role.SCORING_LEADER, Role.SCORER)
-
-
-async def sees_village_unpublished(
-    session: AsyncSession, principal: Principal, village_id: uuid.UUID
-) -> bool:
-    if principal.is_district_admin or village_id in principal.village_ids(*UNPUBLISHED_READERS):
-        return True
-    towns = principal.supervised_town_ids()
-    if not towns:
-        return False
-    village = await session.get(Village, village_id)
-    return village is not None and village.town_id in towns
 
 
 def unpublished_balance_points(household: Household) -> ScalarSelect[int]:
@@ -758,31 +733,6 @@ def unpublished_scores(village_id: uuid.UUID, year: int) -> Subquery:
     )
 
 
-async def unpublished_points(
-    session: AsyncSession, household: Household, year: int
-) -> tuple[int, int]:
-    """(balance, year score) points of the household in periods not yet published."""
-    balance_points, score_points = (
-        await session.execute(
-            select(
-                func.coalesce(
-                    func.sum(col(LedgerEntry.points)).filter(col(LedgerEntry.counts_balance)), 0
-                ),
-                func.coalesce(
-                    func.sum(col(LedgerEntry.points)).filter(
-                        col(LedgerEntry.counts_score), col(LedgerEntry.year) == year
-                    ),
-                    0,
-                ),
-            ).where(
-                col(LedgerEntry.household_id) == household.id,
-                _unpublished_result(household.village_id),
-            )
-        )
-    ).one()
-    return int(balance_points), int(score_points)
-
-
 # Changing
 
 
@@ -808,7 +758,7 @@ async def adjust(
     # Read under the chain lock: a concurrent adjustment cannot slip in between this reading
     # and the entry, so the audited "before" is the balance this entry really started from.
     await lock_chain(session, household.village_id)
-    before = await balance(session, principal, household.id, clock.today().year)
+    before = json.loads(await balance(session, principal, household.id, clock.today().year))
     [row] = await post(
         session,
         household.village_id,
@@ -826,15 +776,15 @@ async def adjust(
             )
         ],
     )
-    after = await balance(session, principal, household.id, clock.today().year)
+    after = json.loads(await balance(session, principal, household.id, clock.today().year))
     audit.record(
         session,
         principal,
         "ledger.adjust",
         "ledger_entry",
         row["id"],
-        before=before.model_dump(mode="json"),
-        after={**after.model_dump(mode="json"), "reason": reason},
+        before=before,
+        after={**after, "reason": reason},
         village_id=household.village_id,
     )
     return row
