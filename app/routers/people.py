@@ -1,7 +1,7 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import APIRouter, Depends, Query, Response, status
 
 from app.db import SessionDep
 from app.models import Role
@@ -24,10 +24,11 @@ PersonReader = Annotated[Principal, require_roles(Role.TOWN_SUPERVISOR, Role.VIL
 GrantReader = Annotated[Principal, require_roles(Role.TOWN_SUPERVISOR, Role.VILLAGE_ADMIN)]
 
 
-@router.get("/me", operation_id="get_me")
-async def get_me(session: SessionDep, principal: CurrentPrincipal) -> MeRead:
+@router.get("/me", operation_id="get_me", response_model=MeRead)
+async def get_me(session: SessionDep, principal: CurrentPrincipal) -> Response:
     """The caller, their household and their role grants with scopes."""
-    return await service.me(session, principal)
+    # Built by PostgreSQL in MeRead's shape; passed through as it came.
+    return Response(await service.me(session, principal), media_type="application/json")
 
 
 @router.get("/persons", operation_id="list_persons")

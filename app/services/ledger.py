@@ -69,6 +69,7 @@ from app.services import audit
 from app.services.households import get_household
 from app.services.points_year import YearCloseBlocker, year_close_blockers
 from app.services.rules import rule_set_in_force
+from app.sqljson import json_time
 
 # The fields an entry's hash covers, in this order; changing it breaks every chain.
 HASHED_FIELDS = (
@@ -529,11 +530,6 @@ async def post(
 # Reading
 
 
-# As pydantic writes a datetime in JSON: UTC as Z, the fraction only where there is one.
-_JSON_TIME = """(to_char({0} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
-    || CASE WHEN date_part('microseconds', {0})::integer % 1000000 = 0 THEN ''
-       ELSE to_char({0} AT TIME ZONE 'UTC', '.US') END || 'Z')"""
-
 # A page of the household's entries in one statement, sent straight to the driver and answered
 # as the page's JSON (LedgerEntryRead's shape): the household within the caller's scope ($2-$7,
 # household_scope_args; no row when it is not), whether the caller sees results once approved
@@ -581,7 +577,7 @@ _ENTRIES = f"""
                 'source_id', e.source_id,
                 'reverses_id', e.reverses_id,
                 'memo', e.memo,
-                'created_at', {_JSON_TIME.format("e.created_at")}
+                'created_at', {json_time("e.created_at")}
             ) ORDER BY e.n)
             FROM numbered e WHERE e.n <= $13::integer)::text AS items
     FROM h
