@@ -559,27 +559,14 @@ _ENTRIES = f"""
     )
     SELECT (SELECT count(*) FROM numbered) > $13::integer AS more,
            (SELECT max(seq) FROM numbered WHERE n <= $13::integer) AS last_seq,
-           (SELECT json_agg(json_build_object(
-                'id', e.id,
-                'household_id', e.household_id,
-                'seq', e.seq,
-                'kind', e.kind,
-                'points', e.points,
-                'counts_score', e.counts_score,
-                'counts_balance', e.counts_balance,
-                'year', e.year,
-                'period_id', e.period_id,
-                'rule_item_id', e.rule_item_id,
-                'item_code', e.item_code,
-                'item_title', e.item_title,
-                'item_points', e.item_points,
-                'source_type', e.source_type,
-                'source_id', e.source_id,
-                'reverses_id', e.reverses_id,
-                'memo', e.memo,
-                'created_at', {json_time("e.created_at")}
-            ) ORDER BY e.n)
-            FROM numbered e WHERE e.n <= $13::integer)::text AS items
+           (SELECT string_agg(row_to_json(r)::text, ',' ORDER BY e.n)
+            FROM numbered e CROSS JOIN LATERAL (SELECT
+                e.id, e.household_id, e.seq, e.kind, e.points, e.counts_score, e.counts_balance,
+                e.year, e.period_id, e.rule_item_id, e.item_code, e.item_title, e.item_points,
+                e.source_type, e.source_id, e.reverses_id, e.memo,
+                {json_time("e.created_at")} AS created_at
+            ) r
+            WHERE e.n <= $13::integer) AS items
     FROM h
 """
 
@@ -621,7 +608,7 @@ async def list_entries(
     if bad_cursor is not None:
         raise bad_cursor
     cursor = _encode([row["last_seq"]]) if row["more"] else None
-    return f'{{"items":{row["items"] or "[]"},"next_cursor":{json.dumps(cursor)}}}'
+    return f'{{"items":[{row["items"] or ""}],"next_cursor":{json.dumps(cursor)}}}'
 
 
 # The balance in one statement, sent straight to the driver and answered as BalanceRead's JSON:
@@ -629,12 +616,11 @@ async def list_entries(
 # for callers who see results only once published ($9: the villages of UNPUBLISHED_READERS see
 # them approved) what periods approved but not yet published add to them, taken out.
 _BALANCE = f"""
-    SELECT json_build_object(
-        'household_id', h.id,
-        'year', $2::integer,
-        'balance', coalesce(b.balance, 0) - coalesce(hidden.balance, 0),
-        'year_score', coalesce(ys.score, 0) - coalesce(hidden.score, 0)
-    )::text
+    SELECT row_to_json(s)::text FROM (SELECT
+        h.id AS household_id,
+        $2::integer AS year,
+        coalesce(b.balance, 0) - coalesce(hidden.balance, 0) AS balance,
+        coalesce(ys.score, 0) - coalesce(hidden.score, 0) AS year_score
     FROM household h
     LEFT JOIN household_balance b ON b.household_id = h.id
     LEFT JOIN household_year_score ys ON ys.household_id = h.id AND ys.year = $2::integer
@@ -648,6 +634,7 @@ _BALANCE = f"""
               WHERE u.village_id = h.village_id AND u.status = 'approved')
     ) hidden ON true
     WHERE h.id = $1 AND {household_scope_sql("h", 3)}
+    ) s
 """
 
 

@@ -380,65 +380,44 @@ async def revoke_grant(
 # straight to the driver and answered as MeRead's JSON. Members' phones as phone_for shows them
 # ($3: the villages the caller administers see them whole) and mask_phone masks them.
 _ME = f"""
-    SELECT json_build_object(
-        'person', json_build_object(
-            'id', p.id,
-            'name', p.name,
-            'phone', p.phone,
-            'village_id', p.village_id,
-            'username', p.username,
-            'created_at', {json_time("p.created_at")}
-        ),
-        'household', (
-            SELECT json_build_object(
-                'id', h.id,
-                'village_id', h.village_id,
-                'village_group_id', h.village_group_id,
-                'number', h.number,
-                'address', h.address,
-                'local_hukou', h.local_hukou,
-                'homestead_house', h.homestead_house,
-                'has_resident', h.has_resident,
-                'renter', h.renter,
-                'participation', h.participation,
-                'joined_on', h.joined_on,
-                'created_at', {json_time("h.created_at")},
-                'members', coalesce((
-                    SELECT json_agg(json_build_object(
-                        'id', m.id,
-                        'person_id', pe.id,
-                        'name', pe.name,
-                        'phone', CASE
-                            WHEN pe.id = p.id OR pe.village_id = ANY($3::uuid[])
-                              OR pe.phone IS NULL OR pe.phone = '' THEN pe.phone
-                            WHEN char_length(pe.phone) >= 7
-                            THEN left(pe.phone, 3) || '****' || right(pe.phone, 4)
-                            ELSE '****' END,
-                        'is_head', m.is_head,
-                        'relation', m.relation
-                    ) ORDER BY m.is_head DESC, pe.name, pe.id)
-                    FROM household_member m JOIN person pe ON pe.id = m.person_id
-                    WHERE m.household_id = h.id
-                ), '[]')
-            )
-            FROM household h WHERE h.id = $2::uuid
-        ),
-        'grants', coalesce((
-            SELECT json_agg(json_build_object(
-                'id', g.id,
-                'person_id', g.person_id,
-                'role', g.role,
-                'town_id', g.town_id,
-                'village_id', g.village_id,
-                'village_group_ids', g.village_group_ids,
-                'created_at', {json_time("g.created_at")},
-                'revoked_at', {json_time("g.revoked_at")},
-                'shop_id', g.shop_id
-            ) ORDER BY g.created_at, g.id)
-            FROM role_grant g WHERE g.person_id = p.id AND g.revoked_at IS NULL
-        ), '[]')
-    )::text
+    SELECT row_to_json(s)::text FROM (SELECT
+        (SELECT row_to_json(o) FROM (SELECT
+            p.id, p.name, p.phone, p.village_id, p.username,
+            {json_time("p.created_at")} AS created_at
+        ) o) AS person,
+        (SELECT row_to_json(o) FROM household h CROSS JOIN LATERAL (SELECT
+            h.id, h.village_id, h.village_group_id, h.number, h.address, h.local_hukou,
+            h.homestead_house, h.has_resident, h.renter, h.participation, h.joined_on,
+            {json_time("h.created_at")} AS created_at,
+            ('[' || coalesce((
+                SELECT string_agg(
+                    row_to_json(mo)::text, ',' ORDER BY m.is_head DESC, pe.name, pe.id)
+                FROM household_member m JOIN person pe ON pe.id = m.person_id
+                CROSS JOIN LATERAL (SELECT
+                    m.id, pe.id AS person_id, pe.name,
+                    CASE
+                        WHEN pe.id = p.id OR pe.village_id = ANY($3::uuid[])
+                          OR pe.phone IS NULL OR pe.phone = '' THEN pe.phone
+                        WHEN char_length(pe.phone) >= 7
+                        THEN left(pe.phone, 3) || '****' || right(pe.phone, 4)
+                        ELSE '****' END AS phone,
+                    m.is_head, m.relation
+                ) mo
+                WHERE m.household_id = h.id
+            ), '') || ']')::json AS members
+        ) o WHERE h.id = $2::uuid) AS household,
+        ('[' || coalesce((
+            SELECT string_agg(row_to_json(go)::text, ',' ORDER BY g.created_at, g.id)
+            FROM role_grant g CROSS JOIN LATERAL (SELECT
+                g.id, g.person_id, g.role, g.town_id, g.village_id, g.village_group_ids,
+                {json_time("g.created_at")} AS created_at,
+                {json_time("g.revoked_at")} AS revoked_at,
+                g.shop_id
+            ) go
+            WHERE g.person_id = p.id AND g.revoked_at IS NULL
+        ), '') || ']')::json AS grants
     FROM person p WHERE p.id = $1
+    ) s
 """
 
 

@@ -597,27 +597,29 @@ _RESULTS = f"""
            coalesce(b.by_group, $7::uuid IS NOT NULL) AS by_group,
            (SELECT max(position) FROM numbered WHERE n <= $9::integer) AS last_position,
            (SELECT count(*) FROM numbered) > $9::integer AS more,
-           (SELECT json_agg(json_build_object(
-                'household_id', x.household_id,
-                'number', x.household_number,
-                'head_name', CASE WHEN p.staff THEN head.name
-                    ELSE left(head.name, 1) || repeat('*', char_length(head.name) - 1) END,
-                'village_group_id', x.village_group_id,
-                'score', x.score,
-                'vetoed', x.vetoed,
-                'rank', CASE WHEN b.by_group THEN x.group_rank ELSE x.village_rank END,
-                'amended', EXISTS (
-                    SELECT FROM objection o
-                    WHERE o.household_id = x.household_id AND o.period_id = p.id
-                      AND o.status = 'upheld'),
-                'rank_in_village', x.village_rank,
-                'rank_in_group', x.group_rank
-            ) ORDER BY x.n)
+           (SELECT string_agg(row_to_json(r)::text, ',' ORDER BY x.n)
             FROM numbered x
             LEFT JOIN household_member m ON m.household_id = x.household_id AND m.is_head
             LEFT JOIN person head ON head.id = m.person_id
+            CROSS JOIN LATERAL (SELECT
+                x.household_id,
+                x.household_number AS number,
+                CASE WHEN p.staff THEN head.name
+                    ELSE left(head.name, 1) || repeat('*', char_length(head.name) - 1) END
+                    AS head_name,
+                x.village_group_id,
+                x.score,
+                x.vetoed,
+                CASE WHEN b.by_group THEN x.group_rank ELSE x.village_rank END AS rank,
+                EXISTS (
+                    SELECT FROM objection o
+                    WHERE o.household_id = x.household_id AND o.period_id = p.id
+                      AND o.status = 'upheld') AS amended,
+                x.village_rank AS rank_in_village,
+                x.group_rank AS rank_in_group
+            ) r
             WHERE x.n <= $9::integer
-           )::text AS rows
+           ) AS rows
     FROM p LEFT JOIN b ON true
 """
 
@@ -671,5 +673,5 @@ async def results(
     cursor = _encode([row["last_position"]]) if row["more"] else None
     return (
         f'{{"period":{period.model_dump_json()},"rank_within":"{scope.value}",'
-        f'"rows":{row["rows"] or "[]"},"next_cursor":{json.dumps(cursor)}}}'
+        f'"rows":[{row["rows"] or ""}],"next_cursor":{json.dumps(cursor)}}}'
     )

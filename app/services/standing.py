@@ -22,10 +22,10 @@ from app.services.ledger import UNPUBLISHED_READERS
 # yet published taken out of it, as the notice board would show. A household's span and its
 # period's kind share their words ('month', 'quarter'). Scope: $3-$8, household_scope_args.
 _STANDING = f"""
-    SELECT json_build_object(
-        'household_id', h.id,
-        'year', $2::integer,
-        'year_score', coalesce(ys.score, 0) - CASE
+    SELECT row_to_json(s)::text FROM (SELECT
+        h.id AS household_id,
+        $2::integer AS year,
+        coalesce(ys.score, 0) - CASE
             WHEN {village_scope_sql("h.village_id", everyone="$3", villages="$9", towns="$5")}
             THEN 0
             ELSE coalesce((
@@ -34,23 +34,22 @@ _STANDING = f"""
                   AND e.kind <> 'bonus' AND e.period_id IN (
                       SELECT u.id FROM scoring_period u
                       WHERE u.village_id = h.village_id AND u.status = 'approved')
-            ), 0) END,
-        'rank_in_village', CASE WHEN NOT r.vetoed THEN r.village_rank END,
-        'rank_in_group', CASE WHEN NOT r.vetoed THEN r.group_rank END,
-        'ranked_households', coalesce(r.village_ranked, (
+            ), 0) END AS year_score,
+        CASE WHEN NOT r.vetoed THEN r.village_rank END AS rank_in_village,
+        CASE WHEN NOT r.vetoed THEN r.group_rank END AS rank_in_group,
+        coalesce(r.village_ranked, (
             SELECT rs.ranked FROM ranking_summary rs
             WHERE rs.village_id = h.village_id AND rs.year = $2
               AND rs.span = 'year' AND rs.number = 0
-        ), 0),
-        'latest_period', CASE WHEN ps.household_id IS NOT NULL THEN json_build_object(
-            'period_id', p.id,
-            'number', p.number,
-            'score', ps.score,
-            'vetoed', ps.vetoed,
-            'rank_in_village', CASE WHEN NOT pr.vetoed THEN pr.village_rank END,
-            'rank_in_group', CASE WHEN NOT pr.vetoed THEN pr.group_rank END
-        ) END
-    )::text
+        ), 0) AS ranked_households,
+        CASE WHEN ps.household_id IS NOT NULL THEN (SELECT row_to_json(l) FROM (SELECT
+            p.id AS period_id,
+            p.number,
+            ps.score,
+            ps.vetoed,
+            CASE WHEN NOT pr.vetoed THEN pr.village_rank END AS rank_in_village,
+            CASE WHEN NOT pr.vetoed THEN pr.group_rank END AS rank_in_group
+        ) l) END AS latest_period
     FROM household h
     LEFT JOIN household_rank r
       ON r.household_id = h.id AND r.year = $2 AND r.span = 'year' AND r.number = 0
@@ -65,6 +64,7 @@ _STANDING = f"""
     LEFT JOIN household_rank pr
       ON pr.household_id = h.id AND pr.year = $2 AND pr.span = p.kind AND pr.number = p.number
     WHERE h.id = $1 AND {household_scope_sql("h", 3)}
+    ) s
 """
 
 
