@@ -15,7 +15,7 @@ from app.schemas.ledger import (
     LedgerEntryRead,
     StandingRead,
 )
-from app.security import CurrentPrincipal, Principal, VillageAdmin, require_roles
+from app.security import CurrentPrincipal, Principal, ReadingDep, VillageAdmin, require_roles
 from app.services import ledger as service
 from app.services import standing as standing_service
 from app.services.passbook import household_passbook, passbook_workbook
@@ -36,8 +36,7 @@ def _read(row: dict[str, Any]) -> LedgerEntryRead:
     response_model=Page[LedgerEntryRead],
 )
 async def list_entries(
-    session: SessionDep,
-    principal: CurrentPrincipal,
+    reading: ReadingDep,
     household_id: uuid.UUID,
     paging: Paging,
     year: Annotated[int | None, Query(ge=2000, le=2100)] = None,
@@ -47,7 +46,13 @@ async def list_entries(
     """The household's 积分加减明细, oldest first."""
     # Built by PostgreSQL in the page's shape; passed through as it came.
     body = await service.list_entries(
-        session, principal, household_id, paging, year=year, kind=kind, period_id=period_id
+        reading.connection,
+        reading.principal,
+        household_id,
+        paging,
+        year=year,
+        kind=kind,
+        period_id=period_id,
     )
     return Response(body, media_type="application/json")
 
@@ -58,14 +63,13 @@ async def list_entries(
     response_model=BalanceRead,
 )
 async def get_balance(
-    session: SessionDep,
-    principal: CurrentPrincipal,
+    reading: ReadingDep,
     household_id: uuid.UUID,
     year: Annotated[int | None, Query(ge=2000, le=2100)] = None,
 ) -> Response:
     """Spendable points and the year's score (default: this year in Asia/Shanghai)."""
     # Built by PostgreSQL in BalanceRead's shape; passed through as it came.
-    body = await service.balance(session, principal, household_id, year)
+    body = await service.balance(reading.connection, reading.principal, household_id, year)
     return Response(body, media_type="application/json")
 
 
@@ -75,15 +79,16 @@ async def get_balance(
     response_model=StandingRead,
 )
 async def get_standing(
-    session: SessionDep,
-    principal: CurrentPrincipal,
+    reading: ReadingDep,
     household_id: uuid.UUID,
     year: Annotated[int | None, Query(ge=2000, le=2100)] = None,
 ) -> Response:
     """The year's score and rank in the village and village group, and the latest published
     period's; ties share a rank, vetoed households are left out."""
     # Built by PostgreSQL in StandingRead's shape; passed through as it came.
-    body = await standing_service.standing(session, principal, household_id, year)
+    body = await standing_service.standing(
+        reading.connection, reading.principal, household_id, year
+    )
     return Response(body, media_type="application/json")
 
 

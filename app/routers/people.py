@@ -15,7 +15,7 @@ from app.schemas.people import (
     RoleGrantCreate,
     RoleGrantRead,
 )
-from app.security import CurrentPrincipal, Principal, VillageAdmin, require_roles
+from app.security import Principal, ReadingDep, VillageAdmin, require_roles
 from app.services import people as service
 
 router = APIRouter(tags=["people"])
@@ -25,10 +25,11 @@ GrantReader = Annotated[Principal, require_roles(Role.TOWN_SUPERVISOR, Role.VILL
 
 
 @router.get("/me", operation_id="get_me", response_model=MeRead)
-async def get_me(session: SessionDep, principal: CurrentPrincipal) -> Response:
+async def get_me(reading: ReadingDep) -> Response:
     """The caller, their household and their role grants with scopes."""
     # Built by PostgreSQL in MeRead's shape; passed through as it came.
-    return Response(await service.me(session, principal), media_type="application/json")
+    body = await service.me(reading.connection, reading.principal)
+    return Response(body, media_type="application/json")
 
 
 @router.get("/persons", operation_id="list_persons")

@@ -7,7 +7,7 @@ from app.db import SessionDep
 from app.errors import Problem
 from app.pagination import PageParams, page_params
 from app.schemas.periods import PeriodOpen, PeriodRead, PeriodResults
-from app.security import CurrentPrincipal, VillageAdmin
+from app.security import CurrentPrincipal, ReadingDep, VillageAdmin
 from app.services import periods as service
 
 router = APIRouter(tags=["periods"])
@@ -76,8 +76,7 @@ async def close(session: SessionDep, principal: VillageAdmin, period_id: uuid.UU
     responses={400: {"model": Problem, "description": "The cursor is not valid"}},
 )
 async def results(
-    session: SessionDep,
-    principal: CurrentPrincipal,
+    reading: ReadingDep,
     period_id: uuid.UUID,
     paging: Annotated[PageParams, Depends(page_params)],
     group_id: uuid.UUID | None = None,
@@ -86,5 +85,7 @@ async def results(
     (翁源), in pages; `group_id` lists one group. Villagers see names as the notice board shows
     them."""
     # Built by PostgreSQL in PeriodResults' shape; passed through as it came.
-    body = await service.results(session, principal, period_id, group_id=group_id, params=paging)
+    body = await service.results(
+        reading.connection, reading.principal, period_id, group_id=group_id, params=paging
+    )
     return Response(body, media_type="application/json")

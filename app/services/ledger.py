@@ -43,7 +43,7 @@ from app.authz import (
     village_scope,
     village_scope_sql,
 )
-from app.db import driver_connection
+from app.db import DriverSource, driver_connection, driver_of
 from app.errors import BadRequest, Conflict, Forbidden, NotFound, Unprocessable
 from app.models import (
     GENESIS_HASH,
@@ -572,7 +572,7 @@ _ENTRIES = f"""
 
 
 async def list_entries(
-    session: AsyncSession,
+    source: DriverSource,
     principal: Principal,
     household_id: uuid.UUID,
     params: PageParams,
@@ -591,7 +591,7 @@ async def list_entries(
             bad_cursor = BadRequest("The cursor is not valid.", code="pagination.bad_cursor")
         except BadRequest as exc:
             bad_cursor = exc
-    driver = await driver_connection(session)
+    driver = await driver_of(source)
     row = await driver.fetchrow(
         _ENTRIES,
         household_id,
@@ -639,11 +639,11 @@ _BALANCE = f"""
 
 
 async def balance(
-    session: AsyncSession, principal: Principal, household_id: uuid.UUID, year: int | None
+    source: DriverSource, principal: Principal, household_id: uuid.UUID, year: int | None
 ) -> str:
     """Spendable points and the year's score as BalanceRead's JSON, less what periods not yet
     published add to them for callers who do not see those yet."""
-    driver = await driver_connection(session)
+    driver = await driver_of(source)
     found: str | None = await driver.fetchval(
         _BALANCE,
         household_id,

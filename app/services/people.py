@@ -7,7 +7,7 @@ from sqlmodel import col
 
 from app import clock
 from app.authz import VILLAGE_GRANTABLE, ensure_may_manage_account, villages_in_towns
-from app.db import driver_connection
+from app.db import DriverSource, driver_of
 from app.errors import Conflict, Forbidden, NotFound, Unprocessable
 from app.models import (
     LoginSession,
@@ -421,9 +421,9 @@ _ME = f"""
 """
 
 
-async def me(session: AsyncSession, principal: Principal) -> str:
+async def me(source: DriverSource, principal: Principal) -> str:
     """MeRead as JSON text: PostgreSQL builds it, nothing to validate again here."""
-    driver = await driver_connection(session)
+    driver = await driver_of(source)
     found: str | None = await driver.fetchval(
         _ME,
         principal.person_id,

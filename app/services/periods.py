@@ -13,7 +13,7 @@ from sqlmodel import col
 
 from app import clock
 from app.authz import STAFF_READ_ROLES, village_scope_sql
-from app.db import driver_connection
+from app.db import DriverSource, driver_connection, driver_of
 from app.errors import BadRequest, Conflict, NotFound, Unprocessable
 from app.models import (
     Household,
@@ -625,7 +625,7 @@ _RESULTS = f"""
 
 
 async def results(
-    session: AsyncSession,
+    source: DriverSource,
     principal: Principal,
     period_id: uuid.UUID,
     *,
@@ -647,7 +647,7 @@ async def results(
         except BadRequest as exc:
             # Refused only where there is a list to page through, after the checks before it.
             bad_cursor = exc
-    driver = await driver_connection(session)
+    driver = await driver_of(source)
     row = await driver.fetchrow(
         _RESULTS,
         period_id,

@@ -6,11 +6,9 @@ published are in no rank: the year's ranks sum published periods only."""
 
 import uuid
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from app import clock
 from app.authz import household_scope_args, household_scope_sql, village_scope_sql
-from app.db import driver_connection
+from app.db import DriverSource, driver_of
 from app.errors import NotFound
 from app.security import Principal
 from app.services.ledger import UNPUBLISHED_READERS
@@ -69,10 +67,10 @@ _STANDING = f"""
 
 
 async def standing(
-    session: AsyncSession, principal: Principal, household_id: uuid.UUID, year: int | None
+    source: DriverSource, principal: Principal, household_id: uuid.UUID, year: int | None
 ) -> str:
     """StandingRead as JSON text: PostgreSQL builds it, nothing to validate again here."""
-    driver = await driver_connection(session)
+    driver = await driver_of(source)
     found: str | None = await driver.fetchval(
         _STANDING,
         household_id,

@@ -108,10 +108,15 @@ async def test_a_villager_reads_through_the_read_pools_and_logs_out_through_the_
             headers = {"Authorization": f"Bearer {tokens.access_token}"}
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                periods = await client.get(
+                    f"/api/v1/villages/{village.id}/periods", headers=headers
+                )
+                assert periods.status_code == 200
+                assert periods.json() == []
+                assert app.state.read_engine.pool.checkedin() == 1
                 me = await client.get("/api/v1/me", headers=headers)
                 assert me.status_code == 200
                 assert me.json()["person"]["id"] == str(person.id)
-                assert app.state.read_engine.pool.checkedin() == 1
                 # A hot read (one statement on asyncpg's own read pool): the caller is read
                 # there too, and the village has no rules yet.
                 rules = await client.get(f"/api/v1/villages/{village.id}/rules", headers=headers)
