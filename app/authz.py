@@ -113,15 +113,28 @@ def scorer_household_scope(principal: Principal) -> ColumnElement[bool]:
     the same person holds widen what they may read, never what they may judge."""
     if principal.is_district_admin:
         return true()
+    villages, groups = scored_villages_and_groups(principal)
     clauses: list[ColumnElement[bool]] = []
+    if villages:
+        clauses.append(col(Household.village_id).in_(villages))
+    if groups:
+        clauses.append(col(Household.village_group_id).in_(groups))
+    return or_(*clauses) if clauses else false()
+
+
+def scored_villages_and_groups(principal: Principal) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
+    """The villages a scorer or leader scores whole, and the village groups (包片) of those
+    whose grant names some."""
+    villages: list[uuid.UUID] = []
+    groups: list[uuid.UUID] = []
     for grant in principal.grants:
         if grant.role not in (Role.SCORER, Role.SCORING_LEADER) or grant.village_id is None:
             continue
         if grant.village_group_ids:
-            clauses.append(col(Household.village_group_id).in_(grant.village_group_ids))
+            groups.extend(grant.village_group_ids)
         else:
-            clauses.append(col(Household.village_id) == grant.village_id)
-    return or_(*clauses) if clauses else false()
+            villages.append(grant.village_id)
+    return villages, groups
 
 
 # The same scopes as SQL text, for the hot reads sent straight to the driver (app/db.py's
@@ -159,19 +172,14 @@ def household_scope_args(principal: Principal) -> tuple[Any, ...]:
     """household_scope_sql's parameters: the district flag, the villages administered, the
     towns supervised, the villages scored whole, the village groups scored (包片), the caller's
     own household."""
-    villages: list[uuid.UUID] = []
-    groups: list[uuid.UUID] = []
-    for grant in principal.grants:
-        if grant.role not in (Role.SCORER, Role.SCORING_LEADER) or grant.village_id is None:
-            continue
-        if grant.village_group_ids:
-            groups.extend(grant.village_group_ids)
-        else:
-            villages.append(grant.village_id)
+    administered, towns = village_sets(
+        principal, (Role.VILLAGE_ADMIN,), towns=True, residents=False
+    )
+    villages, groups = scored_villages_and_groups(principal)
     return (
         principal.is_district_admin,
-        list(principal.village_ids(Role.VILLAGE_ADMIN)),
-        list(principal.supervised_town_ids()),
+        list(administered),
+        list(towns),
         villages,
         groups,
         principal.household_id,

@@ -15,7 +15,6 @@ from sqlalchemy import (
     ColumnElement,
     Integer,
     ScalarSelect,
-    Subquery,
     TableValuedAlias,
     Uuid,
     any_,
@@ -693,26 +692,6 @@ def unpublished_balance_points(household: Household) -> ScalarSelect[int]:
             _unpublished_result(household.village_id),
         )
         .scalar_subquery()
-    )
-
-
-def unpublished_scores(village_id: uuid.UUID, year: int) -> Subquery:
-    """Each household's year-score points in periods approved but not yet published, as a
-    subquery (household_id, points): a ranking shown to villagers takes them out, as their
-    own score does."""
-    return (
-        select(
-            col(LedgerEntry.household_id).label("household_id"),
-            func.sum(col(LedgerEntry.points)).label("points"),
-        )
-        .where(
-            col(LedgerEntry.village_id) == village_id,
-            col(LedgerEntry.counts_score),
-            col(LedgerEntry.year) == year,
-            _unpublished_result(village_id),
-        )
-        .group_by(col(LedgerEntry.household_id))
-        .subquery()
     )
 
 

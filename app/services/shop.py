@@ -579,7 +579,7 @@ async def _latest_period(
 
 async def spendable_points(session: AsyncSession, household: Household) -> int:
     """The balance less the points of periods approved but not yet published: a villager does
-    not see those yet (ledger.sees_unpublished), so they cannot spend them either. A deduction
+    not see those yet (ledger.UNPUBLISHED_READERS), so they cannot spend them either. A deduction
     waiting for publication (a veto) has already left the balance, and what is not there cannot
     be spent: never more than the balance. Exact only under the village's chain lock (a
     redemption checks it there: ledger.post's spend_published_only)."""

@@ -169,7 +169,7 @@ async def _redeem(
         await _take_item(session, item, wanted[item.id])
     if order.spends_balance:
         # Points of a period approved but not yet published (公示) are not the household's to
-        # spend yet: a villager does not see them (ledger.sees_unpublished). Checked as the
+        # spend yet: a villager does not see them (ledger.UNPUBLISHED_READERS). Checked as the
         # balance moves, under the village's chain lock, which approval and corrections take
         # too. The one change that needs no chain lock, publication, only turns unpublished
         # points into spendable ones: racing it, an order is at worst refused points published
