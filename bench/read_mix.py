@@ -16,8 +16,8 @@ are real paths with their own token:
 - `seven`: those and the household's standing and the latest period's results (the whole
   village's publication list; their rank computation is being replaced under #12).
 
-Then each read alone once, and the five at half the measured load as an open loop (Poisson
-arrivals from this process) for its p99.
+Then each read alone once, and the five at half the measured load for its p99: the same 32
+connections, each idle between requests for an exponentially distributed time (wrk's delay()).
 
     DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres .venv/bin/python bench/read_mix.py
     ... bench/read_mix.py --villages 4 --households 1000 --months 12 --rounds 3 --seconds 10
@@ -86,6 +86,22 @@ request = function()
   return requests[i]
 end
 """
+# The same requests, each connection pausing before each request for an exponentially
+# distributed time of mean args[2] ms: as many phones, each reading, then idle a while.
+PACED_LUA = (
+    LUA
+    + """
+local pause = 0
+local base_init = init
+init = function(args)
+  base_init(args)
+  pause = tonumber(args[2])
+end
+delay = function()
+  return -math.log(1 - math.random()) * pause
+end
+"""
+)
 
 
 @dataclass
@@ -296,12 +312,24 @@ def _ms(figure: str) -> float:
     return float(found.group(1)) * _UNITS[found.group(2)] if found else float("nan")
 
 
-def wrk(server: Server, connections: int, seconds: float, requests_file: Path | None) -> Run:
+def wrk(
+    server: Server,
+    connections: int,
+    seconds: float,
+    requests_file: Path | None,
+    pause_ms: float | None = None,
+) -> Run:
+    """A closed loop: each connection sends its next request as the last one is answered, or
+    with `pause_ms`, after an idle time of that mean."""
     url = server.base if requests_file is not None else f"{server.base}/select1"
     cpu_before = server.cpu_seconds()
     command = ["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{connections}", f"-d{round(seconds)}s"]
     command += ["--latency", "--timeout", "10s"]
-    if requests_file is not None:
+    if requests_file is not None and pause_ms is not None:
+        script = requests_file.with_suffix(".paced.lua")
+        script.write_text(PACED_LUA)
+        command += ["-s", str(script), url, "--", str(requests_file), f"{pause_ms:.3f}"]
+    elif requests_file is not None:
         command += ["-s", str(requests_file.with_suffix(".lua")), url, "--", str(requests_file)]
     else:
         command.append(url)
@@ -329,44 +357,6 @@ def requests_file(folder: Path, name: str, people: list[Villager], reads: tuple[
     )
     path.with_suffix(".lua").write_text(LUA)
     return path
-
-
-async def open_loop(base: str, lines: list[tuple[str, str]], rate: float, seconds: float) -> Run:
-    """Poisson arrivals at `rate`, whatever the server's state; latency per request."""
-    latencies: list[float] = []
-    errors = 0
-
-    async def one(client: httpx.AsyncClient, path: str, token: str) -> None:
-        nonlocal errors
-        started = time.perf_counter()
-        try:
-            response = await client.get(path, headers={"Authorization": f"Bearer {token}"})
-            errors += response.status_code >= 300
-        except httpx.HTTPError:
-            errors += 1
-        latencies.append(time.perf_counter() - started)
-
-    limits = httpx.Limits(max_connections=200, keepalive_expiry=2)
-    async with httpx.AsyncClient(base_url=base, timeout=10, limits=limits) as client:
-        tasks = []
-        began = time.perf_counter()
-        at = began
-        n = 0
-        while at < began + seconds:
-            await asyncio.sleep(max(0.0, at - time.perf_counter()))
-            path, token = lines[n % len(lines)]
-            n += 1
-            tasks.append(asyncio.create_task(one(client, path, token)))
-            at += random.expovariate(rate)
-        await asyncio.gather(*tasks)
-    ordered = sorted(latencies)
-    return Run(
-        rate=len(ordered) / (time.perf_counter() - began),
-        p50=ordered[len(ordered) // 2] * 1000,
-        p99=ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000,
-        requests=len(ordered),
-        errors=errors,
-    )
 
 
 @dataclass
@@ -449,14 +439,16 @@ async def measure(small: str, large: str, people: dict[str, list[Villager]], arg
                 flush=True,
             )
         half = table.mean("five, large") / 2
-        lines = [(p.reads()[r], p.token) for p in people["large"] for r in FIVE]
-        random.Random(3).shuffle(lines)
-        # The client on the load's CPU too, as wrk was: not competing with the server's.
-        os.sched_setaffinity(0, {int(LOAD_CPU)})
-        run = await open_loop(on_large.base, lines, half, args.seconds * 2)
+        # Each of the connections idles between its requests long enough that together they
+        # offer half the rate measured: the server is busy half the time.
+        run = wrk(
+            on_large, args.connections, args.seconds * 2, files[("large", "five")],
+            pause_ms=args.connections / half * 1000,
+        )  # fmt: skip
         print(
-            f"\nfive at half load (open loop, {half:.0f} req/s offered, large database): "
-            f"{run.rate:.0f} req/s, p50 {run.p50:.1f} ms, p99 {run.p99:.1f} ms, errors {run.errors}"
+            f"\nfive at half load ({half:.0f} req/s offered by {args.connections} paced"
+            f" connections, large database): {run.rate:.0f} req/s, p50 {run.p50:.1f} ms,"
+            f" p99 {run.p99:.1f} ms, errors {run.errors}"
         )
 
 
