@@ -164,7 +164,7 @@ def wrk(
     n = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     return Run(
         rate=float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
-        p99_ms=_ms(re.search(r"99%\s+(\S+)", out).group(1)),  # type: ignore[union-attr]
+        p99_ms=_ms(re.search(r"^\s+99%\s+(\S+)", out, re.MULTILINE).group(1)),  # type: ignore[union-attr]
         requests=n,
         errors=errors,
         app_ms=1000 * (app1 - app0) / HZ / (n + connections),
