@@ -53,6 +53,26 @@ def _decode(cursor: str, count: int) -> list[str]:
     return [str(v) for v in values]
 
 
+def position_after(params: PageParams) -> tuple[int, BadRequest | None]:
+    """For a list paged by a position (a row number, a sequence number): where the page starts
+    after, from its cursor. A bad cursor comes back as the problem to raise, for the caller to
+    raise only where there is a list to page through, after the checks before it."""
+    if not params.cursor:
+        return 0, None
+    try:
+        [raw] = _decode(params.cursor, 1)
+    except BadRequest as exc:
+        return 0, exc
+    if not raw.isdigit():
+        return 0, BadRequest("The cursor is not valid.", code="pagination.bad_cursor")
+    return int(raw), None
+
+
+def position_cursor(position: int) -> str:
+    """The cursor of the page after `position` (position_after reads it)."""
+    return _encode([position])
+
+
 async def paginate(
     session: AsyncSession,
     statement: Select[Any],

@@ -262,19 +262,25 @@ class AccessTokens:
         return verified
 
 
-async def current_principal(
-    request: Request,
-    session: SessionDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+async def _caller(
+    request: Request, source: DriverSource, credentials: HTTPAuthorizationCredentials | None
 ) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("An access token is required.", code="auth.token_missing")
     tokens: AccessTokens = request.app.state.access_tokens
     claims = tokens.verify(credentials.credentials)
-    principal = await load_principal(session, claims.person_id, claims.session_id)
+    principal = await load_principal(source, claims.person_id, claims.session_id)
     # Named in the request's log line (app/metrics.py).
     request.state.principal_id = principal.person_id
     return principal
+
+
+async def current_principal(
+    request: Request,
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    return await _caller(request, session, credentials)
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
@@ -295,13 +301,7 @@ async def current_reading(
 ) -> Reading:
     """current_principal for the villager's opening reads, on a connection of the read pool
     rather than a session: each of those reads is one statement sent to the driver."""
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise Unauthorized("An access token is required.", code="auth.token_missing")
-    tokens: AccessTokens = request.app.state.access_tokens
-    claims = tokens.verify(credentials.credentials)
-    principal = await load_principal(connection, claims.person_id, claims.session_id)
-    request.state.principal_id = principal.person_id
-    return Reading(principal, connection)
+    return Reading(await _caller(request, connection, credentials), connection)
 
 
 ReadingDep = Annotated[Reading, Depends(current_reading)]

@@ -43,7 +43,7 @@ from app.authz import (
     village_scope_sql,
 )
 from app.db import DriverSource, driver_connection, driver_of
-from app.errors import BadRequest, Conflict, Forbidden, NotFound, Unprocessable
+from app.errors import Conflict, Forbidden, NotFound, Unprocessable
 from app.models import (
     GENESIS_HASH,
     Household,
@@ -60,7 +60,7 @@ from app.models import (
     Village,
     YearEndClose,
 )
-from app.pagination import PageParams, _decode, _encode
+from app.pagination import PageParams, position_after, position_cursor
 from app.schemas.ledger import ChainVerification
 from app.schemas.rules import Policy
 from app.security import Principal
@@ -581,15 +581,7 @@ async def list_entries(
     period_id: uuid.UUID | None = None,
 ) -> str:
     """A page of the household's entries, oldest first, as Page[LedgerEntryRead]'s JSON."""
-    after, bad_cursor = 0, None
-    if params.cursor:
-        try:
-            [raw] = _decode(params.cursor, 1)
-            after = int(raw)
-        except ValueError:
-            bad_cursor = BadRequest("The cursor is not valid.", code="pagination.bad_cursor")
-        except BadRequest as exc:
-            bad_cursor = exc
+    after, bad_cursor = position_after(params)
     driver = await driver_of(source)
     row = await driver.fetchrow(
         _ENTRIES,
@@ -606,7 +598,7 @@ async def list_entries(
         raise NotFound("No such household.", code="household.not_found")
     if bad_cursor is not None:
         raise bad_cursor
-    cursor = _encode([row["last_seq"]]) if row["more"] else None
+    cursor = position_cursor(row["last_seq"]) if row["more"] else None
     return f'{{"items":[{row["items"] or ""}],"next_cursor":{json.dumps(cursor)}}}'
 
 
@@ -642,9 +634,21 @@ async def balance(
 ) -> str:
     """Spendable points and the year's score as BalanceRead's JSON, less what periods not yet
     published add to them for callers who do not see those yet."""
+    return await household_json(_BALANCE, source, principal, household_id, year)
+
+
+async def household_json(
+    statement: str,
+    source: DriverSource,
+    principal: Principal,
+    household_id: uuid.UUID,
+    year: int | None,
+) -> str:
+    """A household's read as JSON text built by `statement`, whose parameters are the
+    household, the year, household_scope_args and the villages of UNPUBLISHED_READERS."""
     driver = await driver_of(source)
     found: str | None = await driver.fetchval(
-        _BALANCE,
+        statement,
         household_id,
         year or clock.today().year,
         *household_scope_args(principal),

@@ -14,7 +14,7 @@ from sqlmodel import col
 from app import clock
 from app.authz import STAFF_READ_ROLES, village_scope_sql
 from app.db import DriverSource, driver_connection, driver_of
-from app.errors import BadRequest, Conflict, NotFound, Unprocessable
+from app.errors import Conflict, NotFound, Unprocessable
 from app.models import (
     Household,
     HouseholdPeriodScore,
@@ -35,7 +35,7 @@ from app.models import (
     ScoringPeriod,
     YearEndClose,
 )
-from app.pagination import PageParams, _decode, _encode
+from app.pagination import PageParams, position_after, position_cursor
 from app.schemas.periods import PeriodRead
 from app.schemas.rankings import RankScope
 from app.schemas.rules import Policy, VetoScope
@@ -637,16 +637,7 @@ async def results(
     by group (翁源), else in the village; vetoed households marked, or left out for villagers
     as the policy says."""
     params = params or PageParams()
-    after, bad_cursor = 0, None
-    if params.cursor:
-        try:
-            [raw] = _decode(params.cursor, 1)
-            if not raw.isdigit():
-                raise BadRequest("The cursor is not valid.", code="pagination.bad_cursor")
-            after = int(raw)
-        except BadRequest as exc:
-            # Refused only where there is a list to page through, after the checks before it.
-            bad_cursor = exc
+    after, bad_cursor = position_after(params)
     driver = await driver_of(source)
     row = await driver.fetchrow(
         _RESULTS,
@@ -670,7 +661,7 @@ async def results(
     if row["found"] and bad_cursor is not None:
         raise bad_cursor
     scope = RankScope.VILLAGE_GROUP if row["by_group"] else RankScope.VILLAGE
-    cursor = _encode([row["last_position"]]) if row["more"] else None
+    cursor = position_cursor(row["last_position"]) if row["more"] else None
     return (
         f'{{"period":{period.model_dump_json()},"rank_within":"{scope.value}",'
         f'"rows":[{row["rows"] or ""}],"next_cursor":{json.dumps(cursor)}}}'

@@ -6,12 +6,10 @@ published are in no rank: the year's ranks sum published periods only."""
 
 import uuid
 
-from app import clock
-from app.authz import household_scope_args, household_scope_sql, village_scope_sql
-from app.db import DriverSource, driver_of
-from app.errors import NotFound
+from app.authz import household_scope_sql, village_scope_sql
+from app.db import DriverSource
 from app.security import Principal
-from app.services.ledger import UNPUBLISHED_READERS
+from app.services.ledger import household_json
 
 # One statement, sent straight to the driver and answered as the response's JSON (the shape of
 # StandingRead): the household within the caller's scope, its stored year and period ranks by
@@ -70,14 +68,4 @@ async def standing(
     source: DriverSource, principal: Principal, household_id: uuid.UUID, year: int | None
 ) -> str:
     """StandingRead as JSON text: PostgreSQL builds it, nothing to validate again here."""
-    driver = await driver_of(source)
-    found: str | None = await driver.fetchval(
-        _STANDING,
-        household_id,
-        year or clock.today().year,
-        *household_scope_args(principal),
-        list(principal.village_ids(*UNPUBLISHED_READERS)),
-    )
-    if found is None:
-        raise NotFound("No such household.", code="household.not_found")
-    return found
+    return await household_json(_STANDING, source, principal, household_id, year)
