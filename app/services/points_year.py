@@ -175,12 +175,15 @@ def vetoed_in_year_clause(
     *,
     published_only: bool = False,
     before: date | None = None,
+    village_id: Any = None,
 ) -> ColumnElement[bool]:
     """The one definition of "vetoed for the year" (一票否决 where the policy makes a veto hold
     the whole year, 张堰): a vetoed period score in a period of that year whose rules say so.
     `published_only` for what villagers may see (results not yet published are not theirs to
     read, ranks included); `before` for periods that started before a day (approval asks of
-    the earlier periods of the year)."""
+    the earlier periods of the year). `village_id`, the household's village, keys the periods
+    read: without it a prepared statement's generic plan may hash the year's periods of every
+    village."""
     conditions = [
         col(HouseholdPeriodScore.household_id) == household_id,
         col(HouseholdPeriodScore.vetoed),
@@ -189,6 +192,8 @@ def vetoed_in_year_clause(
         col(RuleSet.id) == col(ScoringPeriod.rule_set_id),
         col(RuleSet.policy)["veto_scope"].astext == VetoScope.YEAR.value,
     ]
+    if village_id is not None:
+        conditions.append(col(ScoringPeriod.village_id) == village_id)
     if published_only:
         conditions.append(col(ScoringPeriod.status).in_(PUBLISHED))
     if before is not None:

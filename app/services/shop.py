@@ -668,7 +668,9 @@ def _catalog_statement() -> DriverStatement:
         )
         .scalar_subquery()
     )
-    vetoed_year = vetoed_in_year_clause(col(Household.id), _YEAR, published_only=True)
+    vetoed_year = vetoed_in_year_clause(
+        col(Household.id), _YEAR, published_only=True, village_id=col(Household.village_id)
+    )
     # The year's rounds: round_key(day) is one of them whatever the policy's rounds.
     rounds = (
         select(func.json_object_agg(col(ShopRoundUse.round_key), col(ShopRoundUse.orders)))
