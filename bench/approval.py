@@ -20,13 +20,17 @@ from datetime import date
 
 import psutil
 from sqlalchemy import insert, text
+from sqlalchemy.ext.asyncio import AsyncSession
 from throwaway import throwaway_database  # bench/ is on sys.path when a script runs
 
+from app.config import get_settings
 from app.db import create_engine, create_sessionmaker
 from app.models import (
     Cadence,
     Household,
+    HouseholdMember,
     ItemKind,
+    LoginMethod,
     Outcome,
     Participation,
     PeriodKind,
@@ -46,8 +50,25 @@ from app.models import (
 from app.schemas.rules import Policy
 from app.security import Grant, Principal
 from app.services import ledger, periods
+from app.services.auth import start_login
 
 YEAR = 2031
+
+
+async def logged_in_head(
+    session: AsyncSession, village_id: uuid.UUID, household_id: uuid.UUID, name: str
+) -> str:
+    """A new person made head of the household, logged in with a password: the access token."""
+    person_id = uuid.uuid4()
+    await session.execute(insert(Person).values(id=person_id, name=name, village_id=village_id))
+    await session.execute(
+        insert(HouseholdMember).values(
+            id=uuid.uuid4(), household_id=household_id, person_id=person_id,
+            village_id=village_id, is_head=True,
+        )
+    )  # fmt: skip
+    pair = await start_login(session, get_settings(), person_id, LoginMethod.PASSWORD)
+    return pair.access_token
 
 
 async def build_village(

@@ -44,17 +44,14 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import httpx
-from approval import YEAR, build_village  # bench/ is on sys.path when a script runs
+from approval import YEAR, build_village, logged_in_head  # bench/ is on sys.path when a script runs
 from redemption import wait_ready
 from sqlalchemy import insert, text
 from throwaway import throwaway_database
 
 from app import clock
-from app.config import get_settings
 from app.db import create_engine, create_sessionmaker
 from app.models import (
-    HouseholdMember,
-    LoginMethod,
     Person,
     Role,
     Shop,
@@ -63,7 +60,6 @@ from app.models import (
 )
 from app.security import Grant, Principal
 from app.services import periods
-from app.services.auth import start_login
 
 API = "/api/v1"
 BENCH = Path(__file__).parent
@@ -167,7 +163,6 @@ async def add_month(session, first_period: uuid.UUID, number: int) -> uuid.UUID:
 
 async def build(url: str, villages: int, households: int, months: int, villagers: int):
     """The county; returns its logged-in villagers."""
-    settings = get_settings()
     engine = create_engine(url, pool_size=2)
     sessionmaker = create_sessionmaker(engine)
     admin = Principal(
@@ -224,20 +219,8 @@ async def build(url: str, villages: int, households: int, months: int, villagers
             for n in range(villagers):
                 village_id, homes, shop_id, period_id = built[n % villages]
                 household_id = homes[(n // villages) % len(homes)]
-                person_id = uuid.uuid4()
-                await session.execute(
-                    insert(Person).values(id=person_id, name=f"村民{n}", village_id=village_id)
-                )
-                await session.execute(
-                    insert(HouseholdMember).values(
-                        id=uuid.uuid4(), household_id=household_id, person_id=person_id,
-                        village_id=village_id, is_head=True,
-                    )
-                )  # fmt: skip
-                pair = await start_login(session, settings, person_id, LoginMethod.PASSWORD)
-                people.append(
-                    Villager(pair.access_token, village_id, household_id, shop_id, period_id)
-                )
+                token = await logged_in_head(session, village_id, household_id, f"村民{n}")
+                people.append(Villager(token, village_id, household_id, shop_id, period_id))
         async with sessionmaker() as session, session.begin():
             await session.execute(text("ANALYZE"))
             entries = (await session.execute(text("SELECT count(*) FROM ledger_entry"))).scalar()

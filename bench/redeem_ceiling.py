@@ -34,15 +34,14 @@ import uuid
 from pathlib import Path
 
 import wrkcpu  # bench/ is on sys.path when a script runs
+from approval import logged_in_head
 from redemption import check, seed, wait_ready
-from sqlalchemy import insert, text
+from sqlalchemy import text
 from throwaway import throwaway_database
 
 from app.config import get_settings
 from app.db import create_engine, create_sessionmaker
-from app.models import HouseholdMember, LoginMethod, Person
 from app.services import shop_codes
-from app.services.auth import start_login
 
 API = "/api/v1"
 BENCH = Path(__file__).parent
@@ -51,7 +50,6 @@ BLOCK = 64
 
 async def villagers(url: str, households: list[uuid.UUID], count: int) -> list[str]:
     """A head for each of the first `count` households, logged in: their tokens."""
-    settings = get_settings()
     engine = create_engine(url, pool_size=1)
     sessionmaker = create_sessionmaker(engine)
     tokens = []
@@ -62,18 +60,7 @@ async def villagers(url: str, households: list[uuid.UUID], count: int) -> list[s
             )
         ).scalar_one()
         for n, household_id in enumerate(households[:count]):
-            person_id = uuid.uuid4()
-            await session.execute(
-                insert(Person).values(id=person_id, name=f"村民{n}", village_id=village_id)
-            )
-            await session.execute(
-                insert(HouseholdMember).values(
-                    id=uuid.uuid4(), household_id=household_id, person_id=person_id,
-                    village_id=village_id, is_head=True,
-                )
-            )  # fmt: skip
-            pair = await start_login(session, settings, person_id, LoginMethod.PASSWORD)
-            tokens.append(pair.access_token)
+            tokens.append(await logged_in_head(session, village_id, household_id, f"村民{n}"))
     await engine.dispose()
     return tokens
 

@@ -11,11 +11,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
 from app.models import (
+    Household,
     HouseholdPeriodScore,
     PeriodKind,
     PeriodStatus,
     Role,
+    RuleSet,
     ScoringPeriod,
+    Village,
     YearEndClose,
 )
 from app.rule_templates import templates
@@ -100,27 +103,7 @@ async def test_a_household_vetoed_for_the_year_does_not_redeem_where_the_policy_
     rule_set, _, _ = await f.create_rule_set(db, village, year=YEAR, policy=zhangyan)
     shop = await create_shop(db, village)
     soap = await create_item(db, shop)
-    vetoed, neighbour = [await f.create_household(db, village) for _ in range(2)]
-    heads = []
-    for home in (vetoed, neighbour):
-        person = await f.create_person(db, village)
-        await f.add_member(db, home, person, is_head=True)
-        heads.append(await f.login_headers(db, settings, person))
-        await post_entry(db, home, 60, year=YEAR)
-    march = ScoringPeriod(
-        village_id=village.id, town_id=village.town_id, rule_set_id=rule_set.id, year=YEAR,
-        kind=PeriodKind.MONTH, number=3, starts_on=date(YEAR, 3, 1), ends_on=date(YEAR, 3, 31),
-        status=PeriodStatus.PUBLISHED,
-    )  # fmt: skip
-    db.add(march)
-    await db.flush()
-    db.add(
-        HouseholdPeriodScore(
-            household_id=vetoed.id, period_id=march.id, village_id=village.id, score=0,
-            vetoed=True,
-        )
-    )  # fmt: skip
-    await db.flush()
+    vetoed, heads = await _one_vetoed_in_march(db, settings, village, rule_set)
     set_clock(at(date(YEAR, 6, 15)))
     before = await snapshot(db, vetoed)
 
@@ -153,6 +136,24 @@ async def test_the_catalog_tells_a_household_vetoed_for_the_year_why(
     rule_set, _, _ = await f.create_rule_set(db, village, year=YEAR, policy=policy)
     shop = await create_shop(db, village)
     await create_item(db, shop)
+    vetoed, heads = await _one_vetoed_in_march(db, settings, village, rule_set)
+    set_clock(at(date(YEAR, 6, 15)))
+
+    def refusals(response: httpx.Response) -> set[tuple[bool, str | None]]:
+        assert response.status_code == 200, response.text
+        return {(i["redeemable_now"], i["refusal_code"]) for i in response.json()}
+
+    items = f"{API}/shops/{shop.id}/items"
+    expected = (True, None) if may_redeem else (False, "shop.vetoed_for_year")
+    assert refusals(await client.get(items, headers=heads[0])) == {expected}
+    assert refusals(await client.get(items, headers=heads[1])) == {(True, None)}
+
+
+async def _one_vetoed_in_march(
+    db: AsyncSession, settings: Settings, village: Village, rule_set: RuleSet
+) -> tuple[Household, list[dict[str, str]]]:
+    """Two households with 60 points each, the first vetoed in March's published results:
+    that household, and the heads' login headers (vetoed first, then the neighbour)."""
     vetoed, neighbour = [await f.create_household(db, village) for _ in range(2)]
     heads = []
     for home in (vetoed, neighbour):
@@ -174,13 +175,4 @@ async def test_the_catalog_tells_a_household_vetoed_for_the_year_why(
         )
     )  # fmt: skip
     await db.flush()
-    set_clock(at(date(YEAR, 6, 15)))
-
-    def refusals(response: httpx.Response) -> set[tuple[bool, str | None]]:
-        assert response.status_code == 200, response.text
-        return {(i["redeemable_now"], i["refusal_code"]) for i in response.json()}
-
-    items = f"{API}/shops/{shop.id}/items"
-    expected = (True, None) if may_redeem else (False, "shop.vetoed_for_year")
-    assert refusals(await client.get(items, headers=heads[0])) == {expected}
-    assert refusals(await client.get(items, headers=heads[1])) == {(True, None)}
+    return vetoed, heads
