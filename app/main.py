@@ -41,7 +41,7 @@ from app.routers import (
 )
 from app.routers.photos import MULTIPART_OVERHEAD
 from app.routing import include_indexed
-from app.security import AccessTokens
+from app.security import AccessTokens, KnownCallers
 from app.services import photos as photos_service
 from app.services.household_import import MAX_FILE_BYTES
 from app.services.notification_delivery import running_worker
@@ -106,6 +106,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     )
     app.state.settings = settings
     app.state.access_tokens = AccessTokens(settings)
+    app.state.callers = KnownCallers()
     install_error_handlers(app)
     install_replay_handler(app)
     app.add_middleware(

@@ -174,7 +174,7 @@ _bearer = HTTPBearer(auto_error=False, description="Access token from a login en
 # than the statement itself here. The JSON arrives decoded (SQLAlchemy's asyncpg dialect sets
 # the json codec on every connection it opens).
 _PRINCIPAL = """
-    SELECT s.person_id, s.revoked_at IS NOT NULL AS revoked,
+    SELECT s.person_id, s.revoked_at IS NOT NULL AS revoked, s.caller_version,
            m.household_id, m.village_id AS household_village_id,
            coalesce((
                SELECT json_agg(json_build_array(
@@ -202,7 +202,15 @@ async def load_principal(
     session: DriverSource, person_id: uuid.UUID, session_id: uuid.UUID
 ) -> Principal:
     """On a session (in its transaction) or on a hot read's asyncpg connection."""
-    driver = await driver_of(session)
+    principal, _ = await _load_caller(session, person_id, session_id)
+    return principal
+
+
+async def _load_caller(
+    source: DriverSource, person_id: uuid.UUID, session_id: uuid.UUID
+) -> tuple[Principal, int]:
+    """The caller, and the version of it read in the same statement (KnownCallers)."""
+    driver = await driver_of(source)
     row = await driver.fetchrow(_PRINCIPAL, session_id)
     if row is None or row["person_id"] != person_id or row["revoked"]:
         raise session_ended()
@@ -216,7 +224,7 @@ async def load_principal(
         )
         for role, town_id, village_id, group_ids, shop_id in row["grants"]
     )
-    return Principal(
+    principal = Principal(
         person_id=person_id,
         session_id=session_id,
         grants=grants,
@@ -224,6 +232,7 @@ async def load_principal(
         household_village_id=row["household_village_id"],
         village_towns={uuid.UUID(v): uuid.UUID(t) for v, t in row["village_towns"].items()},
     )
+    return principal, row["caller_version"]
 
 
 @dataclass(frozen=True)
@@ -262,17 +271,112 @@ class AccessTokens:
         return verified
 
 
-async def _caller(
-    request: Request, source: DriverSource, credentials: HTTPAuthorizationCredentials | None
-) -> Principal:
+class CallerChanged(Exception):
+    """A hot read's remembered caller no longer stands (a logout, a grant or household changed
+    since it was read). The route is answered again from the start, with the caller read
+    afresh (app/routing.py); the read it was in sent nothing but its one SELECT."""
+
+
+class KnownCallers:
+    """The callers of hot reads, by login session, with the version each was read at
+    (login_session.caller_version, which the database raises in the same transaction as any
+    change to what a caller is read from: the person's grants, household, villages' towns).
+    One per app; bounded like AccessTokens."""
+
+    def __init__(self, size: int = 8192) -> None:
+        self.size = size
+        self._known: dict[uuid.UUID, tuple[Principal, int]] = {}
+
+    def get(self, claims: AccessClaims) -> tuple[Principal, int] | None:
+        known = self._known.get(claims.session_id)
+        if known is None or known[0].person_id != claims.person_id:
+            return None
+        return known
+
+    def remember(self, principal: Principal, version: int) -> None:
+        if principal.session_id not in self._known and len(self._known) >= self.size:
+            del self._known[next(iter(self._known))]
+        self._known[principal.session_id] = (principal, version)
+
+    def forget(self, session_id: uuid.UUID) -> None:
+        self._known.pop(session_id, None)
+
+
+# True while the login stands at the version its caller was remembered at. Uncorrelated, so
+# PostgreSQL evaluates it once per statement, before the read itself (a one-time filter).
+_UNCHANGED = (
+    "EXISTS (SELECT FROM login_session s WHERE s.id = ${session} AND s.revoked_at IS NULL"
+    " AND s.caller_version = ${version})"
+)
+
+
+class CheckedConnection:
+    """A hot read's connection for a remembered caller: each statement sent through it carries
+    the check that the caller still stands, in the same snapshot as the read. A statement
+    that finds nothing is then either a read that found nothing or a check that failed, and
+    one more statement tells which (versions only rise and logins never come back, so a
+    check that holds now held then). A failed check raises CallerChanged."""
+
+    def __init__(
+        self, connection: Any, callers: KnownCallers, session_id: uuid.UUID, version: int
+    ) -> None:
+        self._connection = connection
+        self._callers = callers
+        self._session_id = session_id
+        self._version = version
+
+    def _checked(self, sql: str, count: int) -> str:
+        # New lines around the read, so a comment ending its text ends there.
+        unchanged = _UNCHANGED.format(session=count + 1, version=count + 2)
+        return f"SELECT checked.* FROM (\n{sql}\n) checked WHERE {unchanged}"
+
+    async def _found(self, found: Any) -> Any:
+        if found is None or (isinstance(found, list) and not found):
+            unchanged = _UNCHANGED.format(session=1, version=2)
+            if not await self._connection.fetchval(
+                f"SELECT {unchanged}", self._session_id, self._version
+            ):
+                self._callers.forget(self._session_id)
+                raise CallerChanged
+        return found
+
+    async def fetchrow(self, sql: str, *args: Any) -> Any:
+        checked = self._checked(sql, len(args))
+        return await self._found(
+            await self._connection.fetchrow(checked, *args, self._session_id, self._version)
+        )
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        checked = self._checked(sql, len(args))
+        return await self._found(
+            await self._connection.fetchval(checked, *args, self._session_id, self._version)
+        )
+
+    async def fetch(self, sql: str, *args: Any) -> Any:
+        checked = self._checked(sql, len(args))
+        return await self._found(
+            await self._connection.fetch(checked, *args, self._session_id, self._version)
+        )
+
+
+def _claims(request: Request, credentials: HTTPAuthorizationCredentials | None) -> AccessClaims:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("An access token is required.", code="auth.token_missing")
     tokens: AccessTokens = request.app.state.access_tokens
-    claims = tokens.verify(credentials.credentials)
-    principal = await load_principal(source, claims.person_id, claims.session_id)
+    return tokens.verify(credentials.credentials)
+
+
+def _named_in_log(request: Request, principal: Principal) -> Principal:
     # Named in the request's log line (app/metrics.py).
     request.state.principal_id = principal.person_id
     return principal
+
+
+async def _caller(
+    request: Request, source: DriverSource, credentials: HTTPAuthorizationCredentials | None
+) -> Principal:
+    claims = _claims(request, credentials)
+    return _named_in_log(request, await load_principal(source, claims.person_id, claims.session_id))
 
 
 async def current_principal(
@@ -300,8 +404,19 @@ async def current_reading(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Reading:
     """current_principal for the villager's opening reads, on a connection of the read pool
-    rather than a session: each of those reads is one statement sent to the driver."""
-    return Reading(await _caller(request, connection, credentials), connection)
+    rather than a session: each of those reads is one statement sent to the driver. A caller
+    read before is not read again: the read's own statement checks that it still stands
+    (CheckedConnection), so the read costs one round trip instead of two."""
+    claims = _claims(request, credentials)
+    callers: KnownCallers = request.app.state.callers
+    known = callers.get(claims)
+    if known is not None:
+        principal, version = known
+        checked = CheckedConnection(connection, callers, principal.session_id, version)
+        return Reading(_named_in_log(request, principal), checked)
+    principal, version = await _load_caller(connection, claims.person_id, claims.session_id)
+    callers.remember(principal, version)
+    return Reading(_named_in_log(request, principal), connection)
 
 
 ReadingDep = Annotated[Reading, Depends(current_reading)]

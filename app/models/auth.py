@@ -38,6 +38,12 @@ class LoginSession(SQLModel, table=True):
     created_at: datetime = created_at_field()
     revoked_at: datetime | None = timestamp_field()
     revoked_reason: str | None = Field(default=None, max_length=40)
+    # Raised by the database whenever the login's person's grants, household or villages'
+    # towns change (migration caller_version's triggers): a hot read's remembered caller is
+    # good while its version still stands (app/security.py KnownCallers).
+    caller_version: int = Field(
+        default=0, sa_column=sa.Column(sa.BigInteger, nullable=False, server_default="0")
+    )
 
 
 class RefreshToken(SQLModel, table=True):
