@@ -754,6 +754,23 @@ _COUNTER = DriverStatement(
 )
 
 
+_ATTENDED_SHOP = DriverStatement(
+    select(*(col(getattr(Shop, name)) for name in ShopRow._fields)).where(
+        col(Shop.id) == _SHOP, _shop_attended_parameters()
+    ),
+    "shop_id",
+    *_ATTENDED_PARAMETERS,
+)
+
+
+async def attended_shop(session: AsyncSession, principal: Principal, shop_id: uuid.UUID) -> ShopRow:
+    """The shop whose counter the caller serves (shop_attended), or shop.not_found."""
+    row = await _ATTENDED_SHOP.fetchrow(session, shop_id=shop_id, **_attended_values(principal))
+    if row is None:
+        raise shop_not_found()
+    return ShopRow(*row)
+
+
 async def served_household(
     session: AsyncSession, principal: Principal, shop_id: uuid.UUID, day: date
 ) -> Any:

@@ -19,9 +19,10 @@ stop a household taking more than its tier's share.
 import uuid
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
+from functools import cache
 from typing import Any, NamedTuple
 
-from sqlalchemy import Integer, String, any_, case, insert, select, update
+from sqlalchemy import DateTime, Integer, String, any_, case, insert, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -71,6 +72,7 @@ from app.services.shop import (
     ShopKey,
     ShopRow,
     Standing,
+    attended_shop,
     attended_villages,
     counter_household,
     get_shop,
@@ -104,6 +106,19 @@ class OrderItem(NamedTuple):
     active: bool
     limit_per_period: int | None
     min_period_score: int | None
+
+
+class OrderLine(NamedTuple):
+    """A line as an order's read shows it (ShopOrderLine's columns)."""
+
+    order_id: uuid.UUID
+    item_id: uuid.UUID
+    item_name: str
+    unit_points: int
+    quantity: int
+
+
+LineTerms = ShopOrderLine | OrderLine
 
 
 def _uuid_param(name: str) -> Any:
@@ -430,6 +445,31 @@ async def _give_back(session: AsyncSession, order: ShopOrder, actor: Principal |
         await ledger.post(session, order.village_id, entries)
 
 
+@cache
+def _move_statement(
+    from_status: OrderStatus, to_status: OrderStatus, still_open: bool
+) -> DriverStatement:
+    """_move's conditional UPDATE for one kind of change, built once."""
+    now = param("now", DateTime(timezone=True))
+    actor = _uuid_param("actor")
+    statement = update(ShopOrder).where(
+        col(ShopOrder.id) == _uuid_param("order_id"), col(ShopOrder.status) == from_status
+    )
+    if still_open:
+        statement = statement.where(col(ShopOrder.expires_at) > now)
+    values: dict[str, Any]
+    runtime = ["order_id", "now", "actor"]
+    if to_status is OrderStatus.COLLECTED:
+        values = {"collected_at": now, "collected_by": actor}
+    else:
+        values = {"closed_at": now, "closed_by": actor, "close_reason": param("reason", String())}
+        runtime.append("reason")
+    statement = statement.values(status=to_status, **values).returning(
+        *(col(getattr(ShopOrder, name)) for name in _ORDER_COLUMNS)
+    )
+    return DriverStatement(statement, *runtime)
+
+
 async def _move(
     session: AsyncSession,
     order_id: uuid.UUID,
@@ -440,28 +480,38 @@ async def _move(
     reason: str = "",
     still_open: bool = False,
 ) -> ShopOrder | None:
-    """One state change, taken by one caller however many race for it."""
-    now = clock.now()
-    statement = update(ShopOrder).where(
-        col(ShopOrder.id) == order_id, col(ShopOrder.status) == from_status
+    """One state change, taken by one caller however many race for it. The order as moved: a
+    new object, not the session's (an order the caller read before keeps its old state)."""
+    closing = {} if to_status is OrderStatus.COLLECTED else {"reason": reason}
+    row = await _move_statement(from_status, to_status, still_open).fetchrow(
+        session,
+        order_id=order_id,
+        now=clock.now(),
+        actor=actor.person_id if actor else None,
+        **closing,
     )
-    if still_open:
-        statement = statement.where(col(ShopOrder.expires_at) > now)
-    values: dict[str, object]
-    if to_status is OrderStatus.COLLECTED:
-        values = {"collected_at": now, "collected_by": actor.person_id if actor else None}
-    else:
-        values = {
-            "closed_at": now,
-            "closed_by": actor.person_id if actor else None,
-            "close_reason": reason,
-        }
-    moved = await session.execute(
-        statement.values(status=to_status, **values)
-        .returning(ShopOrder)
-        .execution_options(populate_existing=True)
-    )
-    return moved.scalar_one_or_none()
+    return None if row is None else _order_of(row)
+
+
+# An order's row as the driver reads it, and its object for order_read and the checks.
+_ORDER = DriverStatement(
+    select(*(col(getattr(ShopOrder, name)) for name in _ORDER_COLUMNS)).where(
+        col(ShopOrder.id) == _uuid_param("order_id")
+    ),
+    "order_id",
+)
+
+
+def _order_of(row: Any) -> ShopOrder:
+    order = ShopOrder(**row)
+    # The driver reads the enums' stored values.
+    order.channel, order.status = OrderChannel(row["channel"]), OrderStatus(row["status"])
+    return order
+
+
+async def _order(session: AsyncSession, order_id: uuid.UUID | None) -> ShopOrder | None:
+    row = await _ORDER.fetchrow(session, order_id=order_id)
+    return None if row is None else _order_of(row)
 
 
 def _not_open(order: ShopOrder) -> Conflict:
@@ -485,7 +535,7 @@ async def order_read(
     order: ShopOrder,
     *,
     owner: bool = False,
-    lines: Sequence[ShopOrderLine] | None = None,
+    lines: Sequence[LineTerms] | None = None,
 ) -> OrderRead:
     """The order as its household or the counter sees it (`lines` when the caller has them)."""
     if lines is None:
@@ -513,16 +563,22 @@ async def order_read(
     )
 
 
+_LINES = DriverStatement(
+    select(*(col(getattr(ShopOrderLine, name)) for name in OrderLine._fields)).where(
+        col(ShopOrderLine.order_id) == any_(param("order_ids", ARRAY(PG_UUID(as_uuid=True))))
+    ),
+    "order_ids",
+)
+
+
 async def _lines_by_order(
     session: AsyncSession, order_ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, list[ShopOrderLine]]:
+) -> dict[uuid.UUID, list[OrderLine]]:
     """The lines of several orders, read in one query."""
-    lines: dict[uuid.UUID, list[ShopOrderLine]] = {order_id: [] for order_id in order_ids}
+    lines: dict[uuid.UUID, list[OrderLine]] = {order_id: [] for order_id in order_ids}
     if order_ids:
-        rows = await session.execute(
-            select(ShopOrderLine).where(col(ShopOrderLine.order_id).in_(list(lines)))
-        )
-        for line in rows.scalars():
+        for row in await _LINES.fetch(session, order_ids=list(lines)):
+            line = OrderLine(*row)
             lines[line.order_id].append(line)
     return lines
 
@@ -770,7 +826,7 @@ async def scan(
     shop, scanned, row = await _counter_code(session, settings, principal, shop_id, code, day)
     order_read_model = None
     if scanned.kind is CodeKind.PICKUP:
-        order = await session.get(ShopOrder, scanned.order_id)
+        order = await _order(session, scanned.order_id)
         if order is None or order.shop_id != shop.id:
             raise shop_codes.forged()
         _check_attended_village(principal, shop, order.village_id)
@@ -880,7 +936,7 @@ async def collect(
     shop_id: uuid.UUID,
     code: str,
 ) -> ShopOrder:
-    shop = await get_shop(session, shop_id, shop_attended(principal))
+    shop = await attended_shop(session, principal, shop_id)
     scanned = shop_codes.read_code(settings, code, shop.id)
     if scanned.kind is not CodeKind.PICKUP or scanned.order_id is None:
         raise Unprocessable(
@@ -888,7 +944,7 @@ async def collect(
             code="shop.code_wrong_kind",
             title="这不是订单取货码",
         )
-    placed = await session.get(ShopOrder, scanned.order_id)
+    placed = await _order(session, scanned.order_id)
     if placed is None:
         raise shop_codes.forged()
     _check_attended_village(principal, shop, placed.village_id)
@@ -901,8 +957,9 @@ async def collect(
         still_open=True,
     )
     if moved is None:
-        await session.refresh(placed)
-        raise _not_open(placed)
+        current = await _order(session, placed.id)
+        assert current is not None
+        raise _not_open(current)
     return moved
 
 
@@ -1074,7 +1131,7 @@ PICKUP_HINT = "凭取货码到店领取，逾期积分退回"
 
 
 def expiring_message(
-    lines: Sequence[ShopOrderLine], shop_name: str, expires_at: datetime
+    lines: Sequence[LineTerms], shop_name: str, expires_at: datetime
 ) -> dict[str, str]:
     """The order_expiring template: thing1 the goods (the first item and its count, and how
     many kinds more), time2 the pickup deadline, thing3 the shop, thing4 how to collect."""
@@ -1094,7 +1151,7 @@ def expiring_message(
 
 
 async def _tell_expiring(
-    session: AsyncSession, order: ShopOrder, lines: Sequence[ShopOrderLine], shop_name: str
+    session: AsyncSession, order: ShopOrder, lines: Sequence[LineTerms], shop_name: str
 ) -> None:
     """To the villager who placed the order; when they cannot be reached (WeChat unbound, or
     no longer of the village), to the household's bound members: any member's phone shows the
