@@ -243,8 +243,9 @@ _HOUSEHOLDS = param("household_ids", ARRAY(Uuid()))
 def _spend_statement(*, published_only: bool) -> DriverStatement:
     """Spends (:household_ids, :deltas) out of the balances, guarded in the database: a row
     only moves if it stays at or above zero, so two spends racing for the last points cannot
-    both pass. `published_only` (see `post`): if the spendable figure stays at or above zero,
-    the points of :village_id's periods approved but not yet published left out."""
+    both pass. `published_only` (see `post`): only if the spendable figure stays at or above
+    zero, that is the balance less the points of :village_id's periods approved but not yet
+    published."""
     batch = (
         func.unnest(_HOUSEHOLDS, param("deltas", ARRAY(Integer())))
         .table_valued(column("household_id", Uuid()), column("delta", Integer()))

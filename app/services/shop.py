@@ -728,7 +728,7 @@ _SERVED = DriverStatement(
 )
 
 
-def head_name(household_id: Any) -> ScalarSelect[str]:
+def _head_name(household_id: Any) -> ScalarSelect[str]:
     """The name the household goes by: its head's."""
     return (
         select(col(Person.name))
@@ -745,7 +745,7 @@ def head_name(household_id: Any) -> ScalarSelect[str]:
 _COUNTER = DriverStatement(
     _with_household(
         _shop_attended_parameters(),
-        head_name(col(Household.id)).label("head_name"),
+        _head_name(col(Household.id)).label("head_name"),
         exists().where(col(ShopCodeUse.nonce) == _NONCE).label("replayed"),
     ),
     *_STANDING_PARAMETERS,
