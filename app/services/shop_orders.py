@@ -22,7 +22,19 @@ from datetime import date, datetime, timedelta
 from functools import cache
 from typing import Any, NamedTuple
 
-from sqlalchemy import DateTime, Integer, String, any_, case, insert, select, update
+from sqlalchemy import (
+    DateTime,
+    Integer,
+    String,
+    any_,
+    case,
+    column,
+    func,
+    insert,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -146,19 +158,45 @@ _ITEMS = DriverStatement(
     "shop_id",
 )
 _ORDER_COLUMNS = tuple(column.name for column in ShopOrder.__table__.columns)  # type: ignore[attr-defined]
-_LINE_COLUMNS = tuple(column.name for column in ShopOrderLine.__table__.columns)  # type: ignore[attr-defined]
+# A line's columns besides its order's, each sent as an array of the order's lines.
+_LINE_ARRAYS: dict[str, Any] = {
+    "id": PG_UUID(as_uuid=True),
+    "item_id": PG_UUID(as_uuid=True),
+    "item_name": String(),
+    "unit_points": Integer(),
+    "quantity": Integer(),
+}
 
 
-def _insert(model: Any, columns: tuple[str, ...]) -> DriverStatement:
-    table = model.__table__
-    return DriverStatement(
-        insert(table).values({name: param(name, table.c[name].type) for name in columns}),
-        *columns,
+def _place_statement() -> DriverStatement:
+    """The order and its lines in one statement: the lines' rows are unnested from one array
+    per column (line_<column>), their order the one inserted beside them."""
+    table = ShopOrder.__table__  # type: ignore[attr-defined]
+    placed = (
+        insert(table)
+        .values({name: param(name, table.c[name].type) for name in _ORDER_COLUMNS})
+        .returning(table.c.id)
+        .cte("placed")
     )
+    lines = (
+        func.unnest(*(param(f"line_{name}", ARRAY(kind)) for name, kind in _LINE_ARRAYS.items()))
+        .table_valued(*(column(name, kind) for name, kind in _LINE_ARRAYS.items()))
+        .render_derived(name="lines")
+    )
+    statement = (
+        insert(ShopOrderLine.__table__)  # type: ignore[attr-defined]
+        .from_select(
+            ["order_id", *_LINE_ARRAYS],
+            select(placed.c.id, *(lines.c[name] for name in _LINE_ARRAYS)).select_from(
+                placed.join(lines, true())
+            ),
+        )
+        .add_cte(placed)
+    )
+    return DriverStatement(statement, *_ORDER_COLUMNS, *(f"line_{name}" for name in _LINE_ARRAYS))
 
 
-_INSERT_ORDER = _insert(ShopOrder, _ORDER_COLUMNS)
-_INSERT_LINE = _insert(ShopOrderLine, _LINE_COLUMNS)
+_PLACE = _place_statement()
 
 
 def _take_round_statement() -> DriverStatement:
@@ -296,9 +334,10 @@ async def _redeem(
         )
         for item in items
     ]
-    await _INSERT_ORDER.execute(session, **{name: getattr(order, name) for name in _ORDER_COLUMNS})
-    await _INSERT_LINE.executemany(
-        session, [{name: getattr(line, name) for name in _LINE_COLUMNS} for line in order_lines]
+    await _PLACE.execute(
+        session,
+        **{name: getattr(order, name) for name in _ORDER_COLUMNS},
+        **{f"line_{name}": [getattr(line, name) for line in order_lines] for name in _LINE_ARRAYS},
     )
     limit = standing.policy.orders_per_round
     if limit is not None:
