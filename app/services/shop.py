@@ -64,6 +64,7 @@ from app.models import (
     Shop,
     ShopCodeUse,
     ShopItem,
+    ShopOrder,
     ShopRoundUse,
     StockMovement,
     Village,
@@ -627,9 +628,11 @@ _ROUNDS = param("rounds", String())
 _STANDING_PARAMETERS = ("shop_id", "household_id", "day", "year", "rounds")
 
 
-def _with_household(scope: ColumnElement[bool], *columns: Any) -> Select[Any]:
+def _with_household(
+    scope: ColumnElement[bool], *columns: Any, household: Any = _HOUSEHOLD
+) -> Select[Any]:
     """The shop (:shop_id) in `scope`, `columns`, and all that standing_of and the spendable
-    figure read of the household :household_id (none: NULLs): one round trip. The household's
+    figure read of the household `household` (none: NULLs): one round trip. The household's
     facts are read whatever the policy asks (each a keyed lookup); the policy then decides
     which count (standing_of)."""
     own = aliased(HouseholdPeriodScore, name="own")
@@ -678,7 +681,7 @@ def _with_household(scope: ColumnElement[bool], *columns: Any) -> Select[Any]:
             spendable_figure(Household).label("spendable"),  # type: ignore[arg-type]
         )
         .select_from(Shop)
-        .outerjoin(Household, col(Household.id) == _HOUSEHOLD)
+        .outerjoin(Household, col(Household.id) == household)
         .outerjoin(latest, true())
         .outerjoin(
             own,
@@ -740,16 +743,23 @@ def _head_name(household_id: Any) -> ScalarSelect[str]:
     )
 
 
-# The counter: the attended shop, the household a code names, its head, and whether the code
-# (:nonce) was used already.
+# The counter: the attended shop, the household a code names (a pay code's or card's, or a
+# pickup code's order's), its head, and whether the code (:nonce) was used already.
 _COUNTER = DriverStatement(
     _with_household(
         _shop_attended_parameters(),
         _head_name(col(Household.id)).label("head_name"),
         exists().where(col(ShopCodeUse.nonce) == _NONCE).label("replayed"),
+        household=func.coalesce(
+            _HOUSEHOLD,
+            select(col(ShopOrder.household_id))
+            .where(col(ShopOrder.id) == param("order_id", PG_UUID(as_uuid=True)))
+            .scalar_subquery(),
+        ),
     ),
     *_STANDING_PARAMETERS,
     "nonce",
+    "order_id",
     *_ATTENDED_PARAMETERS,
 )
 
@@ -787,16 +797,20 @@ async def counter_household(
     session: AsyncSession,
     principal: Principal,
     shop_id: uuid.UUID,
-    household_id: uuid.UUID | None,
     day: date,
-    nonce: uuid.UUID | None = None,
+    *,
+    household_id: uuid.UUID | None,
+    order_id: uuid.UUID | None,
+    nonce: uuid.UUID | None,
 ) -> Any:
-    """The shop whose counter the caller serves and the facts of the household (none: NULLs)
-    with its head's name and whether `nonce` was used; None: no such shop for the caller."""
+    """The shop whose counter the caller serves and the facts of the household (`household_id`,
+    else `order_id`'s, whichever shop the order is of; none: NULLs) with its head's name and
+    whether `nonce` was used; None: no such shop for the caller."""
     return await _COUNTER.fetchrow(
         session,
         **_standing_values(shop_id, household_id, day),
         nonce=nonce,
+        order_id=order_id,
         **_attended_values(principal),
     )
 

@@ -796,9 +796,9 @@ async def _counter_code(
     day: date,
 ) -> tuple[ShopRow, shop_codes.ScannedCode, Any]:
     """The shop whose counter the caller serves, the code read for it, and the row of
-    shop.counter_household for the household the code names (none for a pickup code, or a
-    household that does not exist): one statement, half of them at every redemption. A
-    missing shop is refused before the code, as when the shop was read alone first."""
+    shop.counter_household for the household the code names (a pickup code: its order's; none
+    where that does not exist): one statement, half of them at every redemption. A missing
+    shop is refused before the code, as when the shop was read alone first."""
     refused: AppError | None = None
     scanned: shop_codes.ScannedCode | None = None
     try:
@@ -809,9 +809,10 @@ async def _counter_code(
         session,
         principal,
         shop_id,
-        scanned.household_id if scanned is not None else None,
         day,
-        scanned.nonce if scanned is not None else None,
+        household_id=scanned.household_id if scanned is not None else None,
+        order_id=scanned.order_id if scanned is not None else None,
+        nonce=scanned.nonce if scanned is not None else None,
     )
     if row is None:
         raise shop_not_found()
@@ -873,16 +874,14 @@ async def scan(
             order.expires_at is not None and order.expires_at <= clock.now()
         ):
             raise _not_open(order)
-        # The order's household, its head and spendable points; an order's code is not spent.
-        row = await counter_household(session, principal, shop.id, order.household_id, day)
-        assert row is not None
+        # The order's household, read with the shop (_counter_code).
         household = household_of(row)
         assert household is not None
         order_read_model = await order_read(session, settings, order)
     else:
         household = await _scanned_household(session, shop, scanned, row)
         _check_attended_village(principal, shop, household.village_id)
-    if row["replayed"]:
+    if order_read_model is None and row["replayed"]:
         raise shop_codes.replayed()
     standing = standing_of(row, day)
     refusal: Refusal | None = None if order_read_model else standing.refusal
