@@ -149,6 +149,19 @@ async def driver_connection(session: AsyncSession) -> Any:
     return driver
 
 
+async def transaction_driver(session: AsyncSession) -> Any:
+    """The asyncpg connection under the session, its transaction begun. SQLAlchemy's asyncpg
+    adapter sends BEGIN lazily, before its own first statement: a statement sent to the driver
+    first would otherwise run, and commit, on its own. (The adapter's `_transaction` and
+    `_start_transaction` are private; tests/infra/test_driver_transaction.py pins them.)"""
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    adapted: Any = raw.dbapi_connection
+    if adapted._transaction is None:
+        await adapted._start_transaction()
+    return raw.driver_connection
+
+
 # Where a statement sent to the driver runs: a session's transaction, or a hot read's connection.
 DriverSource: TypeAlias = AsyncSession | asyncpg.Connection
 

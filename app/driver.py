@@ -7,21 +7,24 @@ so a definition such as "vetoed for the year" keeps one home, and compiled once 
 which prepares it once per pooled connection (as app/security.py's principal statement).
 """
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from enum import Enum
 from typing import Any
 
+import asyncpg
 from fastapi import Response
 from pydantic import TypeAdapter
 from sqlalchemy import BindParameter, bindparam
-from sqlalchemy.dialects.postgresql import asyncpg
+from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.types import TypeEngine
 
-from app.db import DriverSource, driver_of
+from app.db import DriverSource, transaction_driver
 
-_DIALECT = asyncpg.dialect()  # type: ignore[no-untyped-call]
+_DIALECT = asyncpg_dialect.dialect()  # type: ignore[no-untyped-call]
 _JSON: TypeAdapter[Any] = TypeAdapter(Any)
 
 
@@ -57,8 +60,37 @@ class DriverStatement:
     async def fetchrow(self, source: DriverSource, **values: Any) -> Any:
         """The first row (an asyncpg Record) or None: on a session (in its transaction) or on
         a hot read's connection (app.db.read_connection)."""
-        driver = await driver_of(source)
-        return await driver.fetchrow(self.sql, *self._args(values))
+        return await self._run("fetchrow", source, self._args(values))
+
+    async def fetch(self, source: DriverSource, **values: Any) -> list[Any]:
+        """Every row (asyncpg Records)."""
+        rows: list[Any] = await self._run("fetch", source, self._args(values))
+        return rows
+
+    async def execute(self, source: DriverSource, **values: Any) -> None:
+        await self._run("execute", source, self._args(values))
+
+    async def executemany(self, source: DriverSource, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Once per row of values, in one round trip."""
+        await self._run("executemany", source, [self._args(row) for row in rows])
+
+    async def _run(self, method: str, source: DriverSource, args: list[Any]) -> Any:
+        if not isinstance(source, AsyncSession):
+            return await getattr(source, method)(self.sql, *args)
+        driver = await transaction_driver(source)
+        try:
+            if method == "executemany":
+                return await driver.executemany(self.sql, args)
+            return await getattr(driver, method)(self.sql, *args)
+        except asyncpg.PostgresError as exc:
+            # As SQLAlchemy would have raised it, for the problem handlers (app/errors.py): a
+            # constraint is a 409, a value PostgreSQL cannot hold a 422, never a bare 500.
+            error = (
+                IntegrityError
+                if isinstance(exc, asyncpg.IntegrityConstraintViolationError)
+                else DBAPIError
+            )
+            raise error(self.sql, args, exc) from exc
 
 
 def _driver_value(value: Any) -> Any:

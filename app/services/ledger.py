@@ -7,14 +7,17 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
+from functools import cache
 from operator import getitem, itemgetter
 from typing import Any
 
 import asyncpg
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     Integer,
     ScalarSelect,
+    String,
     TableValuedAlias,
     Uuid,
     any_,
@@ -30,7 +33,6 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Mapped
 from sqlalchemy.types import TypeEngine
 from sqlmodel import col
 
@@ -43,6 +45,7 @@ from app.authz import (
     village_scope_sql,
 )
 from app.db import DriverSource, driver_connection, driver_of
+from app.driver import DriverStatement, param
 from app.errors import Conflict, Forbidden, NotFound, Unprocessable
 from app.models import (
     GENESIS_HASH,
@@ -184,38 +187,13 @@ async def _apply_summaries(
             )
         )
     if spends:
-        # Guarded in the database: a row only moves if it stays at or above zero, so two
-        # spends racing for the last points cannot both pass.
-        batch = _batch(
-            "spends", household_id=(Uuid(), list(spends)), delta=(Integer(), list(spends.values()))
+        # Built on first use: the spendable figure's clause (_unpublished_result) comes later.
+        spend = _spend_statement(published_only=spend_published_only)
+        village = {"village_id": village_id} if spend_published_only else {}
+        moved = await spend.fetch(
+            session, household_ids=list(spends), deltas=list(spends.values()), **village
         )
-        left = col(HouseholdBalance.balance) + batch.c.delta
-        if spend_published_only:
-            hidden = (
-                select(func.coalesce(func.sum(col(LedgerEntry.points)), 0))
-                .where(
-                    col(LedgerEntry.household_id) == col(HouseholdBalance.household_id),
-                    col(LedgerEntry.counts_balance),
-                    _unpublished_result(village_id),
-                )
-                .scalar_subquery()
-            )
-            left = left - func.greatest(hidden, 0)
-        # The spenders' keys besides the join: with the spendable figure's subquery in the
-        # filter, the generic plan otherwise hashes every balance row of the county, under
-        # the item and chain locks.
-        spenders = bindparam(None, list(spends), type_=ARRAY(Uuid()))
-        moved = await session.execute(
-            update(HouseholdBalance)
-            .where(
-                col(HouseholdBalance.household_id) == batch.c.household_id,
-                col(HouseholdBalance.household_id) == any_(spenders),
-                left >= 0,
-            )
-            .values(balance=col(HouseholdBalance.balance) + batch.c.delta)
-            .returning(col(HouseholdBalance.household_id))
-        )
-        if len(moved.all()) != len(spends):
+        if len(moved) != len(spends):
             raise insufficient_balance()
     moves = [(h, p, d) for (h, p), d in period_delta.items() if d != 0]
     if moves:
@@ -257,6 +235,73 @@ async def _apply_summaries(
         )
 
 
+_VILLAGE = param("village_id", Uuid())
+_HOUSEHOLDS = param("household_ids", ARRAY(Uuid()))
+
+
+@cache
+def _spend_statement(*, published_only: bool) -> DriverStatement:
+    """Spends (:household_ids, :deltas) out of the balances, guarded in the database: a row
+    only moves if it stays at or above zero, so two spends racing for the last points cannot
+    both pass. `published_only` (see `post`): only if the spendable figure stays at or above
+    zero, that is the balance less the points of :village_id's periods approved but not yet
+    published."""
+    batch = (
+        func.unnest(_HOUSEHOLDS, param("deltas", ARRAY(Integer())))
+        .table_valued(column("household_id", Uuid()), column("delta", Integer()))
+        .render_derived(name="spends")
+    )
+    left = col(HouseholdBalance.balance) + batch.c.delta
+    if published_only:
+        hidden = (
+            select(func.coalesce(func.sum(col(LedgerEntry.points)), 0))
+            .where(
+                col(LedgerEntry.household_id) == col(HouseholdBalance.household_id),
+                col(LedgerEntry.counts_balance),
+                _unpublished_result(_VILLAGE),
+            )
+            .scalar_subquery()
+        )
+        left = left - func.greatest(hidden, 0)
+    statement = (
+        update(HouseholdBalance)
+        .where(
+            col(HouseholdBalance.household_id) == batch.c.household_id,
+            # The spenders' keys besides the join: with the spendable figure's subquery in the
+            # filter, the generic plan otherwise hashes every balance row of the county, under
+            # the item and chain locks.
+            col(HouseholdBalance.household_id) == any_(_HOUSEHOLDS),
+            left >= 0,
+        )
+        .values(balance=col(HouseholdBalance.balance) + batch.c.delta)
+        .returning(col(HouseholdBalance.household_id))
+    )
+    village = ("village_id",) if published_only else ()
+    return DriverStatement(statement, "household_ids", "deltas", *village)
+
+
+# The village's closed years (household NULL, points 1 where carried over) and the spenders'
+# points per year: see _years_held.
+_YEARS_HELD = DriverStatement(
+    union_all(
+        select(
+            literal(None, Uuid()).label("household_id"),
+            col(YearEndClose.year),
+            case((col(YearEndClose.carried_over), 1), else_=0).label("points"),
+        ).where(col(YearEndClose.village_id) == _VILLAGE),
+        select(
+            col(LedgerEntry.household_id),
+            col(LedgerEntry.year),
+            func.sum(LedgerEntry.points),
+        )
+        .where(col(LedgerEntry.household_id) == any_(_HOUSEHOLDS), col(LedgerEntry.counts_balance))
+        .group_by(col(LedgerEntry.household_id), col(LedgerEntry.year)),
+    ),
+    "village_id",
+    "household_ids",
+)
+
+
 def _is_spend(entry: NewEntry) -> bool:
     return entry.kind is LedgerKind.REDEMPTION and entry.counts_balance and entry.points < 0
 
@@ -269,27 +314,11 @@ async def _years_held(
     holds (the close takes it too), so neither moves before the batch is written. A spend holds
     the shop's item rows while it waits for that lock, so every round trip saved here is one
     the shop's other counters do not wait for."""
-    closes = select(
-        literal(None, Uuid()).label("household_id"),
-        col(YearEndClose.year),
-        case((col(YearEndClose.carried_over), 1), else_=0).label("points"),
-    ).where(col(YearEndClose.village_id) == village_id)
-    spenders = {e.household_id for e in entries if _is_spend(e)}
-    statement: Any = closes
-    if spenders:
-        statement = union_all(
-            closes,
-            select(
-                col(LedgerEntry.household_id),
-                col(LedgerEntry.year),
-                func.sum(LedgerEntry.points),
-            )
-            .where(col(LedgerEntry.household_id).in_(spenders), col(LedgerEntry.counts_balance))
-            .group_by(col(LedgerEntry.household_id), col(LedgerEntry.year)),
-        )
+    spenders = list({e.household_id for e in entries if _is_spend(e)})
+    rows = await _YEARS_HELD.fetch(session, village_id=village_id, household_ids=spenders)
     closed: dict[int, bool] = {}
     held: dict[uuid.UUID, dict[int, int]] = {}
-    for household_id, year, points in await session.execute(statement):
+    for household_id, year, points in rows:
         if household_id is None:
             closed[year] = bool(points)
         else:
@@ -438,22 +467,35 @@ async def lock_chain(session: AsyncSession, village_id: uuid.UUID) -> tuple[int,
     entry corrected yet, what is the balance) stays true until it commits. Taking it again in
     the same transaction is free.
     """
-    locked = (
-        select(col(LedgerChain.last_seq), col(LedgerChain.last_hash))
-        .where(col(LedgerChain.village_id) == village_id)
-        .with_for_update()
-    )
-    head = (await session.execute(locked)).first()
+    head = await _CHAIN_HEAD.fetchrow(session, village_id=village_id)
     if head is None:
         # A village's first entry. A racing first poster's uncommitted row makes this insert
         # wait for its commit and then do nothing; the select below then finds that row.
-        await session.execute(
-            pg_insert(LedgerChain)
-            .values(village_id=village_id, last_seq=0, last_hash=GENESIS_HASH)
-            .on_conflict_do_nothing()
-        )
-        head = (await session.execute(locked)).one()
-    return head.last_seq, head.last_hash
+        await _CHAIN_START.execute(session, village_id=village_id)
+        head = await _CHAIN_HEAD.fetchrow(session, village_id=village_id)
+    return head["last_seq"], head["last_hash"]
+
+
+_CHAIN_HEAD = DriverStatement(
+    select(col(LedgerChain.last_seq), col(LedgerChain.last_hash))
+    .where(col(LedgerChain.village_id) == _VILLAGE)
+    .with_for_update(),
+    "village_id",
+)
+_CHAIN_START = DriverStatement(
+    pg_insert(LedgerChain)
+    .values(village_id=_VILLAGE, last_seq=0, last_hash=GENESIS_HASH)
+    .on_conflict_do_nothing(),
+    "village_id",
+)
+_CHAIN_MOVED = DriverStatement(
+    update(LedgerChain)
+    .where(col(LedgerChain.village_id) == _VILLAGE)
+    .values(last_seq=param("seq", BigInteger()), last_hash=param("hash", String())),
+    "village_id",
+    "seq",
+    "hash",
+)
 
 
 async def post(
@@ -518,11 +560,7 @@ async def post(
         )
     await _apply_summaries(session, village_id, rows, spend_published_only=spend_published_only)
     last_hash = await _copy_entries(session, rows, prev_hash)
-    await session.execute(
-        update(LedgerChain)
-        .where(col(LedgerChain.village_id) == village_id)
-        .values(last_seq=seq, last_hash=last_hash)
-    )
+    await _CHAIN_MOVED.execute(session, village_id=village_id, seq=seq, hash=last_hash)
     return rows
 
 
@@ -659,7 +697,7 @@ async def household_json(
     return found
 
 
-def _unpublished_result(village_id: uuid.UUID | Mapped[uuid.UUID]) -> ColumnElement[bool]:
+def _unpublished_result(village_id: Any) -> ColumnElement[bool]:
     """Entries of periods approved (posted) but not yet published (公示). Bonuses posted into
     such a period before its approval are not: the household saw them when the claim or the
     activity was decided, and was told so."""

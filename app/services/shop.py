@@ -15,12 +15,14 @@ from sqlalchemy import (
     ColumnElement,
     Date,
     Integer,
+    ScalarSelect,
     Select,
     String,
     Text,
     any_,
     case,
     cast,
+    exists,
     false,
     func,
     or_,
@@ -28,8 +30,8 @@ from sqlalchemy import (
     true,
     update,
 )
+from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
-from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlmodel import col
@@ -50,15 +52,19 @@ from app.errors import Conflict, NotFound, Unprocessable
 from app.models import (
     Household,
     HouseholdBalance,
+    HouseholdMember,
     HouseholdPeriodScore,
     HouseholdRank,
     PeriodKind,
     PeriodStatus,
+    Person,
     Role,
     RuleSet,
     ScoringPeriod,
     Shop,
+    ShopCodeUse,
     ShopItem,
+    ShopOrder,
     ShopRoundUse,
     StockMovement,
     Village,
@@ -77,11 +83,10 @@ from app.services.organisation import get_town, get_village, get_village_for_adm
 from app.services.points_year import (
     PointsCalendar,
     calendar_of,
-    vetoed_in_year,
     vetoed_in_year_clause,
 )
-from app.services.rankings import SPAN_OF, stored_rank
-from app.services.rules import in_effect_statement, policy_of, rule_set_in_effect
+from app.services.rankings import SPAN_OF
+from app.services.rules import in_effect_statement, policy_of
 
 # Points buy goods and services, never money: these never enter a catalog, whatever the
 # category is called (旧县: 不兑现金). Matched on folded text (see _folded), so spacing,
@@ -130,23 +135,58 @@ def shop_managed(principal: Principal) -> ColumnElement[bool]:
     district)."""
     if principal.is_district_admin:
         return true()
-    return col(Shop.village_id).in_(principal.village_ids(Role.VILLAGE_ADMIN))
+    return col(Shop.village_id).in_(_managed_villages(principal))
 
 
-def shop_attended(principal: Principal) -> ColumnElement[bool]:
+def _managed_villages(principal: Principal) -> set[uuid.UUID]:
+    return principal.village_ids(Role.VILLAGE_ADMIN)
+
+
+def _attended_values(principal: Principal) -> dict[str, Any]:
     """Shops whose counter the caller serves: an attendant's shop (or every shop serving their
-    village, for a grant without a shop), and the running village's admin."""
-    if principal.is_district_admin:
-        return true()
-    clauses = [shop_managed(principal)]
+    village, for a grant without a shop), and the running village's admin (shop_managed's)."""
+    shops, villages = set(), set()
     for grant in principal.grants:
         if grant.role is not Role.SHOP_ATTENDANT or grant.village_id is None:
             continue
         if grant.shop_id is not None:
-            clauses.append(col(Shop.id) == grant.shop_id)
+            shops.add(grant.shop_id)
         else:
-            clauses.append(col(Shop.village_id) == grant.village_id)
-    return or_(*clauses)
+            villages.add(grant.village_id)
+    return {
+        "scope_district": principal.is_district_admin,
+        "managed_villages": list(_managed_villages(principal)),
+        "attended_shops": list(shops),
+        "attended_villages": list(villages),
+    }
+
+
+_MANAGED_VILLAGES = param("managed_villages", ARRAY(PG_UUID(as_uuid=True)))
+_ATTENDED_SHOPS = param("attended_shops", ARRAY(PG_UUID(as_uuid=True)))
+_ATTENDED_VILLAGES = param("attended_villages", ARRAY(PG_UUID(as_uuid=True)))
+_ATTENDED_PARAMETERS = ("scope_district", "managed_villages", "attended_shops", "attended_villages")
+
+
+def _shop_attended_parameters() -> ColumnElement[bool]:
+    """shop_attended on parameters (values: _attended_values)."""
+    return or_(
+        SCOPE_DISTRICT,
+        col(Shop.village_id) == any_(_MANAGED_VILLAGES),
+        col(Shop.id) == any_(_ATTENDED_SHOPS),
+        col(Shop.village_id) == any_(_ATTENDED_VILLAGES),
+    )
+
+
+def shop_attended(principal: Principal) -> ColumnElement[bool]:
+    """_shop_attended_parameters with the caller's values, for statements built per call."""
+    values = _attended_values(principal)
+    if values["scope_district"]:
+        return true()
+    return or_(
+        col(Shop.village_id).in_(values["managed_villages"]),
+        col(Shop.id).in_(values["attended_shops"]),
+        col(Shop.village_id).in_(values["attended_villages"]),
+    )
 
 
 class ShopKey(Protocol):
@@ -443,40 +483,6 @@ NO_RULES = Refusal("shop.no_rules", "本村暂无生效的积分细则，暂不�
 VETOED_FOR_YEAR = Refusal("shop.vetoed_for_year", "本户本年度已被一票否决，不能兑换")
 
 
-async def standing_for(
-    session: AsyncSession, household: Household, *, item_tiers: bool = True
-) -> Standing:
-    """The household's standing under today's policy. The latest period's score is read only
-    when the policy or an item (`item_tiers`) asks for it."""
-    day = clock.today()
-    rule_set = await rule_set_in_effect(session, household.village_id, day)
-    if rule_set is None:
-        return Standing(RedemptionPolicy(), "", None, None, False, NO_RULES)
-    points_calendar = calendar_of(rule_set.policy)
-    policy = points_calendar.policy.redemption
-    latest: tuple[int | None, int | None, bool] = (None, None, False)
-    if item_tiers or _asks_score(policy):
-        latest = await _latest_period(session, household, policy)
-    standing = _standing(points_calendar, day, latest)
-    if _asks_year_veto(standing, points_calendar) and await vetoed_in_year(
-        session,
-        household.village_id,
-        [household.id],
-        points_calendar.year_of(day),
-        published_only=True,
-    ):
-        standing.refusal = VETOED_FOR_YEAR
-    if _asks_round_use(standing):
-        used = await session.scalar(
-            select(col(ShopRoundUse.orders)).where(
-                col(ShopRoundUse.household_id) == household.id,
-                col(ShopRoundUse.round_key) == standing.round_key,
-            )
-        )
-        _count_round_use(standing, used)
-    return standing
-
-
 def _standing(
     points_calendar: PointsCalendar, day: date, latest: tuple[int | None, int | None, bool]
 ) -> Standing:
@@ -557,26 +563,6 @@ def _latest_published(village_id: Any) -> Select[uuid.UUID, int, PeriodKind, int
     )
 
 
-async def _latest_period(
-    session: AsyncSession, household: Household, policy: RedemptionPolicy
-) -> tuple[int | None, int | None, bool]:
-    """(score, rank in the village group, vetoed) in the village's latest published period;
-    the rank is the one stored at publication (app/services/rankings.py)."""
-    period = (await session.execute(_latest_published(household.village_id))).first()
-    if period is None:
-        return None, None, False
-    own = await session.get(HouseholdPeriodScore, (household.id, period.id))
-    if own is None:
-        return None, None, False
-    if not policy.top_n_in_group or own.vetoed:
-        return own.score, None, own.vetoed
-    # Ties share a rank; vetoed households are left out, as on the notice board.
-    ranks = await stored_rank(
-        session, household.id, period.year, SPAN_OF[period.kind], period.number
-    )
-    return own.score, ranks.group_rank if ranks is not None else None, False
-
-
 async def spendable_points(session: AsyncSession, household: Household) -> int:
     """The balance less the points of periods approved but not yet published: a villager does
     not see those yet (ledger.UNPUBLISHED_READERS), so they cannot spend them either. A deduction
@@ -618,41 +604,39 @@ class CatalogItem(NamedTuple):
     min_period_score: int | None
 
 
-class _ShopRow(NamedTuple):
+class ShopRow(NamedTuple):
+    """The shop as a redemption reads it (a ShopKey)."""
+
     id: uuid.UUID
+    town_id: uuid.UUID
     village_id: uuid.UUID | None
+    served_village_ids: list[uuid.UUID]
+
+
+class HouseholdRow(NamedTuple):
+    id: uuid.UUID
+    village_id: uuid.UUID
+    number: str
 
 
 _SHOP = param("shop_id", PG_UUID(as_uuid=True))
 _HOUSEHOLD = param("household_id", PG_UUID(as_uuid=True))
+_NONCE = param("nonce", PG_UUID(as_uuid=True))
 _DAY = param("day", Date())
 _YEAR = param("year", Integer())
 _ROUNDS = param("rounds", String())
+_STANDING_PARAMETERS = ("shop_id", "household_id", "day", "year", "rounds")
 
 
-def _catalog_statement() -> DriverStatement:
-    """The shop in the caller's scope (shop_readable_parameters), every item of it, and all
-    that standing_for and spendable_points read of the caller's household: one round trip.
-    The household's facts are read whatever the policy asks (each a keyed lookup); the policy
-    then decides which count, as standing_for does."""
+def _with_household(
+    scope: ColumnElement[bool], *columns: Any, household: Any = _HOUSEHOLD
+) -> Select[Any]:
+    """The shop (:shop_id) in `scope`, `columns`, and all that standing_of and the spendable
+    figure read of the household `household` (none: NULLs): one round trip. The household's
+    facts are read whatever the policy asks (each a keyed lookup); the policy then decides
+    which count (standing_of)."""
     own = aliased(HouseholdPeriodScore, name="own")
     latest = _latest_published(col(Household.village_id)).lateral("latest")
-    items = (
-        select(
-            func.json_agg(
-                aggregate_order_by(
-                    func.json_build_array(
-                        *(getattr(ShopItem, name) for name in CatalogItem._fields)
-                    ),
-                    col(ShopItem.category),
-                    col(ShopItem.name),
-                    col(ShopItem.id),
-                )
-            )
-        )
-        .where(col(ShopItem.shop_id) == col(Shop.id))
-        .scalar_subquery()
-    )
     policy = (
         in_effect_statement(col(Household.village_id), _DAY)
         .with_only_columns(cast(col(RuleSet.policy), Text))
@@ -680,13 +664,13 @@ def _catalog_statement() -> DriverStatement:
         )
         .scalar_subquery()
     )
-    statement = (
-        select(  # type: ignore[var-annotated]
-            col(Shop.id),
-            col(Shop.village_id),
-            col(Shop.served_village_ids),
-            items.label("items"),
+    return (
+        select(
+            *(col(getattr(Shop, name)) for name in ShopRow._fields),
+            *columns,
             col(Household.id).label("household_id"),
+            col(Household.village_id).label("household_village_id"),
+            col(Household.number).label("household_number"),
             policy.label("policy"),
             (col(own.household_id).is_not(None)).label("scored"),
             col(own.score),
@@ -697,40 +681,166 @@ def _catalog_statement() -> DriverStatement:
             spendable_figure(Household).label("spendable"),  # type: ignore[arg-type]
         )
         .select_from(Shop)
-        .outerjoin(Household, col(Household.id) == _HOUSEHOLD)
+        .outerjoin(Household, col(Household.id) == household)
         .outerjoin(latest, true())
         .outerjoin(
             own,
             (col(own.household_id) == col(Household.id)) & (col(own.period_id) == latest.c.id),
         )
-        .where(
-            col(Shop.id) == _SHOP,
-            shop_readable_parameters(),
+        .where(col(Shop.id) == _SHOP, scope)
+    )
+
+
+def _standing_values(
+    shop_id: uuid.UUID, household_id: uuid.UUID | None, day: date
+) -> dict[str, Any]:
+    return {
+        "shop_id": shop_id,
+        "household_id": household_id,
+        "day": day,
+        "year": day.year,
+        "rounds": f"{day.year}-%",
+    }
+
+
+_CATALOG = DriverStatement(
+    _with_household(
+        shop_readable_parameters(),
+        select(
+            func.json_agg(
+                aggregate_order_by(
+                    func.json_build_array(
+                        *(getattr(ShopItem, name) for name in CatalogItem._fields)
+                    ),
+                    col(ShopItem.category),
+                    col(ShopItem.name),
+                    col(ShopItem.id),
+                )
+            )
         )
-    )
-    return DriverStatement(
-        statement, "shop_id", "household_id", "day", "year", "rounds", *SCOPE_PARAMETERS
+        .where(col(ShopItem.shop_id) == col(Shop.id))
+        .scalar_subquery()
+        .label("items"),
+    ),
+    *_STANDING_PARAMETERS,
+    *SCOPE_PARAMETERS,
+)
+# An order ahead: the villager's shop and household.
+_SERVED = DriverStatement(
+    _with_household(shop_readable_parameters()), *_STANDING_PARAMETERS, *SCOPE_PARAMETERS
+)
+
+
+def _head_name(household_id: Any) -> ScalarSelect[str]:
+    """The name the household goes by: its head's."""
+    return (
+        select(col(Person.name))
+        .join(HouseholdMember, col(HouseholdMember.person_id) == col(Person.id))
+        .where(col(HouseholdMember.household_id) == household_id)
+        .order_by(col(HouseholdMember.is_head).desc(), col(HouseholdMember.created_at))
+        .limit(1)
+        .scalar_subquery()
     )
 
 
-_CATALOG = _catalog_statement()
+# The counter: the attended shop, the household a code names (a pay code's or card's, or a
+# pickup code's order's), its head, and whether the code (:nonce) was used already.
+_COUNTER = DriverStatement(
+    _with_household(
+        _shop_attended_parameters(),
+        _head_name(col(Household.id)).label("head_name"),
+        exists().where(col(ShopCodeUse.nonce) == _NONCE).label("replayed"),
+        household=func.coalesce(
+            _HOUSEHOLD,
+            select(col(ShopOrder.household_id))
+            .where(col(ShopOrder.id) == param("order_id", PG_UUID(as_uuid=True)))
+            .scalar_subquery(),
+        ),
+    ),
+    *_STANDING_PARAMETERS,
+    "nonce",
+    "order_id",
+    *_ATTENDED_PARAMETERS,
+)
+
+
+_ATTENDED_SHOP = DriverStatement(
+    select(*(col(getattr(Shop, name)) for name in ShopRow._fields)).where(
+        col(Shop.id) == _SHOP, _shop_attended_parameters()
+    ),
+    "shop_id",
+    *_ATTENDED_PARAMETERS,
+)
+
+
+async def attended_shop(session: AsyncSession, principal: Principal, shop_id: uuid.UUID) -> ShopRow:
+    """The shop whose counter the caller serves (shop_attended), or shop.not_found."""
+    row = await _ATTENDED_SHOP.fetchrow(session, shop_id=shop_id, **_attended_values(principal))
+    if row is None:
+        raise shop_not_found()
+    return ShopRow(*row)
+
+
+async def served_household(
+    session: AsyncSession, principal: Principal, shop_id: uuid.UUID, day: date
+) -> Any:
+    """The shop as the caller's household orders from it and that household's facts
+    (standing_of, shop_of, household_of), or None: no such shop in the caller's scope."""
+    return await _SERVED.fetchrow(
+        session,
+        **_standing_values(shop_id, principal.household_id, day),
+        **_readable_values(principal),
+    )
+
+
+async def counter_household(
+    session: AsyncSession,
+    principal: Principal,
+    shop_id: uuid.UUID,
+    day: date,
+    *,
+    household_id: uuid.UUID | None,
+    order_id: uuid.UUID | None,
+    nonce: uuid.UUID | None,
+) -> Any:
+    """The shop whose counter the caller serves and the facts of the household (`household_id`,
+    else `order_id`'s, whichever shop the order is of; none: NULLs) with its head's name and
+    whether `nonce` was used; None: no such shop for the caller."""
+    return await _COUNTER.fetchrow(
+        session,
+        **_standing_values(shop_id, household_id, day),
+        nonce=nonce,
+        order_id=order_id,
+        **_attended_values(principal),
+    )
+
+
+def shop_of(row: Any) -> ShopRow:
+    return ShopRow(*(row[name] for name in ShopRow._fields))
+
+
+def household_of(row: Any) -> HouseholdRow | None:
+    if row["household_id"] is None:
+        return None
+    return HouseholdRow(row["household_id"], row["household_village_id"], row["household_number"])
 
 
 @lru_cache(maxsize=256)
 def _calendar(policy: str) -> PointsCalendar:
+    """A stored policy's calendar, validated once per distinct text (rules.policy_of)."""
     return calendar_of(policy_of(policy))
 
 
-def _catalog_standing(row: Any, day: date) -> Standing:
-    """standing_for(household), from the catalog statement's row."""
+def standing_of(row: Any, day: date) -> Standing:
+    """The household's standing under the policy in force on `day`, from a statement's row
+    (_with_household, read for that day)."""
     if row["policy"] is None:
         return Standing(RedemptionPolicy(), "", None, None, False, NO_RULES)
     points_calendar = _calendar(row["policy"])
     policy = points_calendar.policy.redemption
     latest: tuple[int | None, int | None, bool] = (None, None, False)
     if row["scored"]:
-        # As _latest_period: the stored rank counts only where the policy ranks, and a vetoed
-        # household has none.
+        # The stored rank counts only where the policy ranks, and a vetoed household has none.
         ranked = policy.top_n_in_group and not row["vetoed"]
         latest = (row["score"], row["group_rank"] if ranked else None, row["vetoed"])
     standing = _standing(points_calendar, day, latest)
@@ -751,23 +861,19 @@ async def list_items(
     day = clock.today()
     row = await _CATALOG.fetchrow(
         session,
-        shop_id=shop_id,
+        **_standing_values(shop_id, principal.household_id, day),
         **_readable_values(principal),
-        household_id=principal.household_id,
-        day=day,
-        year=day.year,
-        rounds=f"{day.year}-%",
     )
     if row is None:
         raise shop_not_found()
     # The counter's staff (shop_attended, decided here from the row in hand) see inactive items.
-    staff = attended_villages(principal, _ShopRow(row["id"], row["village_id"])) != set()
+    staff = attended_villages(principal, shop_of(row)) != set()
     standing = spendable = None
     if (
         row["household_id"] is not None
         and principal.household_village_id in row["served_village_ids"]
     ):
-        standing = _catalog_standing(row, day)
+        standing = standing_of(row, day)
         if standing.policy.spends_balance:
             spendable = row["spendable"]
     reads = []

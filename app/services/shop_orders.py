@@ -18,27 +18,40 @@ stop a household taking more than its tier's share.
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import date, datetime, timedelta
+from functools import cache
+from typing import Any, NamedTuple
 
-from sqlalchemy import ScalarSelect, case, exists, false, select, update
+from sqlalchemy import (
+    DateTime,
+    Integer,
+    String,
+    any_,
+    case,
+    column,
+    func,
+    insert,
+    select,
+    true,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app import clock
 from app.config import Settings
+from app.driver import DriverStatement, param
 from app.errors import AppError, Conflict, Forbidden, NotFound, Unprocessable
 from app.models import (
-    Household,
     HouseholdCard,
-    HouseholdMember,
     LedgerEntry,
     LedgerKind,
     NotificationKind,
     OrderChannel,
     OrderStatus,
-    Person,
     Shop,
     ShopAllowance,
     ShopCodeUse,
@@ -66,16 +79,24 @@ from app.services.households import get_household
 from app.services.periods import notice_board_name
 from app.services.shop import (
     ITEM_INACTIVE,
+    HouseholdRow,
     Refusal,
+    ShopKey,
+    ShopRow,
+    Standing,
+    attended_shop,
     attended_villages,
+    counter_household,
     get_shop,
+    household_of,
     round_used,
+    served_household,
     shop_attended,
     shop_not_found,
+    shop_of,
     shop_readable,
-    spendable_figure,
+    standing_of,
 )
-from app.services.shop import standing_for as household_standing
 from app.timeutil import wechat_time
 
 # How long an order ahead waits at the counter before its points and stock go back.
@@ -87,7 +108,167 @@ def order_not_found() -> NotFound:
     return NotFound("No such order.", code="shop_order.not_found", title="订单不存在")
 
 
-def _out_of_stock(item: ShopItem) -> Conflict:
+class OrderItem(NamedTuple):
+    """An item as an order reads it (an ItemTerms)."""
+
+    id: uuid.UUID
+    name: str
+    price_points: int
+    stock: int | None
+    active: bool
+    limit_per_period: int | None
+    min_period_score: int | None
+
+
+class OrderLine(NamedTuple):
+    """A line as an order's read shows it (ShopOrderLine's columns)."""
+
+    order_id: uuid.UUID
+    item_id: uuid.UUID
+    item_name: str
+    unit_points: int
+    quantity: int
+
+
+LineTerms = ShopOrderLine | OrderLine
+
+
+def _uuid_param(name: str) -> Any:
+    return param(name, PG_UUID(as_uuid=True))
+
+
+_SHOP, _HOUSEHOLD, _ITEM = (
+    _uuid_param("shop_id"),
+    _uuid_param("household_id"),
+    _uuid_param("item_id"),
+)
+_ROUND_KEY = param("round_key", String())
+_QUANTITY, _LIMIT = param("quantity", Integer()), param("limit", Integer())
+
+# The statements of a redemption, built once (each request only binds its values): building
+# Core statements cost more of a redemption's CPU than PostgreSQL's work on them.
+_ITEMS = DriverStatement(
+    select(*(col(getattr(ShopItem, name)) for name in OrderItem._fields))
+    .where(
+        col(ShopItem.id) == any_(param("item_ids", ARRAY(PG_UUID(as_uuid=True)))),
+        col(ShopItem.shop_id) == _SHOP,
+    )
+    .order_by(col(ShopItem.id)),
+    "item_ids",
+    "shop_id",
+)
+_ORDER_COLUMNS = tuple(column.name for column in ShopOrder.__table__.columns)  # type: ignore[attr-defined]
+# A line's columns besides its order's, each sent as an array of the order's lines.
+_LINE_ARRAYS: dict[str, Any] = {
+    "id": PG_UUID(as_uuid=True),
+    "item_id": PG_UUID(as_uuid=True),
+    "item_name": String(),
+    "unit_points": Integer(),
+    "quantity": Integer(),
+}
+
+
+def _place_statement() -> DriverStatement:
+    """The order and its lines in one statement: the lines' rows are unnested from one array
+    per column (line_<column>), their order the one inserted beside them."""
+    table = ShopOrder.__table__  # type: ignore[attr-defined]
+    placed = (
+        insert(table)
+        .values({name: param(name, table.c[name].type) for name in _ORDER_COLUMNS})
+        .returning(table.c.id)
+        .cte("placed")
+    )
+    lines = (
+        func.unnest(*(param(f"line_{name}", ARRAY(kind)) for name, kind in _LINE_ARRAYS.items()))
+        .table_valued(*(column(name, kind) for name, kind in _LINE_ARRAYS.items()))
+        .render_derived(name="lines")
+    )
+    statement = (
+        insert(ShopOrderLine.__table__)  # type: ignore[attr-defined]
+        .from_select(
+            ["order_id", *_LINE_ARRAYS],
+            select(placed.c.id, *(lines.c[name] for name in _LINE_ARRAYS)).select_from(
+                placed.join(lines, true())
+            ),
+        )
+        .add_cte(placed)
+    )
+    return DriverStatement(statement, *_ORDER_COLUMNS, *(f"line_{name}" for name in _LINE_ARRAYS))
+
+
+_PLACE = _place_statement()
+
+
+def _take_round_statement() -> DriverStatement:
+    """Count the order against the household's orders this round; the limit is part of the
+    same statement, so two orders racing for the last one cannot both pass."""
+    insert = pg_insert(ShopRoundUse).values(household_id=_HOUSEHOLD, round_key=_ROUND_KEY, orders=1)
+    total = col(ShopRoundUse.orders) + 1
+    upsert = insert.on_conflict_do_update(
+        index_elements=[col(ShopRoundUse.household_id), col(ShopRoundUse.round_key)],
+        set_={"orders": total},
+        where=total <= _LIMIT,
+    )
+    return DriverStatement(
+        upsert.returning(col(ShopRoundUse.orders)), "household_id", "round_key", "limit"
+    )
+
+
+def _take_allowance_statement() -> DriverStatement:
+    """Count what the household takes this round; the limit (none: NULL) is part of the same
+    statement."""
+    insert = pg_insert(ShopAllowance).values(
+        household_id=_HOUSEHOLD, item_id=_ITEM, round_key=_ROUND_KEY, quantity=_QUANTITY
+    )
+    total = col(ShopAllowance.quantity) + insert.excluded.quantity
+    upsert = insert.on_conflict_do_update(
+        index_elements=[
+            col(ShopAllowance.household_id),
+            col(ShopAllowance.item_id),
+            col(ShopAllowance.round_key),
+        ],
+        set_={"quantity": total},
+        where=_LIMIT.is_(None) | (total <= _LIMIT),
+    )
+    return DriverStatement(
+        upsert.returning(col(ShopAllowance.quantity)),
+        "household_id",
+        "item_id",
+        "round_key",
+        "quantity",
+        "limit",
+    )
+
+
+def _take_item_statement() -> DriverStatement:
+    """Take the stock, in one statement that also requires the item still on sale: the checks
+    before read the item without a lock, and a deactivation committed since then must still
+    refuse the order. A service (no stock) is updated too (its NULL stock stays NULL), so that
+    it is locked in the shop's order: a deactivation either commits first and refuses this
+    order here, or waits for it to finish."""
+    return DriverStatement(
+        update(ShopItem)
+        .where(
+            col(ShopItem.id) == _ITEM,
+            col(ShopItem.active),
+            col(ShopItem.stock).is_(None) | (col(ShopItem.stock) >= _QUANTITY),
+        )
+        .values(stock=col(ShopItem.stock) - _QUANTITY)
+        .returning(col(ShopItem.id)),
+        "item_id",
+        "quantity",
+    )
+
+
+_TAKE_ROUND = _take_round_statement()
+_TAKE_ALLOWANCE = _take_allowance_statement()
+_TAKE_ITEM = _take_item_statement()
+_ITEM_ACTIVE = DriverStatement(
+    select(col(ShopItem.active)).where(col(ShopItem.id) == _ITEM), "item_id"
+)
+
+
+def _out_of_stock(item: OrderItem) -> Conflict:
     return Conflict(
         f"Not enough of {item.name} in stock.", code="shop.out_of_stock", title="该商品库存不足"
     )
@@ -96,30 +277,24 @@ def _out_of_stock(item: ShopItem) -> Conflict:
 async def _redeem(
     session: AsyncSession,
     actor: Principal,
-    shop: Shop,
-    household: Household,
+    shop: ShopRow,
+    household: HouseholdRow,
+    standing: Standing,
     lines: Sequence[OrderLineCreate],
     *,
     channel: OrderChannel,
     order_id: uuid.UUID | None = None,
     identity_checked: bool = False,
 ) -> tuple[ShopOrder, list[ShopOrderLine]]:
-    """Check the policy, take allowances and stock, spend the points: one transaction."""
+    """Check the policy (`standing`, read in this transaction), take allowances and stock,
+    spend the points: one transaction."""
     wanted = {line.item_id: line.quantity for line in lines}
-    items = list(
-        (
-            await session.execute(
-                select(ShopItem)
-                .where(col(ShopItem.id).in_(wanted), col(ShopItem.shop_id) == shop.id)
-                .order_by(col(ShopItem.id))
-            )
-        ).scalars()
-    )
+    items = [
+        OrderItem(*row)
+        for row in await _ITEMS.fetch(session, item_ids=list(wanted), shop_id=shop.id)
+    ]
     if len(items) != len(wanted):
         raise NotFound("No such item in this shop.", code="shop_item.not_found", title="商品不存在")
-    standing = await household_standing(
-        session, household, item_tiers=any(i.min_period_score is not None for i in items)
-    )
     if standing.refusal:
         raise standing.refusal.error()
     for item in items:
@@ -159,11 +334,18 @@ async def _redeem(
         )
         for item in items
     ]
-    session.add(order)
-    session.add_all(order_lines)
-    await session.flush()
-    if standing.policy.orders_per_round is not None:
-        await _take_round(session, household.id, order.round_key, standing.policy.orders_per_round)
+    await _PLACE.execute(
+        session,
+        **{name: getattr(order, name) for name in _ORDER_COLUMNS},
+        **{f"line_{name}": [getattr(line, name) for line in order_lines] for name in _LINE_ARRAYS},
+    )
+    limit = standing.policy.orders_per_round
+    if limit is not None:
+        taken = await _TAKE_ROUND.fetchrow(
+            session, household_id=household.id, round_key=order.round_key, limit=limit
+        )
+        if taken is None:
+            raise round_used(limit).error()
     for item in items:
         await _take_allowance(session, household.id, item, wanted[item.id], order.round_key)
         await _take_item(session, item, wanted[item.id])
@@ -183,32 +365,15 @@ async def _redeem(
     return order, order_lines
 
 
-async def _take_item(session: AsyncSession, item: ShopItem, quantity: int) -> None:
-    """Take the stock, in one statement that also requires the item still on sale: the checks
-    above read the item without a lock, and a deactivation committed since then must still
-    refuse the order. A service (no stock) is updated too (its NULL stock stays NULL), so that
-    it is locked in the shop's order: a deactivation either commits first and refuses this
-    order here, or waits for it to finish."""
-    taken = (
-        await session.execute(
-            update(ShopItem)
-            .where(
-                col(ShopItem.id) == item.id,
-                col(ShopItem.active),
-                col(ShopItem.stock).is_(None) | (col(ShopItem.stock) >= quantity),
-            )
-            .values(stock=col(ShopItem.stock) - quantity)
-            .returning(col(ShopItem.id))
-        )
-    ).first()
-    if taken is None:
-        await session.refresh(item)
-        if not item.active:
+async def _take_item(session: AsyncSession, item: OrderItem, quantity: int) -> None:
+    if await _TAKE_ITEM.fetchrow(session, item_id=item.id, quantity=quantity) is None:
+        current = await _ITEM_ACTIVE.fetchrow(session, item_id=item.id)
+        if not current["active"]:
             raise ITEM_INACTIVE.error()
         raise _out_of_stock(item)
 
 
-def _over_limit(item: ShopItem) -> Conflict:
+def _over_limit(item: OrderItem) -> Conflict:
     return Conflict(
         f"At most {item.limit_per_period} of {item.name} per household in a round.",
         code="shop.over_limit",
@@ -217,39 +382,18 @@ def _over_limit(item: ShopItem) -> Conflict:
 
 
 async def _take_allowance(
-    session: AsyncSession, household_id: uuid.UUID, item: ShopItem, quantity: int, key: str
+    session: AsyncSession, household_id: uuid.UUID, item: OrderItem, quantity: int, key: str
 ) -> None:
-    """Count what the household takes this round; the limit is part of the same statement."""
-    insert = pg_insert(ShopAllowance).values(
-        household_id=household_id, item_id=item.id, round_key=key, quantity=quantity
+    counted = await _TAKE_ALLOWANCE.fetchrow(
+        session,
+        household_id=household_id,
+        item_id=item.id,
+        round_key=key,
+        quantity=quantity,
+        limit=item.limit_per_period,
     )
-    total = col(ShopAllowance.quantity) + insert.excluded.quantity
-    upsert = insert.on_conflict_do_update(
-        index_elements=[
-            col(ShopAllowance.household_id),
-            col(ShopAllowance.item_id),
-            col(ShopAllowance.round_key),
-        ],
-        set_={"quantity": total},
-        where=(total <= item.limit_per_period) if item.limit_per_period is not None else None,
-    )
-    counted = await session.execute(upsert.returning(col(ShopAllowance.quantity)))
-    if counted.first() is None:
+    if counted is None:
         raise _over_limit(item)
-
-
-async def _take_round(session: AsyncSession, household_id: uuid.UUID, key: str, limit: int) -> None:
-    """Count the order against the household's orders this round; the limit is part of the same
-    statement, so two orders racing for the last one cannot both pass."""
-    insert = pg_insert(ShopRoundUse).values(household_id=household_id, round_key=key, orders=1)
-    total = col(ShopRoundUse.orders) + 1
-    upsert = insert.on_conflict_do_update(
-        index_elements=[col(ShopRoundUse.household_id), col(ShopRoundUse.round_key)],
-        set_={"orders": total},
-        where=total <= limit,
-    )
-    if (await session.execute(upsert.returning(col(ShopRoundUse.orders)))).first() is None:
-        raise round_used(limit).error()
 
 
 def _entry(
@@ -340,6 +484,31 @@ async def _give_back(session: AsyncSession, order: ShopOrder, actor: Principal |
         await ledger.post(session, order.village_id, entries)
 
 
+@cache
+def _move_statement(
+    from_status: OrderStatus, to_status: OrderStatus, still_open: bool
+) -> DriverStatement:
+    """_move's conditional UPDATE for one kind of change, built once."""
+    now = param("now", DateTime(timezone=True))
+    actor = _uuid_param("actor")
+    statement = update(ShopOrder).where(
+        col(ShopOrder.id) == _uuid_param("order_id"), col(ShopOrder.status) == from_status
+    )
+    if still_open:
+        statement = statement.where(col(ShopOrder.expires_at) > now)
+    values: dict[str, Any]
+    runtime = ["order_id", "now", "actor"]
+    if to_status is OrderStatus.COLLECTED:
+        values = {"collected_at": now, "collected_by": actor}
+    else:
+        values = {"closed_at": now, "closed_by": actor, "close_reason": param("reason", String())}
+        runtime.append("reason")
+    statement = statement.values(status=to_status, **values).returning(
+        *(col(getattr(ShopOrder, name)) for name in _ORDER_COLUMNS)
+    )
+    return DriverStatement(statement, *runtime)
+
+
 async def _move(
     session: AsyncSession,
     order_id: uuid.UUID,
@@ -350,28 +519,38 @@ async def _move(
     reason: str = "",
     still_open: bool = False,
 ) -> ShopOrder | None:
-    """One state change, taken by one caller however many race for it."""
-    now = clock.now()
-    statement = update(ShopOrder).where(
-        col(ShopOrder.id) == order_id, col(ShopOrder.status) == from_status
+    """One state change, taken by one caller however many race for it. The order as moved: a
+    new object, not the session's (an order the caller read before keeps its old state)."""
+    closing = {} if to_status is OrderStatus.COLLECTED else {"reason": reason}
+    row = await _move_statement(from_status, to_status, still_open).fetchrow(
+        session,
+        order_id=order_id,
+        now=clock.now(),
+        actor=actor.person_id if actor else None,
+        **closing,
     )
-    if still_open:
-        statement = statement.where(col(ShopOrder.expires_at) > now)
-    values: dict[str, object]
-    if to_status is OrderStatus.COLLECTED:
-        values = {"collected_at": now, "collected_by": actor.person_id if actor else None}
-    else:
-        values = {
-            "closed_at": now,
-            "closed_by": actor.person_id if actor else None,
-            "close_reason": reason,
-        }
-    moved = await session.execute(
-        statement.values(status=to_status, **values)
-        .returning(ShopOrder)
-        .execution_options(populate_existing=True)
-    )
-    return moved.scalar_one_or_none()
+    return None if row is None else _order_of(row)
+
+
+# An order's row as the driver reads it, and its object for order_read and the checks.
+_ORDER = DriverStatement(
+    select(*(col(getattr(ShopOrder, name)) for name in _ORDER_COLUMNS)).where(
+        col(ShopOrder.id) == _uuid_param("order_id")
+    ),
+    "order_id",
+)
+
+
+def _order_of(row: Any) -> ShopOrder:
+    order = ShopOrder(**row)
+    # The driver reads the enums' stored values.
+    order.channel, order.status = OrderChannel(row["channel"]), OrderStatus(row["status"])
+    return order
+
+
+async def _order(session: AsyncSession, order_id: uuid.UUID | None) -> ShopOrder | None:
+    row = await _ORDER.fetchrow(session, order_id=order_id)
+    return None if row is None else _order_of(row)
 
 
 def _not_open(order: ShopOrder) -> Conflict:
@@ -395,7 +574,7 @@ async def order_read(
     order: ShopOrder,
     *,
     owner: bool = False,
-    lines: Sequence[ShopOrderLine] | None = None,
+    lines: Sequence[LineTerms] | None = None,
 ) -> OrderRead:
     """The order as its household or the counter sees it (`lines` when the caller has them)."""
     if lines is None:
@@ -423,16 +602,22 @@ async def order_read(
     )
 
 
+_LINES = DriverStatement(
+    select(*(col(getattr(ShopOrderLine, name)) for name in OrderLine._fields)).where(
+        col(ShopOrderLine.order_id) == any_(param("order_ids", ARRAY(PG_UUID(as_uuid=True))))
+    ),
+    "order_ids",
+)
+
+
 async def _lines_by_order(
     session: AsyncSession, order_ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, list[ShopOrderLine]]:
+) -> dict[uuid.UUID, list[OrderLine]]:
     """The lines of several orders, read in one query."""
-    lines: dict[uuid.UUID, list[ShopOrderLine]] = {order_id: [] for order_id in order_ids}
+    lines: dict[uuid.UUID, list[OrderLine]] = {order_id: [] for order_id in order_ids}
     if order_ids:
-        rows = await session.execute(
-            select(ShopOrderLine).where(col(ShopOrderLine.order_id).in_(list(lines)))
-        )
-        for line in rows.scalars():
+        for row in await _LINES.fetch(session, order_ids=list(lines)):
+            line = OrderLine(*row)
             lines[line.order_id].append(line)
     return lines
 
@@ -519,7 +704,7 @@ async def _attended_shop(session: AsyncSession, principal: Principal, order: Sho
     return shop
 
 
-def _check_attended_village(principal: Principal, shop: Shop, village_id: uuid.UUID) -> None:
+def _check_attended_village(principal: Principal, shop: ShopKey, village_id: uuid.UUID) -> None:
     villages = attended_villages(principal, shop)
     if villages is not None and village_id not in villages:
         raise Forbidden(
@@ -548,12 +733,22 @@ async def _served_shop(session: AsyncSession, principal: Principal, shop_id: uui
 async def place_order(
     session: AsyncSession, principal: Principal, shop_id: uuid.UUID, data: OrderCreate
 ) -> tuple[ShopOrder, list[ShopOrderLine]]:
-    household_id = _own_household(principal)
-    shop = await _served_shop(session, principal, shop_id)
-    household = await session.get(Household, household_id)
+    _own_household(principal)
+    day = clock.today()
+    row = await served_household(session, principal, shop_id, day)
+    # As _served_shop: a shop not serving the caller's village is not theirs to see.
+    if row is None or principal.household_village_id not in row["served_village_ids"]:
+        raise shop_not_found()
+    household = household_of(row)
     assert household is not None
     return await _redeem(
-        session, principal, shop, household, data.lines, channel=OrderChannel.AHEAD
+        session,
+        principal,
+        shop_of(row),
+        household,
+        standing_of(row, day),
+        data.lines,
+        channel=OrderChannel.AHEAD,
     )
 
 
@@ -593,54 +788,63 @@ async def issue_pay_code(
 
 
 async def _counter_code(
-    session: AsyncSession, settings: Settings, principal: Principal, shop_id: uuid.UUID, code: str
-) -> tuple[Shop, shop_codes.ScannedCode, Household | None]:
-    """The shop whose counter the caller serves, the code read for it, and the household the
-    code names (None for a pickup code, or a household that does not exist): shop and
-    household in one statement, half of them at every redemption. A missing shop is refused
-    before the code, as when the shop was read alone first."""
+    session: AsyncSession,
+    settings: Settings,
+    principal: Principal,
+    shop_id: uuid.UUID,
+    code: str,
+    day: date,
+) -> tuple[ShopRow, shop_codes.ScannedCode, Any]:
+    """The shop whose counter the caller serves, the code read for it, and the row of
+    shop.counter_household for the household the code names (a pickup code: its order's; none
+    where that does not exist): one statement, half of them at every redemption. A missing
+    shop is refused before the code, as when the shop was read alone first."""
     refused: AppError | None = None
     scanned: shop_codes.ScannedCode | None = None
     try:
         scanned = shop_codes.read_code(settings, code, shop_id)
     except AppError as exc:
         refused = exc
-    household_id = scanned.household_id if scanned is not None else None
-    row = (
-        await session.execute(
-            select(Shop, Household)
-            .outerjoin(Household, col(Household.id) == household_id)
-            .where(col(Shop.id) == shop_id, shop_attended(principal))
-        )
-    ).first()
+    row = await counter_household(
+        session,
+        principal,
+        shop_id,
+        day,
+        household_id=scanned.household_id if scanned is not None else None,
+        order_id=scanned.order_id if scanned is not None else None,
+        nonce=scanned.nonce if scanned is not None else None,
+    )
     if row is None:
         raise shop_not_found()
     if refused is not None:
         raise refused
     assert scanned is not None
-    return row[0], scanned, row[1]
+    return shop_of(row), scanned, row
+
+
+_CARD_CURRENT = DriverStatement(
+    select(col(HouseholdCard.id)).where(
+        col(HouseholdCard.id) == _uuid_param("card_id"),
+        col(HouseholdCard.household_id) == _HOUSEHOLD,
+        col(HouseholdCard.revoked_at).is_(None),
+    ),
+    "card_id",
+    "household_id",
+)
 
 
 async def _scanned_household(
-    session: AsyncSession,
-    shop: Shop,
-    scanned: shop_codes.ScannedCode,
-    household: Household | None,
-) -> Household:
+    session: AsyncSession, shop: ShopRow, scanned: shop_codes.ScannedCode, row: Any
+) -> HouseholdRow:
+    household = household_of(row)
     if household is None:
         raise shop_codes.forged()
     if household.village_id not in shop.served_village_ids:
         raise shop_codes.other_shop()
     if scanned.kind is CodeKind.CARD:
-        current = (
-            await session.execute(
-                select(col(HouseholdCard.id)).where(
-                    col(HouseholdCard.id) == scanned.card_id,
-                    col(HouseholdCard.household_id) == household.id,
-                    col(HouseholdCard.revoked_at).is_(None),
-                )
-            )
-        ).first()
+        current = await _CARD_CURRENT.fetchrow(
+            session, card_id=scanned.card_id, household_id=household.id
+        )
         if current is None:
             raise Conflict(
                 "The card was revoked; ask the village for the new one.",
@@ -658,10 +862,11 @@ async def scan(
     code: str,
 ) -> ScanRead:
     """Who the code belongs to, for the attendant to check; nothing is spent."""
-    shop, scanned, named = await _counter_code(session, settings, principal, shop_id, code)
+    day = clock.today()
+    shop, scanned, row = await _counter_code(session, settings, principal, shop_id, code, day)
     order_read_model = None
     if scanned.kind is CodeKind.PICKUP:
-        order = await session.get(ShopOrder, scanned.order_id)
+        order = await _order(session, scanned.order_id)
         if order is None or order.shop_id != shop.id:
             raise shop_codes.forged()
         _check_attended_village(principal, shop, order.village_id)
@@ -669,32 +874,23 @@ async def scan(
             order.expires_at is not None and order.expires_at <= clock.now()
         ):
             raise _not_open(order)
-        household = await session.get(Household, order.household_id)
+        # The order's household, read with the shop (_counter_code).
+        household = household_of(row)
         assert household is not None
         order_read_model = await order_read(session, settings, order)
     else:
-        household = await _scanned_household(session, shop, scanned, named)
+        household = await _scanned_household(session, shop, scanned, row)
         _check_attended_village(principal, shop, household.village_id)
-    # The code's use, the head's name and the spendable points in one statement: a scan is
-    # half of every redemption at the counter.
-    used = (
-        exists().where(col(ShopCodeUse.nonce) == scanned.nonce)
-        if order_read_model is None and scanned.nonce is not None
-        else false()
-    )
-    replayed, head, spendable = (
-        await session.execute(select(used, _head_name(household.id), spendable_figure(household)))
-    ).one()
-    if replayed:
+    if order_read_model is None and row["replayed"]:
         raise shop_codes.replayed()
-    standing = await household_standing(session, household, item_tiers=False)
+    standing = standing_of(row, day)
     refusal: Refusal | None = None if order_read_model else standing.refusal
     return ScanRead(
         kind=scanned.kind,
         household_id=household.id,
         household_number=household.number,
-        head_name=notice_board_name(head),
-        balance=int(spendable or 0),
+        head_name=notice_board_name(row["head_name"]),
+        balance=int(row["spendable"] or 0),
         tier=standing.tier,
         redeemable_now=refusal is None,
         refusal_code=refusal.code if refusal else None,
@@ -704,16 +900,21 @@ async def scan(
     )
 
 
-def _head_name(household_id: uuid.UUID) -> ScalarSelect[str]:
-    """The name the household goes by: its head's."""
-    return (
-        select(col(Person.name))
-        .join(HouseholdMember, col(HouseholdMember.person_id) == col(Person.id))
-        .where(col(HouseholdMember.household_id) == household_id)
-        .order_by(col(HouseholdMember.is_head).desc(), col(HouseholdMember.created_at))
-        .limit(1)
-        .scalar_subquery()
+_CLAIM_CODE = DriverStatement(
+    pg_insert(ShopCodeUse)
+    .values(
+        nonce=_uuid_param("nonce"),
+        shop_id=_SHOP,
+        household_id=_HOUSEHOLD,
+        order_id=_uuid_param("order_id"),
     )
+    .on_conflict_do_nothing()
+    .returning(col(ShopCodeUse.nonce)),
+    "nonce",
+    "shop_id",
+    "household_id",
+    "order_id",
+)
 
 
 async def redeem_at_counter(
@@ -723,7 +924,8 @@ async def redeem_at_counter(
     shop_id: uuid.UUID,
     data: CounterRedemptionCreate,
 ) -> tuple[ShopOrder, list[ShopOrderLine]]:
-    shop, scanned, named = await _counter_code(session, settings, principal, shop_id, data.code)
+    day = clock.today()
+    shop, scanned, row = await _counter_code(session, settings, principal, shop_id, data.code, day)
     if scanned.kind is CodeKind.PICKUP:
         raise Unprocessable(
             "A pickup code is collected, not redeemed at the counter.",
@@ -736,28 +938,28 @@ async def redeem_at_counter(
             code="shop.identity_not_checked",
             title="使用积分卡须核验身份",
         )
-    household = await _scanned_household(session, shop, scanned, named)
+    household = await _scanned_household(session, shop, scanned, row)
     _check_attended_village(principal, shop, household.village_id)
     order_id = uuid.uuid4()
     if scanned.nonce is not None:
-        # Claimed before anything else: a second scan of the code waits here for the first
+        # Claimed before anything is taken: a second scan of the code waits here for the first
         # one's transaction and, once that commits, is refused without doing any work. If the
         # first fails (not enough points), its claim rolls back and the code is still good.
-        claimed = await session.execute(
-            pg_insert(ShopCodeUse)
-            .values(
-                nonce=scanned.nonce, shop_id=shop.id, household_id=household.id, order_id=order_id
-            )
-            .on_conflict_do_nothing()
-            .returning(col(ShopCodeUse.nonce))
+        claimed = await _CLAIM_CODE.fetchrow(
+            session,
+            nonce=scanned.nonce,
+            shop_id=shop.id,
+            household_id=household.id,
+            order_id=order_id,
         )
-        if claimed.first() is None:
+        if claimed is None:
             raise shop_codes.replayed()
     return await _redeem(
         session,
         principal,
         shop,
         household,
+        standing_of(row, day),
         data.lines,
         channel=OrderChannel.CARD if scanned.kind is CodeKind.CARD else OrderChannel.PAY_CODE,
         order_id=order_id,
@@ -772,7 +974,7 @@ async def collect(
     shop_id: uuid.UUID,
     code: str,
 ) -> ShopOrder:
-    shop = await get_shop(session, shop_id, shop_attended(principal))
+    shop = await attended_shop(session, principal, shop_id)
     scanned = shop_codes.read_code(settings, code, shop.id)
     if scanned.kind is not CodeKind.PICKUP or scanned.order_id is None:
         raise Unprocessable(
@@ -780,7 +982,7 @@ async def collect(
             code="shop.code_wrong_kind",
             title="这不是订单取货码",
         )
-    placed = await session.get(ShopOrder, scanned.order_id)
+    placed = await _order(session, scanned.order_id)
     if placed is None:
         raise shop_codes.forged()
     _check_attended_village(principal, shop, placed.village_id)
@@ -793,8 +995,9 @@ async def collect(
         still_open=True,
     )
     if moved is None:
-        await session.refresh(placed)
-        raise _not_open(placed)
+        current = await _order(session, placed.id)
+        assert current is not None
+        raise _not_open(current)
     return moved
 
 
@@ -966,7 +1169,7 @@ PICKUP_HINT = "凭取货码到店领取，逾期积分退回"
 
 
 def expiring_message(
-    lines: Sequence[ShopOrderLine], shop_name: str, expires_at: datetime
+    lines: Sequence[LineTerms], shop_name: str, expires_at: datetime
 ) -> dict[str, str]:
     """The order_expiring template: thing1 the goods (the first item and its count, and how
     many kinds more), time2 the pickup deadline, thing3 the shop, thing4 how to collect."""
@@ -986,7 +1189,7 @@ def expiring_message(
 
 
 async def _tell_expiring(
-    session: AsyncSession, order: ShopOrder, lines: Sequence[ShopOrderLine], shop_name: str
+    session: AsyncSession, order: ShopOrder, lines: Sequence[LineTerms], shop_name: str
 ) -> None:
     """To the villager who placed the order; when they cannot be reached (WeChat unbound, or
     no longer of the village), to the household's bound members: any member's phone shows the
