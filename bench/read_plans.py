@@ -103,13 +103,17 @@ async def explain(url: str, args: argparse.Namespace) -> None:
         print("######## the principal (every authenticated request)")
         for (line,) in await driver.fetch(EXPLAIN + _PRINCIPAL, session_id):
             print("   ", line)
+        town_id = await driver.fetchval(
+            "SELECT town_id FROM village WHERE id = $1", person.village_id
+        )
         reads = {
             **person.reads(),
             "ranking, year": f"{API}/villages/{person.village_id}/rankings?span=year&limit=50",
             "ranking, quarter": f"{API}/villages/{person.village_id}/rankings"
             "?span=quarter&number=1&limit=50",
+            "ranking, town": f"{API}/towns/{town_id}/rankings?span=quarter&number=1",
         }
-        for read in (*SEVEN, "ranking, year", "ranking, quarter"):
+        for read in (*SEVEN, "ranking, year", "ranking, quarter", "ranking, town"):
             path = reads[read]
             sent.clear()
             response = await client.get(path, headers=headers)

@@ -9,7 +9,6 @@ Every read is then a keyed lookup or one page of an index, whatever the village'
 import json
 import uuid
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from sqlalchemy import ARRAY, Boolean, Integer, Uuid, bindparam, select, text
@@ -41,8 +40,6 @@ from app.schemas.rankings import (
     PeriodScore,
     RankRow,
     RankScope,
-    TownRanking,
-    VillageComparison,
 )
 from app.schemas.rules import AwardScope, Policy, VetoedInRankings, VetoScope
 from app.security import Principal
@@ -709,66 +706,63 @@ async def honour_roll(
     )
 
 
+# The town's comparison of its villages in one statement, sent straight to the driver: the
+# villages' stored summaries of the span, each written as VillageComparison's JSON (decimals as
+# pydantic writes them, text with their two places; participation rounded half up as
+# Decimal.quantize does), ranked by average with ties shared. Scope: $4 the district flag, $5
+# the towns the caller reads (supervised, or of the villages they hold a grant in or live in);
+# none of it, no row: not found.
+_TOWN_RANKING = """
+    SELECT string_agg(row_to_json(j)::text, ',' ORDER BY c.position) AS villages
+    FROM (SELECT s.*, v.name,
+              rank() OVER (ORDER BY s.average DESC NULLS LAST) AS rank,
+              row_number() OVER (ORDER BY s.average DESC NULLS LAST, v.name) AS position
+          FROM ranking_summary s JOIN village v ON v.id = s.village_id
+          WHERE s.town_id = $1 AND s.year = $2 AND s.span = $3::text AND s.number = $6
+            AND s.published AND ($4::boolean OR $1 = ANY($5::uuid[]))
+    ) c
+    CROSS JOIN LATERAL (SELECT
+        c.village_id,
+        c.name,
+        c.households,
+        c.participating,
+        CASE WHEN c.households > 0
+            THEN round(c.participating::numeric / c.households, 2)::text END AS participation,
+        c.ranked,
+        c.vetoed,
+        c.average::text AS average,
+        c.median::text AS median,
+        c.top_score,
+        CASE WHEN c.average IS NOT NULL THEN c.rank END AS rank
+    ) j
+    HAVING $4::boolean OR $1 = ANY($5::uuid[])
+"""
+
+
 async def town_ranking(
-    session: AsyncSession,
+    source: DriverSource,
     principal: Principal,
     town_id: uuid.UUID,
     *,
     span: RankSpan,
     year: int,
     number: int | None,
-) -> TownRanking:
-    """Villages of the town side by side over a span: households ranked, average and median,
-    participation. Read by anyone of the town; no household of another village is named."""
+) -> str:
+    """TownRanking's JSON: villages of the town side by side over a span, households ranked,
+    average and median, participation. Read by anyone of the town; no household of another
+    village is named."""
     key = span_key(span, number)
-    in_town = (
-        principal.is_district_admin
-        or town_id in principal.supervised_town_ids()
-        or town_id in principal.village_towns.values()
+    towns = principal.supervised_town_ids() | set(principal.village_towns.values())
+    driver = await driver_of(source)
+    row = await driver.fetchrow(
+        _TOWN_RANKING, town_id, year, span.value, principal.is_district_admin, list(towns), key
     )
-    if not in_town:
+    if row is None:
         raise NotFound("No such town.", code="town.not_found")
-    rows = (
-        await session.execute(
-            select(RankingSummary, col(Village.name))
-            .join(Village, col(Village.id) == col(RankingSummary.village_id))
-            .where(
-                col(RankingSummary.town_id) == town_id,
-                col(RankingSummary.year) == year,
-                col(RankingSummary.span) == span,
-                col(RankingSummary.number) == key,
-                col(RankingSummary.published),
-            )
-            .order_by(col(RankingSummary.average).desc().nulls_last(), col(Village.name))
-        )
-    ).all()
-    villages: list[VillageComparison] = []
-    rank, previous = 0, None
-    for position, (summary, name) in enumerate(rows, start=1):
-        if summary.average != previous:
-            rank, previous = position, summary.average
-        villages.append(
-            VillageComparison(
-                village_id=summary.village_id,
-                name=name,
-                households=summary.households,
-                participating=summary.participating,
-                participation=(
-                    (Decimal(summary.participating) / summary.households).quantize(
-                        Decimal("0.01"), rounding=ROUND_HALF_UP
-                    )
-                    if summary.households
-                    else None
-                ),
-                ranked=summary.ranked,
-                vetoed=summary.vetoed,
-                average=summary.average,
-                median=summary.median,
-                top_score=summary.top_score,
-                rank=rank if summary.average is not None else None,
-            )
-        )
-    return TownRanking(town_id=town_id, span=span, year=year, number=key, villages=villages)
+    return (
+        f'{{"town_id":"{town_id}","span":"{span.value}","year":{year},"number":{key},'
+        f'"villages":[{row["villages"] or ""}]}}'
+    )
 
 
 async def stored_rank(

@@ -80,7 +80,7 @@ async def town_ranking(
 ) -> TownRanking:
     """The town's villages compared over this quarter's published periods."""
     today = clock.today()
-    return await rankings.town_ranking(
+    body = await rankings.town_ranking(
         session,
         principal,
         town_id,
@@ -88,6 +88,7 @@ async def town_ranking(
         year=today.year,
         number=quarter_number(today.month),
     )
+    return TownRanking.model_validate_json(body)
 
 
 VILLAGE_ADMIN_SECTIONS: list[Section] = [

@@ -5,16 +5,19 @@ RankingPage wrote when the page was put together from the stored ranks through t
 import uuid
 from dataclasses import replace
 from datetime import date
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from app.config import Settings
-from app.models import RankSpan, Role
+from app.models import Participation, RankingSummary, RankSpan, Role, Village
 from app.pagination import MAX_LIMIT, PageParams
-from app.schemas.rankings import RankingPage, RankScope
+from app.schemas.rankings import RankingPage, RankScope, TownRanking, VillageComparison
 from app.schemas.rules import VetoedInRankings
 from app.security import ACCESS, Principal, decode_token, load_principal
 from app.services import rankings
@@ -215,3 +218,108 @@ async def test_problems_keep_their_order(
     assert await problem(s.admin, cursor=bad) == (400, "pagination.bad_cursor")
     # Nothing stored for September: no list, so no cursor to refuse.
     assert await problem(s.admin, span="month", number=9, cursor=bad) == (200, None)
+
+
+async def model_town(db: AsyncSession, town_id: uuid.UUID, span: RankSpan, number: int) -> str:
+    """The town's comparison as the ORM read and pydantic wrote it before it was one
+    statement."""
+    rows = (
+        await db.execute(
+            select(RankingSummary, col(Village.name))
+            .join(Village, col(Village.id) == col(RankingSummary.village_id))
+            .where(
+                col(RankingSummary.town_id) == town_id,
+                col(RankingSummary.year) == YEAR,
+                col(RankingSummary.span) == span,
+                col(RankingSummary.number) == number,
+                col(RankingSummary.published),
+            )
+            .order_by(col(RankingSummary.average).desc().nulls_last(), col(Village.name))
+        )
+    ).all()
+    villages: list[VillageComparison] = []
+    rank, previous = 0, None
+    for position, (summary, name) in enumerate(rows, start=1):
+        if summary.average != previous:
+            rank, previous = position, summary.average
+        villages.append(
+            VillageComparison(
+                village_id=summary.village_id,
+                name=name,
+                households=summary.households,
+                participating=summary.participating,
+                participation=(
+                    (Decimal(summary.participating) / summary.households).quantize(
+                        Decimal("0.01"), rounding=ROUND_HALF_UP
+                    )
+                    if summary.households
+                    else None
+                ),
+                ranked=summary.ranked,
+                vetoed=summary.vetoed,
+                average=summary.average,
+                median=summary.median,
+                top_score=summary.top_score,
+                rank=rank if summary.average is not None else None,
+            )
+        )
+    page = TownRanking(town_id=town_id, span=span, year=YEAR, number=number, villages=villages)
+    return page.model_dump_json()
+
+
+async def test_the_towns_comparison_is_what_the_model_wrote(
+    client: httpx.AsyncClient, db: AsyncSession, settings: Settings
+) -> None:
+    policy = seed_policy("jiuxian-living-environment-2022")
+    first = await scene(db, settings, policy)
+    town = await db.get(f.Town, first.village.town_id)
+    assert town is not None
+    tied = await scene(db, settings, policy, town=town)
+    vetoed = await scene(db, settings, policy, town=town)
+    a = await households(db, first, 3)
+    await households(db, first, 3, participation=Participation.PENDING)
+    b = await households(db, tied, 2)
+    c = await households(db, vetoed, 2)
+    # 3 of 6 households take part (0.50), the averages tie at 42.00, and a village whose
+    # households are all vetoed in January has no average and no rank for it.
+    await published_period(
+        client, db, first, date(YEAR, 1, 1), [(a[0], 40), (a[1], 42), (a[2], 44)]
+    )
+    await published_period(client, db, tied, date(YEAR, 1, 1), [(b[0], 41), (b[1], 43)])
+    await published_period(client, db, tied, date(YEAR, 2, 1), [(b[0], 7), (b[1], 8)])
+    await published_period(client, db, vetoed, date(YEAR, 1, 1), [(h, (5, True)) for h in c])
+    other = await f.create_person(db)
+    await f.grant(db, other, Role.DISTRICT_ADMIN)
+    callers = [
+        await villager_of(db, settings, a[0]),
+        first.supervisor,
+        first.admin,
+        await f.login_headers(db, settings, other),
+    ]
+    asks = [(RankSpan.MONTH, 1), (RankSpan.MONTH, 2), (RankSpan.QUARTER, 1), (RankSpan.YEAR, 0)]
+    for headers in callers:
+        for span, number in asks:
+            response = await client.get(
+                f"{API}/towns/{town.id}/rankings",
+                params={"span": span.value, "year": YEAR, **({"number": number} if number else {})},
+                headers=headers,
+            )
+            assert response.status_code == 200, response.text
+            assert response.text == await model_town(db, town.id, span, number)
+    january = (
+        await client.get(
+            f"{API}/towns/{town.id}/rankings",
+            params={"span": "month", "year": YEAR, "number": 1},
+            headers=callers[0],
+        )
+    ).json()["villages"]
+    assert [(v["rank"], v["average"]) for v in january] == [
+        (1, "42.00"),
+        (1, "42.00"),
+        (None, None),
+    ]
+    assert sorted(v["participation"] for v in january) == ["0.50", "1.00", "1.00"]
+    elsewhere = await scene(db, settings, policy)
+    stranger = await villager_of(db, settings, (await households(db, elsewhere, 1))[0])
+    refused = await client.get(f"{API}/towns/{town.id}/rankings", headers=stranger)
+    assert (refused.status_code, refused.json()["code"]) == (404, "town.not_found")
