@@ -510,15 +510,15 @@ _VILLAGE_RANKING = f"""
               AND p.status IN ('published', 'closed')
         ) p
         WHERE b.span = 'quarter'
+    ), heads AS MATERIALIZED (
+        -- The shown households' heads in one lookup by their keys: a join to household_member
+        -- row by row was planned as a scan of the table for each row while it is small.
+        SELECT m.household_id, p.name FROM household_member m JOIN person p ON p.id = m.person_id
+        WHERE m.is_head AND m.household_id = ANY (ARRAY(SELECT household_id FROM shown))
     ), written AS (
         SELECT x.n, x.own, row_to_json(j)::text AS row
         FROM b CROSS JOIN shown x
-        LEFT JOIN LATERAL (
-            -- One head at most (uq_household_member_one_head); the limit keeps it a lookup by
-            -- key for each row rather than a join planned over every household's members.
-            SELECT p.name FROM household_member m JOIN person p ON p.id = m.person_id
-            WHERE m.household_id = x.household_id AND m.is_head LIMIT 1
-        ) head ON true
+        LEFT JOIN heads head ON head.household_id = x.household_id
         CROSS JOIN LATERAL (SELECT
             x.household_id,
             x.household_number AS number,
