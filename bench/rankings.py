@@ -49,6 +49,7 @@ from app.models import (
     VillageGroupKind,
 )
 from app.pagination import PageParams
+from app.schemas.rankings import RankingPage
 from app.schemas.rules import Policy
 from app.security import Principal
 from app.services import rankings, standing
@@ -206,7 +207,7 @@ async def measure(sessionmaker: Any, village_id: uuid.UUID, label: str) -> None:
             await session.execute(text("SELECT 1"))
 
         async def top_50() -> None:
-            page = await rankings.village_ranking(
+            body = await rankings.village_ranking(
                 session,
                 villager,
                 village_id,
@@ -217,6 +218,7 @@ async def measure(sessionmaker: Any, village_id: uuid.UUID, label: str) -> None:
                 group_id=None,
                 params=PageParams(limit=50),
             )
+            page = RankingPage.model_validate_json(body)
             assert len(page.items) == 50
             assert page.own is not None
 

@@ -1,4 +1,5 @@
-"""The plan of every statement a villager's seven opening reads send, on a built county.
+"""The plan of every statement a villager's seven opening reads send, and the village's
+ranking (a year's top 50, a quarter's with its months), on a built county.
 
 Builds a county as bench/read_mix.py does (`--villages`, `--households`, `--months`), then sends
 each read once through the app in this process, records every statement it sends, through
@@ -18,7 +19,7 @@ import re
 from typing import Any
 
 import httpx
-from read_mix import NOW, SEVEN, build  # bench/ is on sys.path when a script runs
+from read_mix import API, NOW, SEVEN, build  # bench/ is on sys.path when a script runs
 from sqlalchemy import event
 from throwaway import throwaway_database
 
@@ -102,8 +103,18 @@ async def explain(url: str, args: argparse.Namespace) -> None:
         print("######## the principal (every authenticated request)")
         for (line,) in await driver.fetch(EXPLAIN + _PRINCIPAL, session_id):
             print("   ", line)
-        for read in SEVEN:
-            path = person.reads()[read]
+        town_id = await driver.fetchval(
+            "SELECT town_id FROM village WHERE id = $1", person.village_id
+        )
+        reads = {
+            **person.reads(),
+            "ranking, year": f"{API}/villages/{person.village_id}/rankings?span=year&limit=50",
+            "ranking, quarter": f"{API}/villages/{person.village_id}/rankings"
+            "?span=quarter&number=1&limit=50",
+            "ranking, town": f"{API}/towns/{town_id}/rankings?span=quarter&number=1",
+        }
+        for read in (*SEVEN, "ranking, year", "ranking, quarter", "ranking, town"):
+            path = reads[read]
             sent.clear()
             response = await client.get(path, headers=headers)
             await asyncio.sleep(0)  # the driver hands its log records over on the next turn

@@ -9,7 +9,7 @@ from app.errors import Problem
 from app.models import RankSpan, Role
 from app.pagination import PageParams, page_params
 from app.schemas.rankings import HonourRoll, RankingPage, RankScope, TownRanking
-from app.security import CurrentPrincipal, Principal, require_roles
+from app.security import CurrentPrincipal, Principal, ReadingDep, require_roles
 from app.services import ranking_forms as forms
 from app.services import rankings as service
 from app.services.points_year import quarter_number
@@ -27,10 +27,14 @@ BAD_CURSOR: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.get("/villages/{village_id}/rankings", operation_id="village_ranking", responses=BAD_CURSOR)
+@router.get(
+    "/villages/{village_id}/rankings",
+    operation_id="village_ranking",
+    response_model=RankingPage,
+    responses=BAD_CURSOR,
+)
 async def village_ranking(
-    session: SessionDep,
-    principal: CurrentPrincipal,
+    reading: ReadingDep,
     village_id: uuid.UUID,
     paging: Annotated[PageParams, Depends(page_params)],
     span: Span = RankSpan.YEAR,
@@ -38,13 +42,14 @@ async def village_ranking(
     number: Number = None,
     scope: RankScope | None = None,
     group_id: uuid.UUID | None = None,
-) -> RankingPage:
+) -> Response:
     """The village's ranking over a month, quarter or year (published periods summed), in
     pages, with the caller's own row. `scope` defaults to the policy's (翁源: village group,
     group after group); `group_id` lists one group."""
-    return await service.village_ranking(
-        session,
-        principal,
+    # Built by PostgreSQL in RankingPage's shape; passed through as it came.
+    body = await service.village_ranking(
+        reading.connection,
+        reading.principal,
         village_id,
         span=span,
         year=year or clock.today().year,
@@ -53,6 +58,7 @@ async def village_ranking(
         group_id=group_id,
         params=paging,
     )
+    return Response(body, media_type="application/json")
 
 
 @router.get("/villages/{village_id}/honour-roll", operation_id="village_honour_roll")
@@ -77,20 +83,26 @@ async def honour_roll(
     )
 
 
-@router.get("/towns/{town_id}/rankings", operation_id="town_ranking")
+@router.get("/towns/{town_id}/rankings", operation_id="town_ranking", response_model=TownRanking)
 async def town_ranking(
-    session: SessionDep,
-    principal: CurrentPrincipal,
+    reading: ReadingDep,
     town_id: uuid.UUID,
     span: Span = RankSpan.YEAR,
     year: Year = None,
     number: Number = None,
-) -> TownRanking:
+) -> Response:
     """The town's villages compared over a span: households ranked, average and median score,
     participation. Never another village's households."""
-    return await service.town_ranking(
-        session, principal, town_id, span=span, year=year or clock.today().year, number=number
+    # Built by PostgreSQL in TownRanking's shape; passed through as it came.
+    body = await service.town_ranking(
+        reading.connection,
+        reading.principal,
+        town_id,
+        span=span,
+        year=year or clock.today().year,
+        number=number,
     )
+    return Response(body, media_type="application/json")
 
 
 @router.get(

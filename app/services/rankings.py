@@ -6,9 +6,9 @@ period itself, the quarter over its months and the year, each summing published 
 Every read is then a keyed lookup or one page of an index, whatever the village's size.
 """
 
+import json
 import uuid
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from sqlalchemy import ARRAY, Boolean, Integer, Uuid, bindparam, select, text
@@ -16,7 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app import clock
-from app.authz import STAFF_READ_ROLES
+from app.authz import STAFF_READ_ROLES, village_scope_sql
+from app.db import DriverSource, driver_of
 from app.errors import BadRequest, NotFound, Unprocessable
 from app.models import (
     HouseholdMember,
@@ -32,16 +33,13 @@ from app.models import (
     Village,
     VillageGroup,
 )
-from app.pagination import PageParams, _decode, _encode
+from app.pagination import PageParams, _decode, _encode, position_after, position_cursor
 from app.schemas.rankings import (
     HonourBoard,
     HonourRoll,
     PeriodScore,
-    RankingPage,
     RankRow,
     RankScope,
-    TownRanking,
-    VillageComparison,
 )
 from app.schemas.rules import AwardScope, Policy, VetoedInRankings, VetoScope
 from app.security import Principal
@@ -437,38 +435,126 @@ async def ranked_rows(
     return items, next_cursor
 
 
-async def own_row(
-    session: AsyncSession, board: Board, household_id: uuid.UUID | None, *, by_group: bool
-) -> RankRow | None:
-    """One household's row by its key: its rank without reading the list."""
-    if household_id is None:
-        return None
-    row = (
-        await session.execute(
-            select(*_ROW_COLUMNS).where(
-                col(HouseholdRank.household_id) == household_id,
-                col(HouseholdRank.year) == board.year,
-                col(HouseholdRank.span) == board.span,
-                col(HouseholdRank.number) == board.number,
-                col(HouseholdRank.village_id) == board.village.id,
-            )
-        )
-    ).first()
-    if row is None:
-        return None
-    own = _row(row, by_group=by_group, staff=True)
-    own.months = (await _months(session, board, [own.household_id])).get(own.household_id, [])
-    return own
-
-
-async def _check_group(session: AsyncSession, village: Village, group_id: uuid.UUID) -> None:
-    group = await session.get(VillageGroup, group_id)
-    if group is None or group.village_id != village.id:
-        raise NotFound("No such village group.", code="village_group.not_found")
+# The village's ranking page in one statement, sent straight to the driver, answered as the rows
+# of RankingPage's JSON built by PostgreSQL. The village within the caller's read scope ($2-$5:
+# organisation.get_village's, whose staff part, $2-$4, is is_village_staff), the span's number
+# ($8; NULL: the latest the caller may see, as _latest_number), the stored list if the caller
+# may see it (board), one page of it along the index of its order (ranked_rows: one of the three
+# laterals runs, chosen by the asked group $10 and the scope, $9 or else the village's policy),
+# and the caller's own row by its key ($13: their household, where it is of this village), each
+# row with its quarter's months. $11 the position after which the page starts, $12 its size.
+# The summary and the periods are looked up by $1 itself, so the generic plan keys them by the
+# village. A household's span and its period's kind share their words ('month', 'quarter').
+_RANK_COLUMNS = """
+    r.household_id, r.household_number, r.village_group_id, r.score, r.vetoed,
+    r.village_rank, r.group_rank, r.village_ranked, r.group_ranked
+"""
+_LIST_OF = """
+    FROM household_rank r
+    WHERE r.village_id = b.village_id AND r.year = b.year AND r.span = b.span
+      AND r.number = b.number AND (b.lists_vetoed OR NOT r.vetoed)
+"""
+_VILLAGE_RANKING = f"""
+    WITH v AS (
+        SELECT v.id,
+               {village_scope_sql("v.id", everyone="$2", villages="$3", towns="$4")} AS staff
+        FROM village v WHERE v.id = $1
+    ), seen AS (
+        SELECT * FROM v WHERE staff OR id = $5::uuid
+    ), b AS (
+        SELECT s.village_id, s.year, s.span, s.number, s.published, s.ranked,
+               coalesce($9::text = 'village_group', s.ranks_by_group) AS by_group,
+               seen.staff, seen.staff OR s.lists_vetoed AS lists_vetoed
+        FROM seen CROSS JOIN LATERAL (SELECT coalesce($8::integer, (
+            SELECT l.number FROM ranking_summary l
+            WHERE l.village_id = $1 AND l.year = $7::integer AND l.span = $6::text
+              AND (l.published OR seen.staff)
+            ORDER BY l.number DESC LIMIT 1)) AS number
+        ) n
+        JOIN ranking_summary s
+          ON s.village_id = $1 AND s.year = $7::integer AND s.span = $6::text
+         AND s.number = n.number
+        WHERE s.published OR seen.staff
+    ), page AS (
+        SELECT x.* FROM b CROSS JOIN LATERAL (
+            SELECT {_RANK_COLUMNS}, r.group_position AS position {_LIST_OF}
+              AND r.village_group_id = $10::uuid AND r.group_position > $11::integer
+            ORDER BY r.group_position LIMIT $12::integer + 1
+        ) x WHERE $10::uuid IS NOT NULL
+        UNION ALL
+        SELECT x.* FROM b CROSS JOIN LATERAL (
+            SELECT {_RANK_COLUMNS}, r.board_position AS position {_LIST_OF}
+              AND r.board_position > $11::integer
+            ORDER BY r.board_position LIMIT $12::integer + 1
+        ) x WHERE $10::uuid IS NULL AND b.by_group
+        UNION ALL
+        SELECT x.* FROM b CROSS JOIN LATERAL (
+            SELECT {_RANK_COLUMNS}, r.village_position AS position {_LIST_OF}
+              AND r.village_position > $11::integer
+            ORDER BY r.village_position LIMIT $12::integer + 1
+        ) x WHERE $10::uuid IS NULL AND NOT b.by_group
+    ), numbered AS (
+        SELECT page.*, row_number() OVER (ORDER BY position) AS n, false AS own FROM page
+    ), shown AS (
+        SELECT * FROM numbered WHERE n <= $12::integer
+        UNION ALL
+        SELECT {_RANK_COLUMNS}, 0, 0, true
+        FROM b JOIN household_rank r
+          ON r.household_id = $13::uuid AND r.year = b.year AND r.span = b.span
+         AND r.number = b.number AND r.village_id = b.village_id
+    ), months AS MATERIALIZED (
+        SELECT p.id, p.number FROM b CROSS JOIN LATERAL (
+            SELECT p.id, p.number FROM scoring_period p
+            WHERE p.village_id = $1 AND p.year = $7::integer AND p.kind = 'month'
+              AND p.number BETWEEN 3 * b.number - 2 AND 3 * b.number
+              AND p.status IN ('published', 'closed')
+        ) p
+        WHERE b.span = 'quarter'
+    ), heads AS MATERIALIZED (
+        -- The shown households' heads in one lookup by their keys: a join to household_member
+        -- row by row was planned as a scan of the table for each row while it is small.
+        SELECT m.household_id, p.name FROM household_member m JOIN person p ON p.id = m.person_id
+        WHERE m.is_head AND m.household_id = ANY (ARRAY(SELECT household_id FROM shown))
+    ), written AS (
+        SELECT x.n, x.own, row_to_json(j)::text AS row
+        FROM b CROSS JOIN shown x
+        LEFT JOIN heads head ON head.household_id = x.household_id
+        CROSS JOIN LATERAL (SELECT
+            x.household_id,
+            x.household_number AS number,
+            CASE WHEN b.staff OR x.own THEN head.name
+                ELSE left(head.name, 1) || repeat('*', char_length(head.name) - 1) END
+                AS head_name,
+            x.village_group_id,
+            x.score,
+            x.vetoed,
+            CASE WHEN b.by_group THEN x.group_rank ELSE x.village_rank END AS rank,
+            CASE WHEN b.by_group THEN x.group_ranked ELSE x.village_ranked END AS of,
+            x.village_rank AS rank_in_village,
+            x.group_rank AS rank_in_group,
+            ('[' || coalesce((
+                SELECT string_agg(row_to_json(ms)::text, ',' ORDER BY ms.number)
+                FROM (SELECT mp.number, hs.score, hs.vetoed
+                      FROM months mp JOIN household_period_score hs
+                        ON hs.period_id = mp.id AND hs.household_id = x.household_id) ms
+            ), '') || ']')::json AS months
+        ) j
+    )
+    SELECT $10::uuid IS NULL OR EXISTS (
+               SELECT FROM village_group g WHERE g.id = $10::uuid AND g.village_id = seen.id
+           ) AS group_found,
+           b.village_id IS NOT NULL AS found,
+           b.number, b.published, b.ranked, b.by_group,
+           (SELECT max(position) FROM numbered WHERE n <= $12::integer) AS last_position,
+           (SELECT count(*) FROM numbered) > $12::integer AS more,
+           (SELECT string_agg(row, ',' ORDER BY n) FROM written WHERE NOT own) AS items,
+           (SELECT row FROM written WHERE own) AS own
+    FROM seen LEFT JOIN b ON true
+"""
 
 
 async def village_ranking(
-    session: AsyncSession,
+    source: DriverSource,
     principal: Principal,
     village_id: uuid.UUID,
     *,
@@ -478,45 +564,87 @@ async def village_ranking(
     scope: RankScope | None,
     group_id: uuid.UUID | None,
     params: PageParams,
-) -> RankingPage:
-    village, found = await board(session, principal, village_id, span, year, number)
+) -> str:
+    """RankingPage's JSON: one page of the stored list of the span (the latest month or
+    quarter the caller may see where none is asked) and the caller's own row. Problems keep
+    their order: 404 village, 422 span, 404 group, then 400 cursor only where there is a list."""
+    after, bad_cursor = position_after(params)
+    bad_span: Unprocessable | None = None
+    key: int | None = None  # the latest
+    if span is RankSpan.YEAR or number is not None:
+        try:
+            key = span_key(span, number)
+        except Unprocessable as exc:
+            bad_span, key = exc, number
     if group_id is not None:
-        await _check_group(session, village, group_id)
         scope = RankScope.VILLAGE_GROUP
-    if found is None:
-        return RankingPage(
-            village_id=village.id,
-            span=span,
-            year=year,
-            number=_asked_number(span, number),
-            scope=scope or RankScope.VILLAGE,
-            group_id=group_id,
-            published=False,
-            ranked=0,
-            items=[],
-        )
-    if scope is None:
-        scope = RankScope.VILLAGE_GROUP if found.summary.ranks_by_group else RankScope.VILLAGE
-    items, next_cursor = await ranked_rows(
-        session, found, scope=scope, group_id=group_id, params=params
+    lives_here = principal.household_village_id == village_id
+    driver = await driver_of(source)
+    row = await driver.fetchrow(
+        _VILLAGE_RANKING,
+        village_id,
+        principal.is_district_admin,
+        list(principal.village_ids(*STAFF_READ_ROLES)),
+        list(principal.supervised_town_ids()),
+        principal.household_village_id,
+        span.value,
+        year,
+        key,
+        scope.value if scope else None,
+        group_id,
+        after,
+        params.limit,
+        principal.household_id if lives_here else None,
     )
-    own = None
-    if principal.household_village_id == found.village.id:
-        own = await own_row(
-            session, found, principal.household_id, by_group=scope is RankScope.VILLAGE_GROUP
-        )
-    return RankingPage(
-        village_id=found.village.id,
-        span=span,
-        year=year,
-        number=found.number,
-        scope=scope,
-        group_id=group_id,
-        published=found.summary.published,
-        ranked=found.summary.ranked,
-        items=items,
-        next_cursor=next_cursor,
-        own=own,
+    if row is None:
+        raise NotFound("No such village.", code="village.not_found")
+    if bad_span is not None:
+        raise bad_span
+    if not row["group_found"]:
+        raise NotFound("No such village group.", code="village_group.not_found")
+    if not row["found"]:
+        return _page_json(village_id, span, year, _asked_number(span, number), scope, group_id)
+    if bad_cursor is not None:
+        raise bad_cursor
+    if scope is None:
+        scope = RankScope.VILLAGE_GROUP if row["by_group"] else RankScope.VILLAGE
+    return _page_json(
+        village_id,
+        span,
+        year,
+        row["number"],
+        scope,
+        group_id,
+        published=row["published"],
+        ranked=row["ranked"],
+        items=row["items"] or "",
+        next_cursor=position_cursor(row["last_position"]) if row["more"] else None,
+        own=row["own"],
+    )
+
+
+def _page_json(
+    village_id: uuid.UUID,
+    span: RankSpan,
+    year: int,
+    number: int,
+    scope: RankScope | None,
+    group_id: uuid.UUID | None,
+    *,
+    published: bool = False,
+    ranked: int = 0,
+    items: str = "",
+    next_cursor: str | None = None,
+    own: str | None = None,
+) -> str:
+    """RankingPage as pydantic writes it, around the rows PostgreSQL wrote; the empty page of
+    a span with nothing stored (yet) where no rows are given."""
+    return (
+        f'{{"village_id":"{village_id}","span":"{span.value}","year":{year},'
+        f'"number":{number},"scope":"{(scope or RankScope.VILLAGE).value}",'
+        f'"group_id":{json.dumps(str(group_id) if group_id else None)},'
+        f'"published":{json.dumps(published)},"ranked":{ranked},"items":[{items}],'
+        f'"next_cursor":{json.dumps(next_cursor)},"own":{own or "null"}}}'
     )
 
 
@@ -578,66 +706,63 @@ async def honour_roll(
     )
 
 
+# The town's comparison of its villages in one statement, sent straight to the driver: the
+# villages' stored summaries of the span, each written as VillageComparison's JSON (decimals as
+# pydantic writes them, text with their two places; participation rounded half up as
+# Decimal.quantize does), ranked by average with ties shared. Scope: $4 the district flag, $5
+# the towns the caller reads (supervised, or of the villages they hold a grant in or live in);
+# none of it, no row: not found.
+_TOWN_RANKING = """
+    SELECT string_agg(row_to_json(j)::text, ',' ORDER BY c.position) AS villages
+    FROM (SELECT s.*, v.name,
+              rank() OVER (ORDER BY s.average DESC NULLS LAST) AS rank,
+              row_number() OVER (ORDER BY s.average DESC NULLS LAST, v.name) AS position
+          FROM ranking_summary s JOIN village v ON v.id = s.village_id
+          WHERE s.town_id = $1 AND s.year = $2 AND s.span = $3::text AND s.number = $6
+            AND s.published AND ($4::boolean OR $1 = ANY($5::uuid[]))
+    ) c
+    CROSS JOIN LATERAL (SELECT
+        c.village_id,
+        c.name,
+        c.households,
+        c.participating,
+        CASE WHEN c.households > 0
+            THEN round(c.participating::numeric / c.households, 2)::text END AS participation,
+        c.ranked,
+        c.vetoed,
+        c.average::text AS average,
+        c.median::text AS median,
+        c.top_score,
+        CASE WHEN c.average IS NOT NULL THEN c.rank END AS rank
+    ) j
+    HAVING $4::boolean OR $1 = ANY($5::uuid[])
+"""
+
+
 async def town_ranking(
-    session: AsyncSession,
+    source: DriverSource,
     principal: Principal,
     town_id: uuid.UUID,
     *,
     span: RankSpan,
     year: int,
     number: int | None,
-) -> TownRanking:
-    """Villages of the town side by side over a span: households ranked, average and median,
-    participation. Read by anyone of the town; no household of another village is named."""
+) -> str:
+    """TownRanking's JSON: villages of the town side by side over a span, households ranked,
+    average and median, participation. Read by anyone of the town; no household of another
+    village is named."""
     key = span_key(span, number)
-    in_town = (
-        principal.is_district_admin
-        or town_id in principal.supervised_town_ids()
-        or town_id in principal.village_towns.values()
+    towns = principal.supervised_town_ids() | set(principal.village_towns.values())
+    driver = await driver_of(source)
+    row = await driver.fetchrow(
+        _TOWN_RANKING, town_id, year, span.value, principal.is_district_admin, list(towns), key
     )
-    if not in_town:
+    if row is None:
         raise NotFound("No such town.", code="town.not_found")
-    rows = (
-        await session.execute(
-            select(RankingSummary, col(Village.name))
-            .join(Village, col(Village.id) == col(RankingSummary.village_id))
-            .where(
-                col(RankingSummary.town_id) == town_id,
-                col(RankingSummary.year) == year,
-                col(RankingSummary.span) == span,
-                col(RankingSummary.number) == key,
-                col(RankingSummary.published),
-            )
-            .order_by(col(RankingSummary.average).desc().nulls_last(), col(Village.name))
-        )
-    ).all()
-    villages: list[VillageComparison] = []
-    rank, previous = 0, None
-    for position, (summary, name) in enumerate(rows, start=1):
-        if summary.average != previous:
-            rank, previous = position, summary.average
-        villages.append(
-            VillageComparison(
-                village_id=summary.village_id,
-                name=name,
-                households=summary.households,
-                participating=summary.participating,
-                participation=(
-                    (Decimal(summary.participating) / summary.households).quantize(
-                        Decimal("0.01"), rounding=ROUND_HALF_UP
-                    )
-                    if summary.households
-                    else None
-                ),
-                ranked=summary.ranked,
-                vetoed=summary.vetoed,
-                average=summary.average,
-                median=summary.median,
-                top_score=summary.top_score,
-                rank=rank if summary.average is not None else None,
-            )
-        )
-    return TownRanking(town_id=town_id, span=span, year=year, number=key, villages=villages)
+    return (
+        f'{{"town_id":"{town_id}","span":"{span.value}","year":{year},"number":{key},'
+        f'"villages":[{row["villages"] or ""}]}}'
+    )
 
 
 async def stored_rank(

@@ -60,7 +60,7 @@ async def latest_ranking(
         return LatestRanking(None, None)
     period = max(published, key=lambda p: p.starts_on)
     span = RankSpan.MONTH if period.kind is PeriodKind.MONTH else RankSpan.QUARTER
-    page = await rankings.village_ranking(
+    body = await rankings.village_ranking(
         session,
         principal,
         village_id,
@@ -71,6 +71,7 @@ async def latest_ranking(
         group_id=None,
         params=PageParams(limit=RANKING_TOP),
     )
+    page = RankingPage.model_validate_json(body)
     return LatestRanking(f"{period.year}年第{period.number}期", page)
 
 
@@ -79,7 +80,7 @@ async def town_ranking(
 ) -> TownRanking:
     """The town's villages compared over this quarter's published periods."""
     today = clock.today()
-    return await rankings.town_ranking(
+    body = await rankings.town_ranking(
         session,
         principal,
         town_id,
@@ -87,6 +88,7 @@ async def town_ranking(
         year=today.year,
         number=quarter_number(today.month),
     )
+    return TownRanking.model_validate_json(body)
 
 
 VILLAGE_ADMIN_SECTIONS: list[Section] = [
