@@ -153,7 +153,7 @@ async def transaction_driver(session: AsyncSession) -> Any:
     """The asyncpg connection under the session, its transaction begun. SQLAlchemy's asyncpg
     adapter sends BEGIN lazily, before its own first statement: a statement sent to the driver
     first would otherwise run, and commit, on its own. (The adapter's `_transaction` and
-    `_start_transaction` are private; tests/infra/test_driver_transaction.py pins them.)"""
+    `_start_transaction` are private; tests/infra/test_driver.py pins what they do.)"""
     connection = await session.connection()
     raw = await connection.get_raw_connection()
     adapted: Any = raw.dbapi_connection
