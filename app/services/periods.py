@@ -545,11 +545,6 @@ _PAGE_COLUMNS = """
     r.household_id, r.household_number, r.village_group_id, r.score, r.vetoed,
     r.village_rank, r.group_rank
 """
-_PAGE_OF = """
-    FROM household_rank r
-    WHERE r.village_id = b.village_id AND r.year = b.year AND r.span = b.span
-      AND r.number = b.number AND (b.lists_vetoed OR NOT r.vetoed)
-"""
 _RESULTS = f"""
     WITH p AS (
         SELECT p.*, {village_scope_sql("p.village_id", everyone="$2", villages="$6", towns="$4")}
@@ -567,23 +562,7 @@ _RESULTS = f"""
          AND s.number = p.number
         WHERE p.status IN ('approved', 'published', 'closed') AND (s.published OR p.staff)
     ), page AS (
-        SELECT x.* FROM b CROSS JOIN LATERAL (
-            SELECT {_PAGE_COLUMNS}, r.group_position AS position {_PAGE_OF}
-              AND r.village_group_id = $7::uuid AND r.group_position > $8::integer
-            ORDER BY r.group_position LIMIT $9::integer + 1
-        ) x WHERE $7::uuid IS NOT NULL
-        UNION ALL
-        SELECT x.* FROM b CROSS JOIN LATERAL (
-            SELECT {_PAGE_COLUMNS}, r.board_position AS position {_PAGE_OF}
-              AND r.board_position > $8::integer
-            ORDER BY r.board_position LIMIT $9::integer + 1
-        ) x WHERE $7::uuid IS NULL AND b.by_group
-        UNION ALL
-        SELECT x.* FROM b CROSS JOIN LATERAL (
-            SELECT {_PAGE_COLUMNS}, r.village_position AS position {_PAGE_OF}
-              AND r.village_position > $8::integer
-            ORDER BY r.village_position LIMIT $9::integer + 1
-        ) x WHERE $7::uuid IS NULL AND NOT b.by_group
+        {rankings.ranked_page_sql(_PAGE_COLUMNS, group="$7", after="$8", size="$9")}
     ), numbered AS (
         SELECT page.*, row_number() OVER (ORDER BY position) AS n FROM page
     )

@@ -435,6 +435,39 @@ async def ranked_rows(
     return items, next_cursor
 
 
+def ranked_page_sql(columns: str, *, group: str, after: str, size: str) -> str:
+    """One page of a stored list (ranked_rows' order, in SQL), for the hot reads that send it
+    to the driver: the rows of household_rank named by the CTE `b` (village_id, year, span,
+    number, by_group, lists_vetoed), `columns` of each and its `position`, after the position
+    `after`, `size` + 1 of them. Of the three laterals one runs, along the index of its order:
+    the asked group's own positions (`group`, a parameter, not NULL), else the board's (ranked
+    by group: 翁源) or the village's."""
+    list_of = """
+        FROM household_rank r
+        WHERE r.village_id = b.village_id AND r.year = b.year AND r.span = b.span
+          AND r.number = b.number AND (b.lists_vetoed OR NOT r.vetoed)
+    """
+    return f"""
+        SELECT x.* FROM b CROSS JOIN LATERAL (
+            SELECT {columns}, r.group_position AS position {list_of}
+              AND r.village_group_id = {group}::uuid AND r.group_position > {after}::integer
+            ORDER BY r.group_position LIMIT {size}::integer + 1
+        ) x WHERE {group}::uuid IS NOT NULL
+        UNION ALL
+        SELECT x.* FROM b CROSS JOIN LATERAL (
+            SELECT {columns}, r.board_position AS position {list_of}
+              AND r.board_position > {after}::integer
+            ORDER BY r.board_position LIMIT {size}::integer + 1
+        ) x WHERE {group}::uuid IS NULL AND b.by_group
+        UNION ALL
+        SELECT x.* FROM b CROSS JOIN LATERAL (
+            SELECT {columns}, r.village_position AS position {list_of}
+              AND r.village_position > {after}::integer
+            ORDER BY r.village_position LIMIT {size}::integer + 1
+        ) x WHERE {group}::uuid IS NULL AND NOT b.by_group
+    """
+
+
 # The village's ranking page in one statement, sent straight to the driver, answered as the rows
 # of RankingPage's JSON built by PostgreSQL. The village within the caller's read scope ($2-$5:
 # organisation.get_village's, whose staff part, $2-$4, is is_village_staff), the span's number
@@ -449,11 +482,8 @@ _RANK_COLUMNS = """
     r.household_id, r.household_number, r.village_group_id, r.score, r.vetoed,
     r.village_rank, r.group_rank, r.village_ranked, r.group_ranked
 """
-_LIST_OF = """
-    FROM household_rank r
-    WHERE r.village_id = b.village_id AND r.year = b.year AND r.span = b.span
-      AND r.number = b.number AND (b.lists_vetoed OR NOT r.vetoed)
-"""
+
+
 _VILLAGE_RANKING = f"""
     WITH v AS (
         SELECT v.id,
@@ -476,23 +506,7 @@ _VILLAGE_RANKING = f"""
          AND s.number = n.number
         WHERE s.published OR seen.staff
     ), page AS (
-        SELECT x.* FROM b CROSS JOIN LATERAL (
-            SELECT {_RANK_COLUMNS}, r.group_position AS position {_LIST_OF}
-              AND r.village_group_id = $10::uuid AND r.group_position > $11::integer
-            ORDER BY r.group_position LIMIT $12::integer + 1
-        ) x WHERE $10::uuid IS NOT NULL
-        UNION ALL
-        SELECT x.* FROM b CROSS JOIN LATERAL (
-            SELECT {_RANK_COLUMNS}, r.board_position AS position {_LIST_OF}
-              AND r.board_position > $11::integer
-            ORDER BY r.board_position LIMIT $12::integer + 1
-        ) x WHERE $10::uuid IS NULL AND b.by_group
-        UNION ALL
-        SELECT x.* FROM b CROSS JOIN LATERAL (
-            SELECT {_RANK_COLUMNS}, r.village_position AS position {_LIST_OF}
-              AND r.village_position > $11::integer
-            ORDER BY r.village_position LIMIT $12::integer + 1
-        ) x WHERE $10::uuid IS NULL AND NOT b.by_group
+        {ranked_page_sql(_RANK_COLUMNS, group="$10", after="$11", size="$12")}
     ), numbered AS (
         SELECT page.*, row_number() OVER (ORDER BY position) AS n, false AS own FROM page
     ), shown AS (
