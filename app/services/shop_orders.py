@@ -690,14 +690,13 @@ async def get_order(
     return order, owner
 
 
-async def _attended_shop(session: AsyncSession, principal: Principal, order: ShopOrder) -> Shop:
-    shop = (
-        await session.execute(
-            select(Shop).where(col(Shop.id) == order.shop_id, shop_attended(principal))
-        )
-    ).scalar_one_or_none()
-    if shop is None:
-        raise order_not_found()
+async def _attended_shop(session: AsyncSession, principal: Principal, order: ShopOrder) -> ShopRow:
+    """The order's shop, where the caller serves its counter for the order's village; to
+    anyone else the order does not exist."""
+    try:
+        shop = await attended_shop(session, principal, order.shop_id)
+    except NotFound:
+        raise order_not_found() from None
     villages = attended_villages(principal, shop)
     if villages is not None and order.village_id not in villages:
         raise order_not_found()
