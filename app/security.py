@@ -6,6 +6,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Annotated, Any
 
 import jwt
@@ -308,6 +309,16 @@ _UNCHANGED = (
     "EXISTS (SELECT FROM login_session s WHERE s.id = ${session} AND s.revoked_at IS NULL"
     " AND s.caller_version = ${version})"
 )
+_STILL_STANDS = "SELECT " + _UNCHANGED.format(session=1, version=2)
+
+
+@cache
+def _checked(sql: str, count: int) -> str:
+    """A read of `count` parameters, kept to its rows while the caller stands (its session and
+    version the next two). One text per read, so the driver finds its prepared statement by a
+    string it has hashed before. New lines around the read, so a comment ending it ends there."""
+    unchanged = _UNCHANGED.format(session=count + 1, version=count + 2)
+    return f"SELECT checked.* FROM (\n{sql}\n) checked WHERE {unchanged}"
 
 
 class CheckedConnection:
@@ -325,35 +336,29 @@ class CheckedConnection:
         self._session_id = session_id
         self._version = version
 
-    def _checked(self, sql: str, count: int) -> str:
-        # New lines around the read, so a comment ending its text ends there.
-        unchanged = _UNCHANGED.format(session=count + 1, version=count + 2)
-        return f"SELECT checked.* FROM (\n{sql}\n) checked WHERE {unchanged}"
-
     async def _found(self, found: Any) -> Any:
-        if found is None or (isinstance(found, list) and not found):
-            unchanged = _UNCHANGED.format(session=1, version=2)
-            if not await self._connection.fetchval(
-                f"SELECT {unchanged}", self._session_id, self._version
-            ):
-                self._callers.forget(self._session_id)
-                raise CallerChanged
+        nothing = found is None or (isinstance(found, list) and not found)
+        if nothing and not await self._connection.fetchval(
+            _STILL_STANDS, self._session_id, self._version
+        ):
+            self._callers.forget(self._session_id)
+            raise CallerChanged
         return found
 
     async def fetchrow(self, sql: str, *args: Any) -> Any:
-        checked = self._checked(sql, len(args))
+        checked = _checked(sql, len(args))
         return await self._found(
             await self._connection.fetchrow(checked, *args, self._session_id, self._version)
         )
 
     async def fetchval(self, sql: str, *args: Any) -> Any:
-        checked = self._checked(sql, len(args))
+        checked = _checked(sql, len(args))
         return await self._found(
             await self._connection.fetchval(checked, *args, self._session_id, self._version)
         )
 
     async def fetch(self, sql: str, *args: Any) -> Any:
-        checked = self._checked(sql, len(args))
+        checked = _checked(sql, len(args))
         return await self._found(
             await self._connection.fetch(checked, *args, self._session_id, self._version)
         )
