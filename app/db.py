@@ -213,8 +213,16 @@ async def open_read_pool(url: str, size: int) -> asyncpg.Pool:
         server_settings=_server_settings(read_only=True),
         command_timeout=30,
         init=_decode_json_as_sqlalchemy_does,
+        reset=_nothing_to_reset,
     )
     return pool
+
+
+async def _nothing_to_reset(connection: asyncpg.Connection) -> None:
+    """asyncpg's default reset on release is a round trip of its own (advisory locks, cursors,
+    LISTENs, settings), as dear as the read it follows. A hot read's single statement in
+    autocommit leaves none of those behind; an open transaction, the one thing a failed read
+    could leave, asyncpg still rolls back before calling this."""
 
 
 async def read_connection(request: Request) -> AsyncIterator[Any]:

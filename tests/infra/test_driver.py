@@ -7,7 +7,7 @@ from sqlalchemy import Integer, String, Uuid, insert, literal, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from app.db import create_sessionmaker, driver_connection
+from app.db import create_sessionmaker, driver_connection, open_read_pool
 from app.driver import DriverStatement, param
 from app.models import PeriodStatus, ShopCodeUse
 
@@ -73,3 +73,23 @@ async def test_a_constraint_refused_on_a_session_is_sqlalchemys_integrity_error(
     )
     with pytest.raises(IntegrityError):
         await claim.execute(db, order_id=ids[3])
+
+
+async def test_the_read_pool_lends_a_connection_back_clean_without_a_reset_round_trip(
+    database_url: str,
+) -> None:
+    pool = await open_read_pool(database_url, 1)
+    try:
+        async with pool.acquire() as connection:
+            backend = connection.get_server_pid()
+            # What a read that failed half way could leave: an open transaction.
+            await connection.execute("BEGIN")
+            sent_before = connection._protocol.queries_count
+        async with pool.acquire() as connection:
+            assert connection.get_server_pid() == backend
+            assert not connection.is_in_transaction()
+            # The rollback alone, not asyncpg's four-statement reset, went between the two.
+            assert connection._protocol.queries_count == sent_before + 1
+            assert await connection.fetchval("SHOW default_transaction_read_only") == "on"
+    finally:
+        await pool.close()
