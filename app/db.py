@@ -201,6 +201,14 @@ async def _decode_json_as_sqlalchemy_does(connection: asyncpg.Connection) -> Non
     )
 
 
+# A hot read is one statement of many scalar subqueries, prepared once per connection. Left to
+# choose, PostgreSQL kept planning it afresh for each execution's values (a custom plan: the
+# generic one's estimate came out dearer), and the planning cost several times the execution.
+# Every hot read is keyed by ids and the village, so one plan serves all values; bench/
+# read_plans.py prints each generic plan, and no whole-table scan is among them.
+_PLANNED_ONCE = {"plan_cache_mode": "force_generic_plan"}
+
+
 async def open_read_pool(url: str, size: int) -> asyncpg.Pool:
     """The hot reads' pool (`read_connection`): asyncpg's own, read-only and in autocommit
     like the read engine's. Lending one of its connections costs a fraction of what a
@@ -210,7 +218,7 @@ async def open_read_pool(url: str, size: int) -> asyncpg.Pool:
         async_url(url).replace("postgresql+asyncpg://", "postgresql://", 1),
         min_size=0,
         max_size=size,
-        server_settings=_server_settings(read_only=True),
+        server_settings=_server_settings(read_only=True) | _PLANNED_ONCE,
         command_timeout=30,
         init=_decode_json_as_sqlalchemy_does,
         reset=_nothing_to_reset,

@@ -5,8 +5,8 @@ Builds a county as bench/read_mix.py does (`--villages`, `--households`, `--mont
 each read once through the app in this process, records every statement it sends, through
 SQLAlchemy or straight to the driver, and prints `EXPLAIN (ANALYZE)` of each (the principal's
 one statement is explained apart). A statement sent straight to the driver is prepared once per
-connection and, after its first executions, runs a generic plan (parameters unknown to the
-planner): its plan is shown as that generic plan, from a named prepared statement. A scan of a
+connection and runs a generic plan (parameters unknown to the planner; the read pool forces
+it, app/db.py): its plan is shown as that generic plan, from a named prepared statement. A scan of a
 whole table in these plans is a read that grows with the county rather than the village.
 
     DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres .venv/bin/python bench/read_plans.py

@@ -75,7 +75,7 @@ async def test_a_constraint_refused_on_a_session_is_sqlalchemys_integrity_error(
         await claim.execute(db, order_id=ids[3])
 
 
-async def test_the_read_pool_lends_a_connection_back_clean_without_a_reset_round_trip(
+async def test_the_read_pool_plans_once_and_lends_a_connection_back_clean_without_a_reset(
     database_url: str,
 ) -> None:
     pool = await open_read_pool(database_url, 1)
@@ -91,5 +91,7 @@ async def test_the_read_pool_lends_a_connection_back_clean_without_a_reset_round
             # The rollback alone, not asyncpg's four-statement reset, went between the two.
             assert connection._protocol.queries_count == sent_before + 1
             assert await connection.fetchval("SHOW default_transaction_read_only") == "on"
+            # Planned once per connection, not once per execution (bench/read_plans.py).
+            assert await connection.fetchval("SHOW plan_cache_mode") == "force_generic_plan"
     finally:
         await pool.close()
