@@ -162,13 +162,13 @@ async def transaction_driver(session: AsyncSession) -> Any:
     return raw.driver_connection
 
 
-# Where a statement sent to the driver runs: a session's transaction, or a hot read's connection.
-DriverSource: TypeAlias = AsyncSession | asyncpg.Connection
+# Where a statement sent to the driver runs: a session's transaction, or a hot read's reads.
+DriverSource: TypeAlias = "AsyncSession | asyncpg.Connection | PooledReads | SessionReads"
 
 
 async def driver_of(source: DriverSource) -> Any:
     """The asyncpg connection of a session (under its transaction), or `source` itself when it
-    is one already (a hot read's, `read_connection`)."""
+    sends statements already (an asyncpg connection, a hot read's `hot_reads`)."""
     return await driver_connection(source) if isinstance(source, AsyncSession) else source
 
 
@@ -233,22 +233,59 @@ async def _nothing_to_reset(connection: asyncpg.Connection) -> None:
     could leave, asyncpg still rolls back before calling this."""
 
 
-async def read_connection(request: Request) -> AsyncIterator[Any]:
-    """An asyncpg connection for a hot read of one statement (app/driver.py): from the read
-    pool, or where the app has none (behind PgBouncer; tests, whose requests run in the test's
-    transaction) the one under a session of the app's sessionmaker."""
-    reading_request.set(True)
-    try:
-        pool: asyncpg.Pool | None = getattr(request.app.state, "read_pool", None)
-        if pool is not None:
-            async with pool.acquire() as connection:
-                yield connection
-            return
-        sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
-        async with sessionmaker() as session:
-            yield await driver_connection(session)
-    finally:
-        reading_request.set(False)
+class PooledReads:
+    """Where a hot read's statements run (app/driver.py): each on a connection the read pool
+    lends for that statement alone. A hot read sends one statement, sometimes two; lending per
+    request instead took a dependency that yields, and FastAPI's exit stack and cancel scope
+    around it cost more than the lending."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def fetchrow(self, sql: str, *args: Any) -> Any:
+        async with self._pool.acquire() as connection:
+            return await connection.fetchrow(sql, *args)
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        async with self._pool.acquire() as connection:
+            return await connection.fetchval(sql, *args)
+
+    async def fetch(self, sql: str, *args: Any) -> list[Any]:
+        async with self._pool.acquire() as connection:
+            rows: list[Any] = await connection.fetch(sql, *args)
+            return rows
 
 
-ReadConnection = Annotated[Any, Depends(read_connection, scope="function")]
+class SessionReads:
+    """PooledReads where the app has no read pool (behind PgBouncer; tests, whose requests
+    run in the test's transaction): each statement on the connection under a session of the
+    app's sessionmaker, looked up when the statement runs (tests swap it)."""
+
+    def __init__(self, state: Any) -> None:
+        self._state = state
+
+    async def _run(self, method: str, sql: str, args: tuple[Any, ...]) -> Any:
+        sessionmaker: async_sessionmaker[AsyncSession] = self._state.sessionmaker
+        reading_request.set(True)
+        try:
+            async with sessionmaker() as session:
+                driver = await driver_connection(session)
+                return await getattr(driver, method)(sql, *args)
+        finally:
+            reading_request.set(False)
+
+    async def fetchrow(self, sql: str, *args: Any) -> Any:
+        return await self._run("fetchrow", sql, args)
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        return await self._run("fetchval", sql, args)
+
+    async def fetch(self, sql: str, *args: Any) -> list[Any]:
+        rows: list[Any] = await self._run("fetch", sql, args)
+        return rows
+
+
+def hot_reads(request: Request) -> PooledReads | SessionReads:
+    """Where the request's hot read sends its statements."""
+    reads: PooledReads | SessionReads = request.app.state.hot_reads
+    return reads

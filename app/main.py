@@ -12,7 +12,7 @@ from app import clock, metrics
 from app.body_limit import BodyLimit, Limit, route_limits
 from app.config import Settings, get_settings
 from app.contract import declare_problem_responses
-from app.db import create_engine, create_sessionmaker, open_read_pool
+from app.db import PooledReads, SessionReads, create_engine, create_sessionmaker, open_read_pool
 from app.errors import (
     PROBLEM_RESPONSES,
     install_error_handlers,
@@ -76,6 +76,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
             app.state.read_engine = read_engine
             app.state.read_sessionmaker = create_sessionmaker(read_engine)
             app.state.read_pool = await open_read_pool(url, settings.database_pool_size)
+            app.state.hot_reads = PooledReads(app.state.read_pool)
         async with httpx.AsyncClient(timeout=settings.wechat_timeout_seconds) as http:
             app.state.http = http
             try:
@@ -94,6 +95,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
                 gc.unfreeze()
                 await engine.dispose()
                 if read_engine is not None:
+                    app.state.hot_reads = SessionReads(app.state)
                     await read_engine.dispose()
                     await app.state.read_pool.close()
                 metrics.mark_process_dead()
@@ -107,6 +109,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     app.state.settings = settings
     app.state.access_tokens = AccessTokens(settings)
     app.state.callers = KnownCallers()
+    app.state.hot_reads = SessionReads(app.state)
     install_error_handlers(app)
     install_replay_handler(app)
     app.add_middleware(

@@ -16,7 +16,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.config import Settings
-from app.db import DriverSource, ReadConnection, SessionDep, driver_of
+from app.db import DriverSource, SessionDep, driver_of, hot_reads
 from app.errors import Forbidden, Unauthorized
 from app.models import Role
 
@@ -397,7 +397,7 @@ CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
 @dataclass(frozen=True)
 class Reading:
-    """The caller of a hot read, and the asyncpg connection its one statement runs on."""
+    """The caller of a hot read, and where its statements run (app.db.hot_reads)."""
 
     principal: Principal
     connection: Any
@@ -405,7 +405,6 @@ class Reading:
 
 async def current_reading(
     request: Request,
-    connection: ReadConnection,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Reading:
     """current_principal for the villager's opening reads, on a connection of the read pool
@@ -413,6 +412,7 @@ async def current_reading(
     read before is not read again: the read's own statement checks that it still stands
     (CheckedConnection), so the read costs one round trip instead of two."""
     claims = _claims(request, credentials)
+    connection = hot_reads(request)
     callers: KnownCallers = request.app.state.callers
     known = callers.get(claims)
     if known is not None:
