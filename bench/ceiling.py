@@ -31,6 +31,15 @@ def create_app(url: str) -> FastAPI:
         async with app.state.pool.acquire() as connection:
             return {"one": await connection.fetchval("SELECT 1")}
 
+    @app.get("/select1/{statements}")
+    async def select1_in_transaction(statements: int) -> dict[str, int]:
+        """A write's shape at no cost of its own: `statements` round trips between BEGIN and
+        COMMIT (bench/redeem_ceiling.py's floor for a redemption's statement count)."""
+        async with app.state.pool.acquire() as connection, connection.transaction():
+            for _ in range(statements):
+                await connection.fetchval("SELECT 1")
+        return {"statements": statements}
+
     return app
 
 

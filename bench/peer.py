@@ -23,7 +23,11 @@ request of the server and of its database (utime + stime from /proc, bench/wrkcp
 - redemption: ours POST /shops/{id}/counter-redemptions on a fresh pay code (an attendant's
   token: the spend on the village's hash chain, stock, allowance, balance, the code's nonce);
   the peer's transaction (balance and stock read FOR UPDATE, both updated, order and log rows
-  inserted). Ours also with its scan first, as at the counter (reported per redemption).
+  inserted). Ours also with its scan first, as at the counter (reported per redemption);
+- select 1, each stack's floor: bench/ceiling.py (FastAPI, uvicorn, an asyncpg pool) on the
+  same PostgreSQL as ours, and the peer's GET /select1 (Express, its mysql2 pool) on its
+  MariaDB. What the stacks cost before any work, so each operation's ratio reads against the
+  ratio of the floors.
 """
 
 import argparse
@@ -55,7 +59,7 @@ from app.services.auth import start_login
 API = "/api/v1"
 BENCH = Path(__file__).parent
 ATTENDANTS = 20
-OPERATIONS = ("ranking top-50", "history", "redemption", "scan + redemption")
+OPERATIONS = ("select 1", "ranking top-50", "history", "redemption", "scan + redemption")
 
 
 class Village:
@@ -288,6 +292,8 @@ def our_requests(village: Village, codes: int) -> dict[str, list[tuple[str, str,
         pairs += [("POST", f"{shop}/counter-redemptions", attendants[n % ATTENDANTS],
                    _json({"code": c, **body})) for n, c in enumerate(block)]  # fmt: skip
     return {
+        # Sent to bench/ceiling.py, beside our server on the same database.
+        "select 1": [("GET", "/select1", "-", "")],
         "ranking top-50": [
             ("GET", f"{API}/villages/{village.village_id}/rankings?limit=50", token, "")
             for token, _ in village.villagers
@@ -313,6 +319,7 @@ def peer_requests(village: Village, codes: int) -> dict[str, list[tuple[str, str
     homes = village.households
     item = village.item_ids[0]
     return {
+        "select 1": [("GET", "/select1", "-", "")],
         "ranking top-50": [("GET", f"/villages/{village.village_id}/ranking", "-", "")],
         "history": [("GET", f"/households/{h}/history", "-", "") for h in homes],
         "redemption": [
@@ -353,8 +360,14 @@ async def measure_size(
             {"DATABASE_URL": url, "CLOCK_NOW": NOW.isoformat()},
         )
         peer = start(["node", str(node / "server.js"), str(peer_port), mariadb.socket, database])
+        ceiling_port = args.port + 3
+        ceiling = start(
+            [sys.executable, str(BENCH / "ceiling.py"), "--port", str(ceiling_port)],
+            {"DATABASE_URL": url},
+        )
         try:
             await wait_ready(f"http://127.0.0.1:{api_port}")
+            await wait_http(f"http://127.0.0.1:{ceiling_port}/select1")
             await wait_http(f"http://127.0.0.1:{peer_port}/households/x/history")
             for round_ in range(args.warmup + args.rounds):
                 warm = round_ < args.warmup
@@ -368,9 +381,11 @@ async def measure_size(
                     for n, (op, lines) in enumerate(peer_requests(village, args.codes).items())
                 }
                 for op in OPERATIONS:
+                    ours_server = ceiling if op == "select 1" else ours
+                    ours_port = ceiling_port if op == "select 1" else api_port
                     for side, port, app, db in (
                         ("peer", peer_port, peer.pid, mariadb.process.pid),
-                        ("ours", api_port, ours.pid, pg_pid),
+                        ("ours", ours_port, ours_server.pid, pg_pid),
                     ):
                         if (side, op) not in files:
                             continue
@@ -388,6 +403,7 @@ async def measure_size(
         finally:
             stop(ours)
             stop(peer)
+            stop(ceiling)
             clock.set_now(None)
             shutil.rmtree(folder, ignore_errors=True)
         mariadb.sql(f"DROP DATABASE {database}")

@@ -18,7 +18,13 @@ to CPU 0 and wrk (one thread, 32 connections) pinned to CPU 1 drives, in each ro
 
 A redemption's time is the sum of its requests' (counter: 2 / pair rate; order + pickup:
 1 / order rate + 2 / pickup pair rate), and its ratio to the ceiling is the ceiling's time per
-request over it (≥ 0.3 is the goal). Beside each rate: CPU per request of the API process and
+request over it (≥ 0.3 is the goal).
+
+The floor: the ceiling app sending each of those requests' statement count (FLOOR: the caller's
+included, BEGIN and COMMIT around them) as `SELECT 1`s in one transaction, GET /select1/{n}.
+What the same requests would cost this stack if every statement were free in PostgreSQL and
+every line of the app's own work were gone: no redemption of that many statements can be
+cheaper here. Beside each rate: CPU per request of the API process and
 of PostgreSQL. Afterwards the shop is checked (chain verifies, stock and balances agree).
 """
 
@@ -46,6 +52,9 @@ from app.services import shop_codes
 API = "/api/v1"
 BENCH = Path(__file__).parent
 BLOCK = 64
+# Statements per request (bench/README.md, "Statements per request"): a scan, a counter
+# confirm; an order ahead, a pickup's scan, the pickup.
+FLOOR = {"counter redemption": (2, 11), "order + pickup": (10, 4, 5)}
 
 
 async def villagers(url: str, households: list[uuid.UUID], count: int) -> list[str]:
@@ -156,6 +165,9 @@ async def measure(url: str, pg_pid: int, args: argparse.Namespace) -> bool:
             warm = round_ < args.warmup
             print(f"{'warm-up' if warm else 'round'} {round_ + 1 - (0 if warm else args.warmup)}")
             run("ceiling", f"{ceiling_url}/select1", args.seconds, None, ceiling.pid)
+            for n in sorted({n for counts in FLOOR.values() for n in counts}):
+                run(f"floor, {n} statements", f"{ceiling_url}/select1/{n}", args.seconds, None,
+                    ceiling.pid)  # fmt: skip
             for side, (server, api) in servers.items():
                 codes = [
                     shop_codes.pay_code(settings, shop_id, households[n % len(households)])[0]
@@ -199,6 +211,15 @@ async def measure(url: str, pg_pid: int, args: argparse.Namespace) -> bool:
         f"\nmean of {args.rounds} rounds; ceiling {ceiling_rate:.0f} req/s, "
         f"{ceiling_cpu:.2f} ms CPU (app+pg) per request"
     )
+    for name, counts in FLOOR.items():
+        seconds = sum(1 / mean(f"floor, {n} statements", "rate") for n in counts)
+        cpu = sum(mean(f"floor, {n} statements", "cpu_ms") for n in counts)
+        print(
+            f"  floor {name:19s} {1 / seconds:7.1f} redemptions/s = "
+            f"{1 / seconds / ceiling_rate:.3f}× the ceiling; CPU {cpu:.2f} ms (app+pg) = "
+            f"{cpu / ceiling_cpu:.1f} select-1 requests ({' + '.join(map(str, counts))}"
+            " statements, each in a transaction)"
+        )
     for side in servers:
         counter_s = 2 / mean(f"{side} counter scan+confirm", "rate")
         counter_cpu = 2 * mean(f"{side} counter scan+confirm", "cpu_ms")

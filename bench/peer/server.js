@@ -11,6 +11,14 @@ const pool = mysql.createPool({
 const app = express();
 app.use(express.json());
 
+// The floor of this stack, as bench/ceiling.py is ours: one query on the pool, nothing else.
+app.get("/select1", async (req, res, next) => {
+  try {
+    const [rows] = await pool.query("SELECT 1 AS one");
+    res.json({ one: rows[0].one });
+  } catch (e) { next(e); }
+});
+
 app.get("/villages/:id/ranking", async (req, res, next) => {
   try {
     const [rows] = await pool.query(
