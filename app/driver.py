@@ -97,8 +97,14 @@ def _driver_value(value: Any) -> Any:
     return value.value if isinstance(value, Enum) else value
 
 
+def json_bytes(content: Any) -> bytes:
+    """Rows of a DriverStatement as the JSON json_response sends."""
+    return _JSON.dump_json(content)
+
+
 def json_response(content: Any) -> Response:
-    """A read built from the rows of a DriverStatement, as JSON. The route declares its
-    response_model for the OpenAPI; FastAPI passes a Response through without validating it
-    against that model again, which the rows, as stored, need not be."""
-    return Response(_JSON.dump_json(content), media_type="application/json")
+    """A read built from the rows of a DriverStatement, as JSON (or its JSON already). The
+    route declares its response_model for the OpenAPI; FastAPI passes a Response through
+    without validating it against that model again, which the rows, as stored, need not be."""
+    body = content if isinstance(content, bytes) else json_bytes(content)
+    return Response(body, media_type="application/json")

@@ -33,7 +33,7 @@ from app.authz import (
     village_scope_parameters,
 )
 from app.db import DriverSource
-from app.driver import DriverStatement, param
+from app.driver import DriverStatement, json_bytes, param
 from app.errors import Conflict, NotFound, Unprocessable
 from app.models import (
     EDITABLE_STATUSES,
@@ -304,9 +304,10 @@ _ITEM_COLUMNS = (
 )  # fmt: skip
 
 
-def _active_rules_statement() -> DriverStatement:
+def _active_rules_statement() -> tuple[DriverStatement, DriverStatement]:
     """The village in the caller's scope (as organisation.get_village), its rule set in effect
-    and that set's categories and items: one round trip."""
+    and that set's categories and items: one round trip. And the same statement for the
+    village and which set is in effect alone."""
     in_effect = in_effect_statement(col(Village.id), _DAY).subquery().lateral("rule_set")
     categories = (
         select(
@@ -358,10 +359,39 @@ def _active_rules_statement() -> DriverStatement:
             village_scope_parameters(col(Village.id), col(Village.town_id)),
         )
     )
-    return DriverStatement(statement, "village_id", "day", *SCOPE_PARAMETERS)
+    return DriverStatement(statement, "village_id", "day", *SCOPE_PARAMETERS), DriverStatement(
+        statement.with_only_columns(
+            col(Village.id).label("village_id"), in_effect.c.id.label("rule_set_id")
+        ),
+        "village_id",
+        "day",
+        *SCOPE_PARAMETERS,
+    )
 
 
-_ACTIVE_RULES = _active_rules_statement()
+# The whole answer, and which set is in force (the village within the caller's scope), alone.
+_ACTIVE_RULES, _RULE_SET_IN_FORCE = _active_rules_statement()
+
+
+class _RenderedRuleSets:
+    """Approved rule sets' answers as sent, by rule set: an approved set, its categories and
+    its items never change (the database refuses it, rule_set_frozen), so a set in force is
+    built once per process, not on every phone's opening. Bounded; the oldest goes first."""
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self._bodies: dict[uuid.UUID, bytes] = {}
+
+    def get(self, rule_set_id: uuid.UUID) -> bytes | None:
+        return self._bodies.get(rule_set_id)
+
+    def keep(self, rule_set_id: uuid.UUID, body: bytes) -> None:
+        if len(self._bodies) >= self.size:
+            del self._bodies[next(iter(self._bodies))]
+        self._bodies[rule_set_id] = body
+
+
+_rendered = _RenderedRuleSets()
 
 
 @lru_cache(maxsize=256)
@@ -397,16 +427,26 @@ def _tree_of(categories: list[list[Any]] | None, items: list[list[Any]] | None) 
 
 async def active_rules(
     session: DriverSource, principal: Principal, village_id: uuid.UUID, on: date | None
-) -> dict[str, Any]:
-    """ActiveRules' fields from plain rows: the policy is validated (once per distinct policy,
-    policy_of), the rest are the columns as stored (app.driver.json_response)."""
-    row = await _ACTIVE_RULES.fetchrow(
-        session,
-        village_id=village_id,
-        day=on or clock.today(),
+) -> bytes:
+    """ActiveRules as JSON: which set is in force is read every time, with the caller's scope;
+    the set's answer is built once (_RenderedRuleSets)."""
+    values = {
+        "village_id": village_id,
+        "day": on or clock.today(),
         # As get_village (organisation._village_read_scope).
         **scope_values(principal, roles=STAFF_READ_ROLES, residents=True),
-    )
+    }
+    rule_set_id = _in_force(await _RULE_SET_IN_FORCE.fetchrow(session, **values))
+    body = _rendered.get(rule_set_id)
+    if body is None:
+        # Read again whole: a newer set approved in between is the one this answers with.
+        row = await _ACTIVE_RULES.fetchrow(session, **values)
+        body = json_bytes(_rules_read(row))
+        _rendered.keep(_in_force(row), body)
+    return body
+
+
+def _in_force(row: Any) -> uuid.UUID:
     if row is None:
         raise NotFound("No such village.", code="village.not_found")
     if row["rule_set_id"] is None:
@@ -415,6 +455,13 @@ async def active_rules(
             code="rules.none_in_force",
             title="本村暂无生效的积分细则",
         )
+    rule_set_id: uuid.UUID = row["rule_set_id"]
+    return rule_set_id
+
+
+def _rules_read(row: Any) -> dict[str, Any]:
+    """ActiveRules' fields from plain rows: the policy is validated (once per distinct policy,
+    policy_of), the rest are the columns as stored."""
     return {
         "village_id": row["village_id"],
         "rule_set_id": row["rule_set_id"],

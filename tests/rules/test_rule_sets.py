@@ -479,9 +479,23 @@ async def approved(client: httpx.AsyncClient, a: Actors, rule_set_id: str) -> No
 async def test_a_new_version_takes_effect_at_a_period_boundary_and_earlier_periods_keep_theirs(
     client: httpx.AsyncClient, db: AsyncSession, actors: Actors
 ) -> None:
+    async def in_force(day: str) -> dict[str, Any]:
+        response = await client.get(
+            f"/api/v1/villages/{actors.village.id}/rules",
+            params={"on": day},
+            headers=actors.villager,
+        )
+        assert response.status_code == 200
+        body: dict[str, Any] = response.json()
+        return body
+
     v1 = await create(client, actors)
     await approved(client, actors, v1["id"])
     item_v1 = first_item(v1)
+    # Read (and built, once per process) while v1 is the only set: July's answer moves to v2
+    # the moment v2 is approved, and June's stays v1's as it was.
+    july_before = await in_force(f"{YEAR}-07-01")
+    assert july_before["version"] == 1
     v2 = await client.post(
         f"/api/v1/rule-sets/{v1['id']}/versions",
         json={"effective_from": f"{YEAR}-07-01"},
@@ -501,18 +515,9 @@ async def test_a_new_version_takes_effect_at_a_period_boundary_and_earlier_perio
     assert changed.status_code == 200
     await approved(client, actors, v2_body["id"])
 
-    async def in_force(day: str) -> dict[str, Any]:
-        response = await client.get(
-            f"/api/v1/villages/{actors.village.id}/rules",
-            params={"on": day},
-            headers=actors.villager,
-        )
-        assert response.status_code == 200
-        body: dict[str, Any] = response.json()
-        return body
-
     june, july = await in_force(f"{YEAR}-06-30"), await in_force(f"{YEAR}-07-01")
     assert (june["version"], july["version"]) == (1, 2)
+    assert june == july_before
     assert first_item(june)["title"] == item_v1["title"]
     assert first_item(july)["title"] == "无违章搭建（新）"
     stored = await db.get(RuleItem, item_v1["id"])
