@@ -18,18 +18,25 @@ class Limit:
     title: str = "提交的内容过大"
 
 
+_BODILESS = frozenset({"GET", "HEAD"})
+
+
 class _Exceeded(Exception):
     pass
 
 
 def route_limits(
     prefix: str, default: int, *, import_max_bytes: int, photo: Limit
-) -> Callable[[str, str], Limit]:
-    """The limit for a method and path."""
+) -> Callable[[str, str], Limit | None]:
+    """The limit for a method and path; none for a GET or HEAD, whose body no route reads (and
+    uvicorn stops reading a body nobody asks for once its buffer is full), so the phone's reads
+    skip this middleware's wrapping."""
     photos = re.compile(rf"^{re.escape(prefix)}/photos/?$")
     household_import = re.compile(rf"^{re.escape(prefix)}/villages/[^/]+/households/import/?$")
 
-    def limit(method: str, path: str) -> Limit:
+    def limit(method: str, path: str) -> Limit | None:
+        if method in _BODILESS:
+            return None
         if method == "POST" and photos.match(path):
             return photo
         if method == "POST" and household_import.match(path):
@@ -40,7 +47,7 @@ def route_limits(
 
 
 class BodyLimit:
-    def __init__(self, app: ASGIApp, *, limit_for: Callable[[str, str], Limit]) -> None:
+    def __init__(self, app: ASGIApp, *, limit_for: Callable[[str, str], Limit | None]) -> None:
         self.app = app
         self.limit_for = limit_for
 

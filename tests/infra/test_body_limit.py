@@ -110,3 +110,15 @@ async def test_household_imports_keep_their_own_limit(
         client, village, header + b"x" * (2 * household_import.MAX_FILE_BYTES), headers
     )
     assert_problem(beyond, 413, "request.too_large")
+
+
+async def test_a_read_is_answered_whatever_body_it_carries(
+    client: httpx.AsyncClient, db: AsyncSession, settings: Settings
+) -> None:
+    # No route reads a GET's body, so none is counted or refused: the read is answered as
+    # without one.
+    scene = await build_scene(db, settings)
+    body = b" " * (settings.request_max_bytes + 1)
+    read = await client.request("GET", f"{API}/me", content=body, headers=scene.villager)
+    assert read.status_code == 200
+    assert read.json()["person"]["id"] == str(scene.villager_person.id)
