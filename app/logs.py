@@ -9,6 +9,13 @@ from typing import Any
 
 ACCESS_LOGGER = "village_points.access"
 
+# The JSON line shows none of these (JsonFormatter leaves out a record's standard fields), and
+# looking them up cost every record, the access line of every request among them, a few percent
+# of a cheap read.
+logging.logThreads = False
+logging.logProcesses = False
+logging.logMultiprocessing = False
+
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 # Whatever carries a credential: query strings and bodies a library may log, headers.
