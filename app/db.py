@@ -205,12 +205,13 @@ async def _decode_json_as_sqlalchemy_does(connection: asyncpg.Connection) -> Non
 # choose, PostgreSQL kept planning it afresh for each execution's values (a custom plan: the
 # generic one's estimate came out dearer), and the planning cost several times the execution.
 # Every hot read is keyed by ids and the village, so one plan serves all values; bench/
-# read_plans.py prints each generic plan, and no whole-table scan is among them.
+# read_plans.py prints each generic plan (whole-table scans only of tables a page or two long,
+# where PostgreSQL prefers them to the index they have).
 _PLANNED_ONCE = {"plan_cache_mode": "force_generic_plan"}
 
 
 async def open_read_pool(url: str, size: int) -> asyncpg.Pool:
-    """The hot reads' pool (`read_connection`): asyncpg's own, read-only and in autocommit
+    """The hot reads' pool (`PooledReads`): asyncpg's own, read-only and in autocommit
     like the read engine's. Lending one of its connections costs a fraction of what a
     SQLAlchemy session and its pool's checkout cost, which for a read of one statement was as
     much as the statement. Connections open as they are first needed."""

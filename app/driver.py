@@ -59,7 +59,7 @@ class DriverStatement:
 
     async def fetchrow(self, source: DriverSource, **values: Any) -> Any:
         """The first row (an asyncpg Record) or None: on a session (in its transaction) or on
-        a hot read's connection (app.db.read_connection)."""
+        a hot read's reads (app.db.hot_reads)."""
         return await self._run("fetchrow", source, self._args(values))
 
     async def fetch(self, source: DriverSource, **values: Any) -> list[Any]:
