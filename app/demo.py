@@ -40,7 +40,15 @@ from app.schemas.rules import ItemCreate, RuleSetCreate
 from app.schemas.scorecards import ScorecardLineWrite, ScorecardWrite
 from app.schemas.shop import OrderCreate, OrderLineCreate, ShopCreate, ShopItemCreate
 from app.security import Grant, Principal, hash_password
-from app.services import households, periods, rules, scorecards, shop_cards, shop_orders
+from app.services import (
+    households,
+    periods,
+    rule_drafts,
+    rules,
+    scorecards,
+    shop_cards,
+    shop_orders,
+)
 from app.services import shop as shop_service
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
@@ -518,14 +526,14 @@ async def _ensure_rules(session: AsyncSession) -> list[str]:
         ).scalar_one()
         in_force = await rules.rule_set_in_force(session, village.id, date(year, 1, 1))
         if in_force is None:
-            draft = await rules.create_rule_set(
+            draft = await rule_drafts.create_rule_set(
                 session, admin, village.id, RuleSetCreate(year=year, template_code=plan.template)
             )
             if plan.template == "wengyuan-governance-2023":
                 tree = await rules.rule_set_read(session, draft)
                 categories = {c.name: c.id for c in tree.categories}
                 for category, code, title, points in BAIJIA_ITEMS:
-                    await rules.add_item(
+                    await rule_drafts.add_item(
                         session,
                         admin,
                         draft.id,
@@ -533,8 +541,8 @@ async def _ensure_rules(session: AsyncSession) -> list[str]:
                             category_id=categories[category], code=code, title=title, points=points
                         ),
                     )
-            await rules.submit(session, admin, draft.id)
-            in_force = await rules.approve(session, admin, draft.id)
+            await rule_drafts.submit(session, admin, draft.id)
+            in_force = await rule_drafts.approve(session, admin, draft.id)
         lines.append(f"{plan.name}: {in_force.title} (v{in_force.version}, {plan.template})")
     return lines
 

@@ -25,6 +25,7 @@ from app.schemas.rules import (
     TemplateSummary,
 )
 from app.security import CurrentPrincipal, Principal, ReadingDep, VillageAdmin, require_roles
+from app.services import rule_drafts as drafts
 from app.services import rules as service
 from app.services.rules_export import rule_set_workbook
 
@@ -78,7 +79,7 @@ async def create_rule_set(
     session: SessionDep, principal: VillageAdmin, village_id: uuid.UUID, body: RuleSetCreate
 ) -> RuleSetRead:
     """A draft for a year, from a template or from an earlier set of the village."""
-    rule_set = await service.create_rule_set(session, principal, village_id, body)
+    rule_set = await drafts.create_rule_set(session, principal, village_id, body)
     return await service.rule_set_read(session, rule_set)
 
 
@@ -94,7 +95,7 @@ async def get_rule_set(
 async def update_rule_set(
     session: SessionDep, principal: VillageAdmin, rule_set_id: uuid.UUID, body: RuleSetUpdate
 ) -> RuleSetRead:
-    rule_set = await service.update_rule_set(session, principal, rule_set_id, body)
+    rule_set = await drafts.update_rule_set(session, principal, rule_set_id, body)
     return await service.rule_set_read(session, rule_set)
 
 
@@ -106,7 +107,7 @@ async def update_rule_set(
 async def delete_draft(
     session: SessionDep, principal: VillageAdmin, rule_set_id: uuid.UUID
 ) -> None:
-    await service.delete_draft(session, principal, rule_set_id)
+    await drafts.delete_draft(session, principal, rule_set_id)
 
 
 @router.post(
@@ -118,7 +119,7 @@ async def new_version(
     session: SessionDep, principal: VillageAdmin, rule_set_id: uuid.UUID, body: RuleSetVersionCreate
 ) -> RuleSetRead:
     """A draft of the next version, taking effect from a period boundary later in the year."""
-    rule_set = await service.new_version(session, principal, rule_set_id, body.effective_from)
+    rule_set = await drafts.new_version(session, principal, rule_set_id, body.effective_from)
     return await service.rule_set_read(session, rule_set)
 
 
@@ -130,7 +131,7 @@ async def new_version(
 async def add_category(
     session: SessionDep, principal: VillageAdmin, rule_set_id: uuid.UUID, body: CategoryCreate
 ) -> CategoryRead:
-    category = await service.add_category(session, principal, rule_set_id, body)
+    category = await drafts.add_category(session, principal, rule_set_id, body)
     return CategoryRead.model_validate(category, from_attributes=True)
 
 
@@ -138,7 +139,7 @@ async def add_category(
 async def update_category(
     session: SessionDep, principal: VillageAdmin, category_id: uuid.UUID, body: CategoryUpdate
 ) -> CategoryRead:
-    category = await service.update_category(session, principal, category_id, body)
+    category = await drafts.update_category(session, principal, category_id, body)
     return CategoryRead.model_validate(category, from_attributes=True)
 
 
@@ -150,7 +151,7 @@ async def update_category(
 async def delete_category(
     session: SessionDep, principal: VillageAdmin, category_id: uuid.UUID
 ) -> None:
-    await service.delete_category(session, principal, category_id)
+    await drafts.delete_category(session, principal, category_id)
 
 
 @router.post(
@@ -161,21 +162,21 @@ async def delete_category(
 async def add_item(
     session: SessionDep, principal: VillageAdmin, rule_set_id: uuid.UUID, body: ItemCreate
 ) -> ItemRead:
-    return ItemRead.model_validate(await service.add_item(session, principal, rule_set_id, body))
+    return ItemRead.model_validate(await drafts.add_item(session, principal, rule_set_id, body))
 
 
 @router.patch("/rule-items/{item_id}", operation_id="update_rule_item")
 async def update_item(
     session: SessionDep, principal: VillageAdmin, item_id: uuid.UUID, body: ItemUpdate
 ) -> ItemRead:
-    return ItemRead.model_validate(await service.update_item(session, principal, item_id, body))
+    return ItemRead.model_validate(await drafts.update_item(session, principal, item_id, body))
 
 
 @router.delete(
     "/rule-items/{item_id}", status_code=status.HTTP_204_NO_CONTENT, operation_id="delete_rule_item"
 )
 async def delete_item(session: SessionDep, principal: VillageAdmin, item_id: uuid.UUID) -> None:
-    await service.delete_item(session, principal, item_id)
+    await drafts.delete_item(session, principal, item_id)
 
 
 @router.post("/rule-sets/{rule_set_id}/submit", operation_id="submit_rule_set")
@@ -183,7 +184,7 @@ async def submit(
     session: SessionDep, principal: VillageAdmin, rule_set_id: uuid.UUID
 ) -> RuleSetSummary:
     """Send the draft to the town for 备案; it can no longer be edited unless returned."""
-    return RuleSetSummary.model_validate(await service.submit(session, principal, rule_set_id))
+    return RuleSetSummary.model_validate(await drafts.submit(session, principal, rule_set_id))
 
 
 @router.post("/rule-sets/{rule_set_id}/approve", operation_id="approve_rule_set")
@@ -191,14 +192,14 @@ async def approve(
     session: SessionDep, principal: TownSupervisor, rule_set_id: uuid.UUID
 ) -> RuleSetSummary:
     """The town files (备案) the set; from its first day households are scored by it."""
-    return RuleSetSummary.model_validate(await service.approve(session, principal, rule_set_id))
+    return RuleSetSummary.model_validate(await drafts.approve(session, principal, rule_set_id))
 
 
 @router.post("/rule-sets/{rule_set_id}/return", operation_id="return_rule_set")
 async def return_for_changes(
     session: SessionDep, principal: TownSupervisor, rule_set_id: uuid.UUID, body: RuleSetReturn
 ) -> RuleSetSummary:
-    rule_set = await service.return_for_changes(session, principal, rule_set_id, body.reason)
+    rule_set = await drafts.return_for_changes(session, principal, rule_set_id, body.reason)
     return RuleSetSummary.model_validate(rule_set)
 
 

@@ -16,7 +16,7 @@ from app.errors import Unprocessable
 from app.models import AuditEntry, Role, RuleItem, RuleSet, RuleSetStatus, Village
 from app.rule_templates import all_items, templates
 from app.schemas.rules import Policy
-from app.services.rules import check_not_retroactive
+from app.services.rule_drafts import check_not_retroactive
 from tests import factories as f
 
 YEAR = 2031  # a year of its own, so nothing else in the database is in force
