@@ -435,8 +435,10 @@ async def active_rules(
     if body is None:
         # Read again whole: a newer set approved in between is the one this answers with.
         row = await _ACTIVE_RULES.fetchrow(session, **values)
+        # Its 404s first: the village or the set may have gone from the caller's view since.
+        rule_set_id = _in_force(row)
         body = json_bytes(_rules_read(row))
-        _rendered.keep(_in_force(row), body)
+        _rendered.keep(rule_set_id, body)
     return body
 
 
