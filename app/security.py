@@ -15,6 +15,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from app.bounded import Bounded
 from app.config import Settings
 from app.db import DriverSource, SessionDep, driver_of, hot_reads
 from app.errors import Forbidden, Unauthorized
@@ -252,8 +253,7 @@ class AccessTokens:
 
     def __init__(self, settings: Settings, size: int = 8192) -> None:
         self.settings = settings
-        self.size = size
-        self._verified: dict[str, AccessClaims] = {}
+        self._verified: Bounded[str, AccessClaims] = Bounded(size)
 
     def verify(self, token: str) -> AccessClaims:
         known = self._verified.get(token)
@@ -265,10 +265,7 @@ class AccessTokens:
         verified = AccessClaims(
             claim_uuid(claims, "sub"), claim_uuid(claims, "sid"), float(claims["exp"])
         )
-        if len(self._verified) >= self.size:
-            # The oldest first: dicts keep their insertion order.
-            del self._verified[next(iter(self._verified))]
-        self._verified[token] = verified
+        self._verified.put(token, verified)
         return verified
 
 
@@ -285,8 +282,7 @@ class KnownCallers:
     One per app; bounded like AccessTokens."""
 
     def __init__(self, size: int = 8192) -> None:
-        self.size = size
-        self._known: dict[uuid.UUID, tuple[Principal, int]] = {}
+        self._known: Bounded[uuid.UUID, tuple[Principal, int]] = Bounded(size)
 
     def get(self, claims: AccessClaims) -> tuple[Principal, int] | None:
         known = self._known.get(claims.session_id)
@@ -295,12 +291,10 @@ class KnownCallers:
         return known
 
     def remember(self, principal: Principal, version: int) -> None:
-        if principal.session_id not in self._known and len(self._known) >= self.size:
-            del self._known[next(iter(self._known))]
-        self._known[principal.session_id] = (principal, version)
+        self._known.put(principal.session_id, (principal, version))
 
     def forget(self, session_id: uuid.UUID) -> None:
-        self._known.pop(session_id, None)
+        self._known.forget(session_id)
 
 
 # True while the login stands at the version its caller was remembered at. Uncorrelated, so

@@ -33,6 +33,7 @@ from app.authz import (
     scope_values,
     village_scope_parameters,
 )
+from app.bounded import Bounded
 from app.db import DriverSource
 from app.driver import DriverStatement, json_bytes, param
 from app.errors import NotFound
@@ -367,25 +368,10 @@ def _active_rules_statement() -> tuple[DriverStatement, DriverStatement]:
 _ACTIVE_RULES, _RULE_SET_IN_FORCE = _active_rules_statement()
 
 
-class _RenderedRuleSets:
-    """Approved rule sets' answers as sent, by rule set: an approved set, its categories and
-    its items never change (the database refuses it, rule_set_frozen), so a set in force is
-    built once per process, not on every phone's opening. Bounded; the oldest goes first."""
-
-    def __init__(self, size: int = 256) -> None:
-        self.size = size
-        self._bodies: dict[uuid.UUID, bytes] = {}
-
-    def get(self, rule_set_id: uuid.UUID) -> bytes | None:
-        return self._bodies.get(rule_set_id)
-
-    def keep(self, rule_set_id: uuid.UUID, body: bytes) -> None:
-        if len(self._bodies) >= self.size:
-            del self._bodies[next(iter(self._bodies))]
-        self._bodies[rule_set_id] = body
-
-
-_rendered = _RenderedRuleSets()
+# Approved rule sets' answers as sent, by rule set: an approved set, its categories and its
+# items never change (the database refuses it, rule_set_frozen), so a set in force is built
+# once per process, not on every phone's opening.
+_rendered: Bounded[uuid.UUID, bytes] = Bounded(256)
 
 
 @lru_cache(maxsize=256)
@@ -423,7 +409,7 @@ async def active_rules(
     session: DriverSource, principal: Principal, village_id: uuid.UUID, on: date | None
 ) -> bytes:
     """ActiveRules as JSON: which set is in force is read every time, with the caller's scope;
-    the set's answer is built once (_RenderedRuleSets)."""
+    the set's answer is built once (_rendered)."""
     values = {
         "village_id": village_id,
         "day": on or clock.today(),
@@ -438,7 +424,7 @@ async def active_rules(
         # Its 404s first: the village or the set may have gone from the caller's view since.
         rule_set_id = _in_force(row)
         body = json_bytes(_rules_read(row))
-        _rendered.keep(rule_set_id, body)
+        _rendered.put(rule_set_id, body)
     return body
 
 
