@@ -24,6 +24,7 @@ from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute, Match, NoMatchFound
 from starlette.types import Receive, Scope, Send
 
+from app.quick_routes import QuickRoute
 from app.security import CallerChanged
 
 # A family of routes larger than this is split again by the segment after the first parameter.
@@ -60,8 +61,10 @@ def _key(path: str, deep: bool) -> Key:
 def _groups(routers: Iterable[APIRouter]) -> dict[Key, APIRouter]:
     families: dict[str, list[APIRoute]] = defaultdict(list)
     for router in routers:
+        # A QuickRoute's plan sees only the route's own dependencies (app/quick_routes.py).
+        assert not router.dependencies, router
         for route in router.routes:
-            assert isinstance(route, APIRoute), route
+            assert isinstance(route, QuickRoute), route
             first = _segments(route.path)[0]
             assert _literal(first), route.path
             families[first].append(route)
@@ -117,6 +120,7 @@ def include_indexed(
     app: FastAPI, routers: Iterable[APIRouter], *, prefix: str, **include: Any
 ) -> None:
     """Include `routers` under `prefix` (with `include`'s options), grouped, behind an index."""
+    assert "dependencies" not in include, "QuickRoute plans would not see them"
     groups = _groups(routers)
     included: dict[Key, BaseRoute] = {}
     for key, group in groups.items():

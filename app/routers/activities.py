@@ -5,6 +5,7 @@ from fastapi import APIRouter, Depends, Request, status
 
 from app.db import SessionDep
 from app.pagination import Page, PageParams, page_params
+from app.quick_routes import QuickRoute
 from app.schemas.activities import (
     ActivityCreate,
     ActivityRead,
@@ -17,7 +18,7 @@ from app.schemas.activities import (
 from app.security import CurrentPrincipal, VillageAdmin
 from app.services import activities as service
 
-router = APIRouter(tags=["activities"])
+router = APIRouter(tags=["activities"], route_class=QuickRoute)
 Paging = Annotated[PageParams, Depends(page_params)]
 
 

@@ -3,6 +3,7 @@ from fastapi import APIRouter, Request, status
 from app.contract import problem_responses
 from app.db import SessionDep
 from app.integrations.wechat import WechatClient
+from app.quick_routes import QuickRoute
 from app.schemas.auth import (
     PasswordLogin,
     RefreshRequest,
@@ -14,7 +15,7 @@ from app.schemas.auth import (
 from app.security import CurrentPrincipal
 from app.services import auth as service
 
-router = APIRouter(prefix="/auth", tags=["auth"])
+router = APIRouter(prefix="/auth", tags=["auth"], route_class=QuickRoute)
 # What WeChat's own refusals and outages become (app/integrations/wechat.py).
 WECHAT_PROBLEMS = problem_responses(403, 429, 502, 503)
 

@@ -5,12 +5,13 @@ from fastapi import APIRouter, Path, Query, Response
 
 from app.db import SessionDep
 from app.models import Role
+from app.quick_routes import QuickRoute
 from app.schemas.rankings import AwardListRead
 from app.security import CurrentPrincipal, Principal, VillageAdmin, require_roles
 from app.services import awards as service
 from app.xlsx import XLSX_MEDIA_TYPE, attachment
 
-router = APIRouter(tags=["rankings"])
+router = APIRouter(tags=["rankings"], route_class=QuickRoute)
 Year = Annotated[int, Path(ge=2000, le=2100)]
 Exporter = Annotated[Principal, require_roles(Role.VILLAGE_ADMIN, Role.TOWN_SUPERVISOR)]
 

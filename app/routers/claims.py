@@ -7,11 +7,12 @@ from app.db import SessionDep
 from app.idempotency import IdempotencyDep
 from app.models import Claim, ClaimStatus, Role
 from app.pagination import Page, PageParams, page_params
+from app.quick_routes import QuickRoute
 from app.schemas.claims import ClaimCreate, ClaimRead, ReviewCreate
 from app.security import CurrentPrincipal, Principal, require_roles
 from app.services import claims as service
 
-router = APIRouter(tags=["claims"])
+router = APIRouter(tags=["claims"], route_class=QuickRoute)
 Paging = Annotated[PageParams, Depends(page_params)]
 Reviewer = Annotated[Principal, require_roles(Role.SCORING_LEADER, Role.SCORER)]
 Overseer = Annotated[Principal, require_roles(Role.VILLAGE_ADMIN, Role.TOWN_SUPERVISOR)]

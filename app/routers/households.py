@@ -7,6 +7,7 @@ from fastapi import APIRouter, Depends, Query, Request, status
 from app.db import SessionDep
 from app.models import Participation
 from app.pagination import Page, PageParams, page_params
+from app.quick_routes import QuickRoute
 from app.schemas.household_import import ImportFile, ImportReport
 from app.schemas.households import (
     HouseholdCreate,
@@ -21,7 +22,7 @@ from app.security import CurrentPrincipal, HouseholdReader, VillageAdmin
 from app.services import household_import as import_service
 from app.services import households as service
 
-router = APIRouter(tags=["households"])
+router = APIRouter(tags=["households"], route_class=QuickRoute)
 Paging = Annotated[PageParams, Depends(page_params)]
 
 

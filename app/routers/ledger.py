@@ -7,6 +7,7 @@ from app.db import SessionDep
 from app.idempotency import IdempotencyDep
 from app.models import LedgerKind, Role
 from app.pagination import Page, PageParams, page_params
+from app.quick_routes import QuickRoute
 from app.schemas.ledger import (
     AdjustmentCreate,
     BalanceRead,
@@ -21,7 +22,7 @@ from app.services import standing as standing_service
 from app.services.passbook import household_passbook, passbook_workbook
 from app.xlsx import XLSX_MEDIA_TYPE, attachment
 
-router = APIRouter(tags=["ledger"])
+router = APIRouter(tags=["ledger"], route_class=QuickRoute)
 Paging = Annotated[PageParams, Depends(page_params)]
 Auditor = Annotated[Principal, require_roles(Role.VILLAGE_ADMIN, Role.TOWN_SUPERVISOR)]
 

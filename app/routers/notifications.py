@@ -6,11 +6,12 @@ from fastapi import APIRouter, Depends
 from app.db import SessionDep
 from app.models import NotificationStatus
 from app.pagination import Page, PageParams, page_params
+from app.quick_routes import QuickRoute
 from app.schemas.notifications import NotificationRead
 from app.security import VillageAdmin
 from app.services import notifications as service
 
-router = APIRouter(tags=["notifications"])
+router = APIRouter(tags=["notifications"], route_class=QuickRoute)
 
 
 @router.get("/villages/{village_id}/notifications", operation_id="list_village_notifications")

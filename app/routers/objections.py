@@ -7,11 +7,12 @@ from app.db import SessionDep
 from app.idempotency import IdempotencyDep
 from app.models import Objection, ObjectionStatus, Role
 from app.pagination import Page, PageParams, page_params
+from app.quick_routes import QuickRoute
 from app.schemas.objections import EscalationCreate, ObjectionCreate, ObjectionRead, RulingCreate
 from app.security import CurrentPrincipal, Principal, require_roles
 from app.services.objections import filing, reads, ruling
 
-router = APIRouter(tags=["objections"])
+router = APIRouter(tags=["objections"], route_class=QuickRoute)
 Paging = Annotated[PageParams, Depends(page_params)]
 WorkingGroup = Annotated[Principal, require_roles(Role.VILLAGE_ADMIN, Role.SCORING_LEADER)]
 TownSupervisor = Annotated[Principal, require_roles(Role.TOWN_SUPERVISOR)]

@@ -5,6 +5,7 @@ from fastapi import APIRouter, Depends, Query, status
 
 from app.db import SessionDep
 from app.pagination import Page, PageParams, page_params
+from app.quick_routes import QuickRoute
 from app.schemas.organisation import (
     TownCreate,
     TownRead,
@@ -19,7 +20,7 @@ from app.schemas.organisation import (
 from app.security import CurrentPrincipal, DistrictAdmin, OrgReader, VillageAdmin
 from app.services import organisation as service
 
-router = APIRouter(tags=["organisation"])
+router = APIRouter(tags=["organisation"], route_class=QuickRoute)
 Paging = Annotated[PageParams, Depends(page_params)]
 
 

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, Query, Response, status
 from app.db import SessionDep
 from app.models import Role
 from app.pagination import Page, PageParams, page_params
+from app.quick_routes import QuickRoute
 from app.schemas.people import (
     Credentials,
     MeRead,
@@ -18,7 +19,7 @@ from app.schemas.people import (
 from app.security import Principal, ReadingDep, VillageAdmin, require_roles
 from app.services import people as service
 
-router = APIRouter(tags=["people"])
+router = APIRouter(tags=["people"], route_class=QuickRoute)
 Paging = Annotated[PageParams, Depends(page_params)]
 PersonReader = Annotated[Principal, require_roles(Role.TOWN_SUPERVISOR, Role.VILLAGE_ADMIN)]
 GrantReader = Annotated[Principal, require_roles(Role.TOWN_SUPERVISOR, Role.VILLAGE_ADMIN)]

@@ -6,11 +6,12 @@ from fastapi import APIRouter, Depends, Query, Response, status
 from app.db import SessionDep
 from app.errors import Problem
 from app.pagination import PageParams, page_params
+from app.quick_routes import QuickRoute
 from app.schemas.periods import PeriodOpen, PeriodRead, PeriodResults
 from app.security import CurrentPrincipal, ReadingDep, VillageAdmin
 from app.services import periods as service
 
-router = APIRouter(tags=["periods"])
+router = APIRouter(tags=["periods"], route_class=QuickRoute)
 
 
 @router.get("/villages/{village_id}/periods", operation_id="list_periods")

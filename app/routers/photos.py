@@ -9,12 +9,13 @@ from starlette.formparsers import MultiPartException
 from app.config import Settings
 from app.db import SessionDep
 from app.errors import Unprocessable
+from app.quick_routes import QuickRoute
 from app.schemas.photos import PhotoRead
 from app.security import CurrentPrincipal
 from app.services import photos as service
 from app.storage import photo_store
 
-router = APIRouter(tags=["photos"])
+router = APIRouter(tags=["photos"], route_class=QuickRoute)
 
 # Room for the multipart boundaries and headers around the one file.
 MULTIPART_OVERHEAD = 16 * 1024

@@ -8,6 +8,7 @@ from app.db import SessionDep
 from app.errors import Problem
 from app.models import RankSpan, Role
 from app.pagination import PageParams, page_params
+from app.quick_routes import QuickRoute
 from app.schemas.rankings import HonourRoll, RankingPage, RankScope, TownRanking
 from app.security import CurrentPrincipal, Principal, ReadingDep, require_roles
 from app.services import ranking_forms as forms
@@ -15,7 +16,7 @@ from app.services import rankings as service
 from app.services.points_year import quarter_number
 from app.xlsx import XLSX_MEDIA_TYPE, attachment
 
-router = APIRouter(tags=["rankings"])
+router = APIRouter(tags=["rankings"], route_class=QuickRoute)
 Year = Annotated[int | None, Query(ge=2000, le=2100, description="Default: this year")]
 Span = Annotated[RankSpan, Query(description="month, quarter, or year (the default)")]
 Number = Annotated[

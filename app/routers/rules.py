@@ -7,6 +7,7 @@ from fastapi import APIRouter, Query, Response, status
 from app.db import SessionDep
 from app.driver import json_response
 from app.models import Role
+from app.quick_routes import QuickRoute
 from app.schemas.rules import (
     ActiveRules,
     CategoryCreate,
@@ -29,7 +30,7 @@ from app.services import rule_drafts as drafts
 from app.services import rules as service
 from app.services.rules_export import rule_set_workbook
 
-router = APIRouter(tags=["rules"])
+router = APIRouter(tags=["rules"], route_class=QuickRoute)
 TownSupervisor = Annotated[Principal, require_roles(Role.TOWN_SUPERVISOR)]
 RulesAdmin = Annotated[Principal, require_roles(Role.VILLAGE_ADMIN, Role.TOWN_SUPERVISOR)]
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"

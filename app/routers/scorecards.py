@@ -6,6 +6,7 @@ from fastapi import APIRouter, status
 from app.db import SessionDep
 from app.idempotency import IdempotencyDep
 from app.models import Role
+from app.quick_routes import QuickRoute
 from app.schemas.scorecards import (
     ScorecardBatch,
     ScorecardBatchRead,
@@ -16,7 +17,7 @@ from app.schemas.scorecards import (
 from app.security import Principal, require_roles
 from app.services import scorecards as service
 
-router = APIRouter(tags=["scorecards"])
+router = APIRouter(tags=["scorecards"], route_class=QuickRoute)
 # District admins pass every gate; town supervisors oversee scoring but do not score.
 ScoringStaff = Annotated[
     Principal, require_roles(Role.VILLAGE_ADMIN, Role.SCORING_LEADER, Role.SCORER)

@@ -10,6 +10,7 @@ from app.driver import json_response
 from app.idempotency import IdempotencyDep
 from app.models import OrderStatus, Role
 from app.pagination import Page, PageParams, page_params
+from app.quick_routes import QuickRoute
 from app.schemas.shop import (
     CardRead,
     CodeRead,
@@ -43,7 +44,7 @@ from app.services import shop_orders as orders
 from app.services import shop_reports as reports
 from app.xlsx import XLSX_MEDIA_TYPE, attachment
 
-router = APIRouter(tags=["shop"])
+router = APIRouter(tags=["shop"], route_class=QuickRoute)
 Paging = Annotated[PageParams, Depends(page_params)]
 Counter = Annotated[Principal, require_roles(Role.VILLAGE_ADMIN, Role.SHOP_ATTENDANT)]
 SheetReader = Annotated[

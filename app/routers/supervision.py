@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, Query, Response, status
 from app.db import SessionDep
 from app.models import Role
 from app.pagination import Page, PageParams, page_params
+from app.quick_routes import QuickRoute
 from app.schemas.supervision import (
     AuditEntryRead,
     FilingAnswer,
@@ -26,7 +27,7 @@ from app.services.supervision import audit_trail, dashboard, filings, groups, in
 from app.services.supervision.scope import overseen_period
 from app.xlsx import XLSX_MEDIA_TYPE, attachment
 
-router = APIRouter(tags=["supervision"])
+router = APIRouter(tags=["supervision"], route_class=QuickRoute)
 Paging = Annotated[PageParams, Depends(page_params)]
 TownSupervisor = OrgReader
 Overseer = Annotated[Principal, require_roles(Role.VILLAGE_ADMIN, Role.TOWN_SUPERVISOR)]
