@@ -10,6 +10,7 @@ from sqlalchemy import text
 
 from app import clock, metrics
 from app.body_limit import BodyLimit, Limit, route_limits
+from app.conditional import ConditionalGet, declare_not_modified
 from app.config import Settings, get_settings
 from app.contract import declare_problem_responses
 from app.db import PooledReads, SessionReads, create_engine, create_sessionmaker, open_read_pool
@@ -126,6 +127,8 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         ),
     )
 
+    app.add_middleware(ConditionalGet, prefix=API_PREFIX)
+
     # Outermost, so that its count and log line include the body limit's refusals.
     app.add_middleware(metrics.RequestTelemetry)
 
@@ -171,6 +174,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             spec = declare_problem_responses(app, FastAPI.openapi(app))
+            spec = declare_not_modified(spec, API_PREFIX)
             app.openapi_schema = problem_media_type(spec)
         return app.openapi_schema
 
