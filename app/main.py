@@ -106,6 +106,9 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         version="1.0.0",
         summary="乡村治理积分制 backend for the WeChat mini-program and staff web.",
         lifespan=lifespan,
+        # Metrics are Prometheus's (/metrics) and logs our JSON lines; FastAPI's own
+        # OpenTelemetry would look its providers up in the environment on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.access_tokens = AccessTokens(settings)

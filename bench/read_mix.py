@@ -18,6 +18,8 @@ are real paths with their own token:
 
 Then each read alone once, and the five at half the measured load for its p99: the same 32
 connections, each idle between requests for an exponentially distributed time (wrk's delay()).
+With `--profile DIR`, last, py-spy records the server under the five and the seven (apart from
+the measured runs) and bench/spy_layers.py prints where its time went.
 
     DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres .venv/bin/python bench/read_mix.py
     ... bench/read_mix.py --villages 4 --households 1000 --months 12 --rounds 3 --seconds 10
@@ -44,6 +46,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import spy_layers
 from approval import YEAR, build_village, logged_in_head  # bench/ is on sys.path when a script runs
 from redemption import wait_ready
 from sqlalchemy import insert, text
@@ -433,6 +436,20 @@ async def measure(small: str, large: str, people: dict[str, list[Villager]], arg
             f" connections, large database): {run.rate:.0f} req/s, p50 {run.p50:.1f} ms,"
             f" p99 {run.p99:.1f} ms, errors {run.errors}"
         )
+        if args.profile:
+            for mix in ("five", "seven"):
+                # Apart from the measured runs: the sampler slows the process it samples.
+                profile = Path(args.profile) / f"{mix}-large.txt"
+                profile.parent.mkdir(parents=True, exist_ok=True)
+                spy = subprocess.Popen(
+                    [str(Path(sys.executable).parent / "py-spy"), "record", "-r", "200",
+                     "-f", "raw", "-o", str(profile), "-p", str(on_large.pid),
+                     "-d", str(args.seconds)],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                )  # fmt: skip
+                wrk(on_large, args.connections, args.seconds, files[("large", mix)])
+                spy.wait()
+                print("\n" + spy_layers.summary(profile))
 
 
 async def main_async(args: argparse.Namespace) -> None:
@@ -463,6 +480,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--port", type=int, default=8160)
+    parser.add_argument(
+        "--profile", help="a folder: py-spy records the five and the seven there, summarised"
+    )
     args = parser.parse_args()
     # A stopped run still drops its databases and stops its servers (the finally blocks).
     signal.signal(signal.SIGTERM, lambda signum, frame: signal.raise_signal(signal.SIGINT))
