@@ -47,6 +47,7 @@ from pathlib import Path
 
 import httpx
 import spy_layers
+import wrkcpu
 from approval import YEAR, build_village, logged_in_head  # bench/ is on sys.path when a script runs
 from redemption import wait_ready
 from sqlalchemy import insert, text
@@ -440,13 +441,7 @@ async def measure(small: str, large: str, people: dict[str, list[Villager]], arg
             for mix in ("five", "seven"):
                 # Apart from the measured runs: the sampler slows the process it samples.
                 profile = Path(args.profile) / f"{mix}-large.txt"
-                profile.parent.mkdir(parents=True, exist_ok=True)
-                spy = subprocess.Popen(
-                    [str(Path(sys.executable).parent / "py-spy"), "record", "-r", "200",
-                     "-f", "raw", "-o", str(profile), "-p", str(on_large.pid),
-                     "-d", str(args.seconds)],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                )  # fmt: skip
+                spy = wrkcpu.py_spy(on_large.pid, args.seconds, profile)
                 wrk(on_large, args.connections, args.seconds, files[("large", mix)])
                 spy.wait()
                 print("\n" + spy_layers.summary(profile))

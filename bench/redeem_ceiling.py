@@ -153,7 +153,6 @@ async def measure(url: str, pg_pid: int, args: argparse.Namespace) -> bool:
             profile = None
             if args.profile and app != ceiling.pid:
                 profile = Path(args.profile) / f"{name.replace(' ', '-')}.txt"
-                profile.parent.mkdir(parents=True, exist_ok=True)  # py-spy writes nothing without
             result = wrkcpu.wrk(url_, seconds, path, app=app, db=pg_pid, profile=profile)
             rows.setdefault(name, []).append(result)
             print(

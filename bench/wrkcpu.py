@@ -125,6 +125,16 @@ def _ms(figure: str) -> float:
     return float(found.group(1)) * _UNITS[found.group(2)] if found else float("nan")
 
 
+def py_spy(pid: int, seconds: float, profile: Path) -> subprocess.Popen[bytes]:
+    """py-spy recording `pid` for `seconds` at 200 Hz into `profile` (raw, for spy_layers.py)."""
+    profile.parent.mkdir(parents=True, exist_ok=True)  # py-spy writes nothing without it
+    return subprocess.Popen(
+        [str(Path(sys.executable).parent / "py-spy"), "record", "-r", "200", "-f", "raw",
+         "-o", str(profile), "-p", str(pid), "-d", str(round(seconds))],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
 def wrk(
     url: str,
     seconds: float,
@@ -145,13 +155,7 @@ def wrk(
         command.append(url)
     settle(app)
     app0, db0 = ticks(children(app)), ticks(children(db))
-    profiler = None
-    if profile is not None:
-        profiler = subprocess.Popen(
-            [str(Path(sys.executable).parent / "py-spy"), "record", "-r", "200", "-f", "raw",
-             "-o", str(profile), "-p", str(app), "-d", str(round(seconds))],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+    profiler = None if profile is None else py_spy(app, seconds, profile)
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     if profiler is not None:
         profiler.wait()
